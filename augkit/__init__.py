@@ -1,0 +1,30 @@
+"""augkit: data augmentation and dataset preparation for image classification.
+
+The Python API, imported lazily so that ``import augkit`` stays cheap:
+
+- :func:`load_recipe` -> :class:`~augkit.recipes.Recipe`; ``recipe(image, seed=...)``
+- :func:`decode_image` -> RGB uint8 array, the same decoding every command uses
+- :func:`discover` -> the samples of a folder or manifest
+
+Writing augmented copies to disk: ``from augkit.augment import augment, AugmentOptions``.
+"""
+
+from augkit._version import __version__
+
+_LAZY = {
+    "load_recipe": "augkit.recipes",
+    "Recipe": "augkit.recipes",
+    "decode_image": "augkit.decoding",
+    "discover": "augkit.discovery",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'augkit' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
