@@ -1,0 +1,544 @@
+"""Specification of augkit.decoding: every file becomes RGB uint8 (H, W, 3) or a DecodeError.
+
+All fixtures are generated here, so each test shows exactly what goes in.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import struct
+import time
+import tracemalloc
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from augkit import decoding
+from augkit.decoding import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    DecodeError,
+    ImageInfo,
+    decode_bytes,
+    decode_image,
+    decode_image_with_info,
+    encode_image,
+    write_image_atomic,
+)
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+
+
+@pytest.fixture(autouse=True)
+def no_limit_from_the_environment(monkeypatch):
+    monkeypatch.delenv("AUGKIT_MAX_IMAGE_PIXELS", raising=False)
+
+
+# --- fixture builders ---------------------------------------------------------
+
+
+def gradient(h: int = 48, w: int = 64) -> np.ndarray:
+    """Smooth, asymmetric RGB content: lossy codecs stay close, and any flip,
+    rotation or channel swap changes it."""
+    y, x = np.mgrid[0:h, 0:w]
+    channels = [x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (w + h - 2)]
+    return np.stack(channels, -1).astype(np.uint8)
+
+
+def encoded(image: Image.Image | np.ndarray, fmt: str, **kw) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def write(tmp_path, name: str, data: bytes):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int32) - b.astype(np.int32)).mean())
+
+
+def png_with_size(width: int, height: int) -> bytes:
+    """A real 1x1 PNG whose IHDR is patched to claim another size (valid CRC)."""
+    data = bytearray(encoded(np.zeros((1, 1, 3), np.uint8), "PNG"))
+    ihdr = data[12:29]  # type + 13-byte body
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def decode_error(path_or_data, **kw) -> DecodeError:
+    with pytest.raises(DecodeError) as info:
+        if isinstance(path_or_data, bytes):
+            decode_bytes(path_or_data, **kw)
+        else:
+            decode_image(path_or_data, **kw)
+    return info.value
+
+
+# --- the output contract ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "suffix, fmt, tolerance",
+    [("png", "PNG", 0), ("bmp", "BMP", 0), ("tif", "TIFF", 0), ("jpg", "JPEG", 3), ("webp", "WEBP", 3)],
+)
+def test_round_trip_keeps_pixels(tmp_path, suffix, fmt, tolerance):
+    source = gradient()
+    path = write(tmp_path, f"image.{suffix}", encoded(source, fmt, quality=95))
+
+    image, info = decode_image_with_info(path)
+
+    assert image.dtype == np.uint8 and image.shape == source.shape
+    assert image.flags.c_contiguous
+    assert mean_abs_diff(image, source) <= tolerance
+    if tolerance == 0:
+        assert np.array_equal(image, source)
+    assert info == ImageInfo(fmt, 64, 48, "RGB", 1, 1, ())
+
+
+def test_suffix_does_not_matter_only_content(tmp_path):
+    source = gradient()
+    path = write(tmp_path, "really_a_png.jpg", encoded(source, "PNG"))
+    image, info = decode_image_with_info(path)
+    assert info.format == "PNG" and np.array_equal(image, source)
+
+
+def test_decode_bytes_is_the_same_decoder(tmp_path):
+    data = encoded(gradient(), "PNG")
+    from_file = decode_image(write(tmp_path, "a.png", data))
+    from_bytes, _ = decode_bytes(data, name="in-memory.png")
+    assert np.array_equal(from_file, from_bytes)
+
+
+def test_non_ascii_path_with_spaces(tmp_path):
+    source = gradient()
+    path = write(tmp_path, "fotos/caf\u00e9 \u732b.png", encoded(source, "PNG"))
+    assert np.array_equal(decode_image(path), source)
+    assert np.array_equal(decode_image(str(path)), source)
+
+
+def test_image_suffixes():
+    assert IMAGE_SUFFIXES == set(".jpg .jpeg .jpe .jfif .png .bmp .tif .tiff .webp .gif".split())
+
+
+# --- EXIF orientation ---------------------------------------------------------
+
+
+def exif_with_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
+
+
+def test_exif_orientation_6_jpeg_is_rotated_clockwise(tmp_path):
+    source = gradient(40, 60)  # stored landscape, meant to be shown portrait
+    path = write(tmp_path, "phone.jpg", encoded(source, "JPEG", quality=95, exif=exif_with_orientation(6)))
+
+    image, info = decode_image_with_info(path)
+
+    assert image.shape == (60, 40, 3)
+    assert mean_abs_diff(image, np.rot90(source, k=-1)) < 3
+    assert (info.width, info.height, info.orientation) == (40, 60, 6)
+    assert "EXIF orientation 6 applied" in info.notes
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
+    # PNG keeps this exact; the eXIf chunk also covers the non-JPEG path.
+    data = encoded(gradient(40, 60), "PNG", exif=exif_with_orientation(orientation))
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+
+    image, info = decode_bytes(data)
+
+    assert info.orientation == orientation
+    assert np.array_equal(image, expected)
+
+
+def test_orientation_out_of_range_is_ignored():
+    image, info = decode_bytes(encoded(gradient(), "JPEG", exif=exif_with_orientation(9)))
+    assert image.shape == (48, 64, 3) and info.orientation == 1
+
+
+# --- channels, alpha and bit depth -----------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "TIFF"])
+def test_grayscale_becomes_three_equal_channels(fmt):
+    gray = gradient()[:, :, 0]
+    image, info = decode_bytes(encoded(Image.fromarray(gray, "L"), fmt))
+    assert image.shape == (48, 64, 3)
+    assert np.array_equal(image[:, :, 0], image[:, :, 1]) and np.array_equal(image[:, :, 1], image[:, :, 2])
+    assert mean_abs_diff(image[:, :, 0], gray) <= 2
+    assert info.mode == "L"
+
+
+def test_rgba_png_is_composited_on_white():
+    rgba = np.zeros((2, 3, 4), np.uint8)
+    rgba[0, 0] = (*RED, 255)  # opaque: keeps its colour
+    rgba[0, 1] = (*BLUE, 0)  # fully transparent: white, whatever its colour
+    rgba[0, 2] = (0, 0, 0, 128)  # half transparent black: mid grey
+    rgba[1] = (*GREEN, 255)
+
+    image, info = decode_bytes(encoded(Image.fromarray(rgba, "RGBA"), "PNG"))
+
+    assert tuple(image[0, 0]) == RED
+    assert tuple(image[0, 1]) == WHITE
+    assert tuple(image[0, 2]) == (127, 127, 127)
+    assert tuple(image[1, 0]) == GREEN
+    assert "alpha composited on white" in info.notes
+
+
+def test_opaque_rgba_is_not_reported_as_composited():
+    rgba = np.dstack([gradient(), np.full((48, 64), 255, np.uint8)])
+    image, info = decode_bytes(encoded(Image.fromarray(rgba, "RGBA"), "PNG"))
+    assert np.array_equal(image, gradient()) and info.notes == ()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_gray_alpha_and_webp_alpha_are_composited_on_white(fmt):
+    la = np.array([[[80, 255], [80, 0]]], np.uint8)  # opaque grey, transparent grey
+    image = Image.fromarray(la, "LA") if fmt == "PNG" else Image.fromarray(la, "LA").convert("RGBA")
+    decoded, _ = decode_bytes(encoded(image, fmt, lossless=True))
+    assert tuple(decoded[0, 0]) == (80, 80, 80)
+    assert tuple(decoded[0, 1]) == WHITE
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF"])
+def test_palette_with_transparent_index_is_composited_on_white(fmt):
+    palette_image = Image.new("P", (2, 1))
+    palette_image.putpalette([*BLUE, *RED] + [0] * 762)
+    palette_image.putpixel((0, 0), 0)  # index 0: transparent blue
+    palette_image.putpixel((1, 0), 1)  # index 1: opaque red
+
+    image, info = decode_bytes(encoded(palette_image, fmt, transparency=0))
+
+    assert info.mode == "P"
+    assert tuple(image[0, 0]) == WHITE
+    assert tuple(image[0, 1]) == RED
+
+
+def test_rgb_png_with_colour_key_transparency():
+    rgb = np.array([[BLUE, RED]], np.uint8)
+    image, _ = decode_bytes(encoded(rgb, "PNG", transparency=BLUE))
+    assert tuple(image[0, 0]) == WHITE and tuple(image[0, 1]) == RED
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped():
+    sixteen_bit_png = encoded(Image.fromarray(np.array([[0, 65535, 32896, 257, 384]], np.uint16)), "PNG")
+
+    image, info = decode_bytes(sixteen_bit_png)
+
+    assert image[0, :, 0].tolist() == [0, 255, 128, 1, 1]  # 384/257 = 1.49 rounds to 1
+    assert info.mode.startswith("I")
+    assert "16-bit scaled to 8-bit" in info.notes
+
+
+def test_sixteen_bit_rgb_png_keeps_channel_order():
+    rgb16 = np.array([[[65535, 0, 32896], [0, 257, 65535]]], np.uint16)
+    ok, buf = cv2.imencode(".png", rgb16[:, :, ::-1])  # OpenCV writes BGR
+    assert ok
+
+    image, _ = decode_bytes(buf.tobytes())
+
+    assert image.tolist() == [[[255, 0, 128], [0, 1, 255]]]
+
+
+def test_sixteen_bit_tiff_is_scaled():
+    image, _ = decode_bytes(encoded(Image.fromarray(np.array([[65535, 32896]], np.uint16)), "TIFF"))
+    assert image[0, :, 0].tolist() == [255, 128]
+
+
+def test_float_tiff_in_unit_range_is_scaled():
+    image, info = decode_bytes(encoded(Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32), "F"), "TIFF"))
+    assert image[0, :, 0].tolist() == [0, 128, 255]
+    assert "floating-point scaled to 8-bit" in info.notes
+
+
+def test_32_bit_bmp_padding_byte_is_not_taken_as_alpha():
+    # BI_RGB 32 bpp: the 4th byte is padding, here 0; as alpha it would give white.
+    h, w = 4, 5
+    source = gradient(h, w)
+    rows = np.dstack([source[:, :, ::-1], np.zeros((h, w), np.uint8)])[::-1].tobytes()  # bottom-up BGRX
+    header = struct.pack("<2sIHHI", b"BM", 54 + len(rows), 0, 0, 54)
+    header += struct.pack("<IiiHHIIiiII", 40, w, h, 1, 32, 0, len(rows), 2835, 2835, 0, 0)
+
+    image, _ = decode_bytes(header + rows)
+
+    assert np.array_equal(image, source)
+
+
+def test_cmyk_jpeg_has_correct_colours():
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[:] = RED
+    cmyk_jpeg = encoded(Image.fromarray(red).convert("CMYK"), "JPEG", quality=95)
+    # Pillow writes what Photoshop does: an Adobe APP14 marker and inverted
+    # CMYK samples, the variant naive decoders show as a negative.
+    assert cmyk_jpeg[2:4] == b"\xff\xee" and cmyk_jpeg[6:11] == b"Adobe"
+
+    image, info = decode_bytes(cmyk_jpeg)
+
+    assert info.mode == "CMYK" and "CMYK converted to RGB" in info.notes
+    assert mean_abs_diff(image, red) < 4
+
+
+# --- multi-frame files --------------------------------------------------------------
+
+
+def three_solid_frames() -> list[Image.Image]:
+    return [Image.new("RGB", (30, 20), colour) for colour in (RED, GREEN, BLUE)]
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])  # animated GIF, APNG, animated WebP
+def test_animation_gives_first_frame_with_a_note(fmt):
+    first, *rest = three_solid_frames()
+    animated = encoded(first, fmt, save_all=True, append_images=rest, lossless=True, duration=100)
+
+    image, info = decode_bytes(animated)
+
+    assert image.shape == (20, 30, 3)
+    assert mean_abs_diff(image, np.asarray(first)) < 2
+    assert info.frames == 3
+    assert "first frame of 3" in info.notes
+
+
+def test_multi_page_tiff_gives_first_page():
+    first, *rest = three_solid_frames()
+    image, info = decode_bytes(encoded(first, "TIFF", save_all=True, append_images=rest))
+    assert np.array_equal(image, np.asarray(first))
+    assert info.frames == 3 and "first frame of 3" in info.notes
+
+
+def test_mpo_gives_the_main_image_without_a_frame_note():
+    # Cameras store previews as extra MPO frames; they are not an animation.
+    main, preview = Image.new("RGB", (8, 6), RED), Image.new("RGB", (8, 6), BLUE)
+    image, info = decode_bytes(encoded(main, "MPO", save_all=True, append_images=[preview]))
+    assert info.format == "MPO" and info.frames == 2 and info.notes == ()
+    assert mean_abs_diff(image, np.asarray(main)) < 3
+
+
+# --- size limit ------------------------------------------------------------------------
+
+
+def test_decompression_bomb_is_rejected_from_the_header_alone(tmp_path):
+    bomb = write(tmp_path, "bomb.png", png_with_size(30000, 30000))
+    assert bomb.stat().st_size < 100
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    error = decode_error(bomb)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert error.reason == "too_large"
+    assert elapsed < 0.5
+    assert peak < 5_000_000  # a decoded 30000x30000 RGB image would be 2.7 GB
+    assert str(error) == (
+        f"{bomb}: image is 30000x30000 (900.0 Mpx), over the 89.5 Mpx limit; "
+        "raise it with --max-pixels or AUGKIT_MAX_IMAGE_PIXELS"
+    )
+
+
+def test_default_limit_is_pillows():
+    assert DEFAULT_MAX_PIXELS == 89_478_485
+
+
+def test_max_pixels_argument():
+    data = encoded(np.zeros((100, 100, 3), np.uint8), "PNG")
+    assert decode_error(data, max_pixels=9_999).reason == "too_large"
+    assert decode_bytes(data, max_pixels=10_000)[0].shape == (100, 100, 3)
+    # 0 means no limit at all.
+    assert decode_bytes(png_with_size(1, 1), max_pixels=0)[0].shape == (1, 1, 3)
+
+
+def test_max_pixels_environment_variable(monkeypatch):
+    data = encoded(np.zeros((100, 100, 3), np.uint8), "PNG")
+    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", "5000")
+    assert decode_error(data).reason == "too_large"
+    # An explicit argument wins over the environment.
+    assert decode_bytes(data, max_pixels=10_000)[0].shape == (100, 100, 3)
+    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="AUGKIT_MAX_IMAGE_PIXELS"):
+        decode_bytes(data)
+
+
+# --- broken files ------------------------------------------------------------------------
+
+
+def test_truncated_jpeg_is_an_error_never_a_grey_image(tmp_path):
+    data = encoded(gradient(480, 640), "JPEG", quality=90)
+    truncated_jpeg = write(tmp_path, "half.jpg", data[: len(data) // 2])
+    assert decode_error(truncated_jpeg).reason == "truncated"
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_cut_short_files_are_truncated(fmt, fraction):
+    image = Image.fromarray(gradient(120, 160))
+    data = encoded(image.quantize() if fmt == "GIF" else image, fmt)
+    assert decode_error(data[: int(len(data) * fraction)]).reason == "truncated"
+
+
+def test_progressive_jpeg_missing_only_its_end_marker_is_truncated():
+    data = encoded(gradient(), "JPEG", progressive=True)
+    assert data.endswith(b"\xff\xd9")
+    assert decode_error(data[:-2]).reason == "truncated"
+
+
+def test_data_after_the_end_of_a_jpeg_is_ignored():
+    # Motion photos append a video after the JPEG; it may contain FF DA (SOS).
+    video = b"\x00\x00\x00\x18ftypmp42" + b"\xff\xda\x00\x08" + bytes(range(255))  # SOS, then no EOI
+    motion_photo = encoded(gradient(), "JPEG") + video
+    image, _ = decode_bytes(motion_photo)
+    assert mean_abs_diff(image, gradient()) < 3
+
+
+def test_jpeg_with_exif_thumbnail_is_complete():
+    thumbnail = encoded(gradient(8, 8), "JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    data = encoded(gradient(), "JPEG", exif=exif.tobytes() + thumbnail)  # thumbnail EOI inside APP1
+    assert decode_bytes(data)[0].shape == (48, 64, 3)
+
+
+def test_damaged_png_data_is_corrupt():
+    data = bytearray(encoded(gradient(), "PNG"))
+    idat = data.index(b"IDAT")
+    data[idat + 20 : idat + 60] = bytes(40)
+    assert decode_error(bytes(data)).reason == "corrupt"
+
+
+def test_lab_tiff_is_unsupported_rather_than_wrongly_coloured():
+    assert decode_error(encoded(Image.new("LAB", (4, 3)), "TIFF")).reason == "unsupported"
+
+
+def test_zero_byte_file_is_empty(tmp_path):
+    assert decode_error(write(tmp_path, "empty.jpg", b"")).reason == "empty"
+
+
+def test_html_saved_as_jpg_is_not_an_image(tmp_path):
+    html_as_jpg = write(tmp_path, "x.jpg", b"<!DOCTYPE html><html><body>403 Forbidden</body></html>\n")
+    error = decode_error(html_as_jpg)
+    assert error.reason == "not_an_image"
+    assert "not a recognised image format" in str(error)
+
+
+def test_random_bytes_are_not_an_image(tmp_path):
+    error = decode_error(write(tmp_path, "noise.png", bytes(range(256)) * 4))
+    assert error.reason == "not_an_image" and "is it really a .png?" in str(error)
+
+
+def test_missing_file_and_directory_are_missing(tmp_path):
+    assert decode_error(tmp_path / "nope.jpg").reason == "missing"
+    assert decode_error(tmp_path).reason == "missing"
+
+
+def broken_files(tmp_path) -> dict[str, object]:
+    jpeg = encoded(gradient(), "JPEG")
+    return {
+        "missing": tmp_path / "gone.jpg",
+        "empty": write(tmp_path, "empty.png", b""),
+        "not_an_image": write(tmp_path, "page.jpg", b"<html>\n<body>\nnot found\n</body>\n</html>\n"),
+        "too_large": write(tmp_path, "bomb.png", png_with_size(20000, 20000)),
+        "truncated": write(tmp_path, "cut.jpg", jpeg[: len(jpeg) // 2]),
+        "corrupt": write(tmp_path, "bad header.png", png_with_size(0, 5)),
+    }
+
+
+def test_every_error_is_one_line_naming_the_file_and_has_a_known_reason(tmp_path):
+    for reason, path in broken_files(tmp_path).items():
+        error = decode_error(path)
+        assert error.reason == reason, (reason, str(error))
+        assert error.path == str(path)
+        message = str(error)
+        assert "\n" not in message and "\r" not in message
+        assert message.startswith(f"{path}: ")
+
+
+def test_decode_error_survives_pickling_for_worker_processes(tmp_path):
+    error = decode_error(write(tmp_path, "empty.jpg", b""))
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.reason, copy.path, str(copy)) == (error.reason, error.path, str(error))
+
+
+# --- encoding and writing -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "jpeg", "png", "webp"])
+def test_encode_is_deterministic_and_decodable(fmt):
+    source = gradient()
+    first, second = encode_image(source, fmt), encode_image(source.copy(), fmt)
+    assert first == second
+    image, _ = decode_bytes(first)
+    assert mean_abs_diff(image, source) <= (0 if fmt == "png" else 3)
+
+
+def test_encode_quality_matters_for_jpeg_but_not_png():
+    noisy = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert len(encode_image(noisy, "jpg", quality=50)) < len(encode_image(noisy, "jpg", quality=95))
+    assert encode_image(noisy, "png", quality=50) == encode_image(noisy, "png", quality=95)
+
+
+def test_encode_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="gif"):
+        encode_image(gradient(), "gif")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        encode_image(gradient().astype(np.float32), "png")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        encode_image(gradient()[:, :, 0], "png")
+    with pytest.raises(ValueError, match="quality"):
+        encode_image(gradient(), "jpg", quality=0)
+
+
+def test_write_image_atomic_creates_parents_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out" / "class a" / "caf\u00e9.png"
+    write_image_atomic(target, gradient())
+    assert os.listdir(target.parent) == ["caf\u00e9.png"]
+    assert np.array_equal(decode_image(target), gradient())
+    # Overwriting replaces the content in one step.
+    write_image_atomic(target, 255 - gradient())
+    assert os.listdir(target.parent) == ["caf\u00e9.png"]
+    assert np.array_equal(decode_image(target), 255 - gradient())
+
+
+def test_write_image_atomic_format_from_suffix_or_argument(tmp_path):
+    write_image_atomic(tmp_path / "a.JPG", gradient())
+    write_image_atomic(tmp_path / "b.bin", gradient(), fmt="webp")
+    assert decode_image_with_info(tmp_path / "a.JPG")[1].format == "JPEG"
+    assert decode_image_with_info(tmp_path / "b.bin")[1].format == "WEBP"
+
+
+def test_write_image_atomic_unsupported_format_writes_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        write_image_atomic(tmp_path / "new" / "a.gif", gradient())
+    with pytest.raises(ValueError):
+        write_image_atomic(tmp_path / "a.png", gradient(), fmt="tiff")
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_image_atomic_failure_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
+    target = tmp_path / "a.png"
+    write_image_atomic(target, gradient())
+
+    def refuse(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(decoding.os, "replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        write_image_atomic(target, 255 - gradient())
+
+    assert os.listdir(tmp_path) == ["a.png"]
+    assert np.array_equal(decode_image(target), gradient())
