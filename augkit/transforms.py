@@ -1,0 +1,176 @@
+"""The transform registry: every name a recipe can use, and what its arguments are.
+
+A recipe names albumentations 2.0.8 image transforms by class name, the compositions
+``OneOf``/``SomeOf``/``Sequential``/``RandomOrder``, and augkit's own transforms
+(``PCAColor``). This module knows those names, their arguments and defaults, the
+arguments that albumentations 1.x called something else, and the OpenCV constants a
+person would rather write as words (``border_mode: reflect_101``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any
+
+COMPOSITIONS = ("OneOf", "SomeOf", "Sequential", "RandomOrder")
+
+# Image transforms that need a target a classification sample does not have
+# (bounding boxes, masks, volumes, a font file): they would fail on the first image.
+NOT_FOR_CLASSIFICATION = {
+    "AtLeastOneBBoxRandomCrop": "needs bounding boxes",
+    "BBoxSafeRandomCrop": "needs bounding boxes",
+    "RandomSizedBBoxSafeCrop": "needs bounding boxes",
+    "RandomCropNearBBox": "needs bounding boxes",
+    "CropNonEmptyMaskIfExists": "needs a mask",
+    "MaskDropout": "needs a mask",
+    "ConstrainedCoarseDropout": "needs a mask or bounding boxes",
+    "CubicSymmetry": "needs a 3D volume",
+    "Mosaic": "needs extra images passed as metadata",
+    "FDA": "needs reference images passed as metadata",
+    "HistogramMatching": "needs reference images passed as metadata",
+    "PixelDistributionAdaptation": "needs reference images passed as metadata",
+    "OverlayElements": "needs overlay images passed as metadata",
+    "TextImage": "needs a font file and text metadata",
+}
+
+# Words for OpenCV constants, so that recipes need not know cv2's integers.
+_BORDER = {"constant": 0, "replicate": 1, "reflect": 2, "wrap": 3, "reflect_101": 4, "reflect101": 4}
+_INTERPOLATION = {"nearest": 0, "linear": 1, "cubic": 2, "area": 3, "lanczos": 4, "lanczos4": 4}
+ENUM_ARGS: dict[str, dict[str, int]] = {
+    "border_mode": _BORDER,
+    "interpolation": _INTERPOLATION,
+    "mask_interpolation": _INTERPOLATION,
+}
+
+# Arguments renamed between albumentations 1.x and 2.0: old name -> what to write now.
+RENAMED_ANY = {
+    "always_apply": "p: 1",
+    "value": "fill",
+    "cval": "fill",
+    "mask_value": "fill_mask",
+    "cval_mask": "fill_mask",
+    "mode": "border_mode",
+}
+RENAMED = {
+    "CoarseDropout": {
+        "max_holes": "num_holes_range: [min, max]",
+        "min_holes": "num_holes_range: [min, max]",
+        "max_height": "hole_height_range: [min, max]",
+        "min_height": "hole_height_range: [min, max]",
+        "max_width": "hole_width_range: [min, max]",
+        "min_width": "hole_width_range: [min, max]",
+        "fill_value": "fill",
+        "mask_fill_value": "fill_mask",
+    },
+    "RandomResizedCrop": {"height": "size: [height, width]", "width": "size: [height, width]"},
+    "RandomSizedCrop": {"height": "size: [height, width]", "width": "size: [height, width]"},
+    "GaussNoise": {"var_limit": "std_range: [min, max] (a fraction of 255)", "mean": "mean_range"},
+    "ImageCompression": {
+        "quality_lower": "quality_range: [min, max]",
+        "quality_upper": "quality_range: [min, max]",
+    },
+    "Downscale": {"scale_min": "scale_range: [min, max]", "scale_max": "scale_range: [min, max]"},
+    "RandomFog": {"fog_coef_lower": "fog_coef_range", "fog_coef_upper": "fog_coef_range"},
+    "RandomShadow": {"num_shadows_lower": "num_shadows_limit", "num_shadows_upper": "num_shadows_limit"},
+    "RandomSunFlare": {
+        "angle_lower": "angle_range",
+        "angle_upper": "angle_range",
+        "num_flare_circles_lower": "num_flare_circles_range",
+        "num_flare_circles_upper": "num_flare_circles_range",
+    },
+    "RandomGravel": {"gravel_roi": "unchanged name; check the value", "number_of_patches": "unchanged"},
+}
+
+# Warnings albumentations gives for a well-formed transform, about its own design rather
+# than the user's arguments. Any other warning while building is an error: a recipe must
+# never run with something other than what its author wrote.
+INFORMATIONAL_WARNINGS = re.compile(
+    r"is a special case of|is a specialized version of|is an alias for|is very slow"
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name a recipe can use."""
+
+    name: str
+    cls: type
+    kind: str  # "transform", "composition" or "augkit"
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """Argument name -> default (``inspect.Parameter.empty`` when required)."""
+        return argument_defaults(self.cls)
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.cls) or ""
+        return doc.strip().split("\n\n")[0].replace("\n", " ")
+
+
+@functools.lru_cache(maxsize=None)
+def registry() -> dict[str, Entry]:
+    """Every usable name -> Entry. Imports albumentations (slow): call it only when needed."""
+    from albumentations.core.transforms_interface import DualTransform, ImageOnlyTransform
+
+    from augkit._albu import albumentations
+    from augkit.pca_color import PCAColor
+
+    A = albumentations()
+    entries: dict[str, Entry] = {}
+    for name in sorted(dir(A)):
+        cls = getattr(A, name)
+        if not (inspect.isclass(cls) and issubclass(cls, (ImageOnlyTransform, DualTransform))):
+            continue
+        if inspect.isabstract(cls) or name.endswith("3D") or name in NOT_FOR_CLASSIFICATION:
+            continue
+        if cls in (ImageOnlyTransform, DualTransform):
+            continue
+        entries[name] = Entry(name, cls, "transform")
+    for name in COMPOSITIONS:
+        entries[name] = Entry(name, getattr(A, name), "composition")
+    entries["PCAColor"] = Entry("PCAColor", PCAColor, "augkit")
+    return entries
+
+
+@functools.lru_cache(maxsize=None)
+def argument_defaults(cls: type) -> dict[str, Any]:
+    params = inspect.signature(cls.__init__).parameters
+    return {
+        name: p.default
+        for name, p in params.items()
+        if name not in ("self", "strict") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    }
+
+
+def close_matches(word: str, choices: list[str] | tuple[str, ...], n: int = 3) -> list[str]:
+    """Closest names, case-insensitively ('horizontalflip' finds 'HorizontalFlip')."""
+    by_lower = {c.lower(): c for c in choices}
+    exact = by_lower.get(word.lower())
+    if exact:
+        return [exact]
+    found = difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.6)
+    return [by_lower[f] for f in found]
+
+
+def renamed_argument(transform: str, arg: str) -> str | None:
+    """What albumentations 2.0 calls a 1.x argument, or None if it was not renamed."""
+    return RENAMED.get(transform, {}).get(arg) or RENAMED_ANY.get(arg)
+
+
+def resolve_enum(arg: str, value: Any) -> Any:
+    """``border_mode: reflect_101`` -> 4; integers and other arguments pass through.
+
+    Raises ValueError with the accepted words when the word is unknown.
+    """
+    words = ENUM_ARGS.get(arg)
+    if words is None or not isinstance(value, str):
+        return value
+    key = value.strip().lower().removeprefix("cv2.").removeprefix("border_").removeprefix("inter_")
+    if key in words:
+        return words[key]
+    raise ValueError(f"unknown value {value!r}; use one of: {', '.join(sorted(words))}")
