@@ -1,0 +1,58 @@
+"""The ``augkit`` command: a thin Click layer over the library.
+
+Each command parses its options, calls the library, and reports. Nothing here imports
+albumentations, NumPy or OpenCV at module level, so ``augkit --help`` answers at once.
+Library errors (:class:`augkit.errors.AugkitError`) become one line on stderr and their
+exit code: 2 for bad usage, 1 for a failure; a traceback means a bug in augkit.
+"""
+
+from __future__ import annotations
+
+import click
+
+from augkit._version import __version__
+from augkit.errors import AugkitError
+
+
+class _Failure(click.ClickException):
+    """A library error shown as ``Error: <message>`` with the error's own exit code."""
+
+    def __init__(self, error: AugkitError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class AugkitGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AugkitError as error:
+            raise _Failure(error) from None
+
+
+@click.group(cls=AugkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="augkit")
+def cli() -> None:
+    """Augment and prepare image-classification datasets.
+
+    Write a recipe (YAML) once, look at it with `augkit preview`, then use it to
+    multiply a dataset on disk, feed training batches, or cache backbone features.
+    """
+
+
+def _register() -> None:
+    from augkit.cli import augment as augment_cmd
+    from augkit.cli import preview as preview_cmd
+    from augkit.cli import recipe as recipe_cmd
+
+    cli.add_command(recipe_cmd.recipe)
+    cli.add_command(recipe_cmd.transforms)
+    cli.add_command(preview_cmd.preview)
+    cli.add_command(augment_cmd.augment)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="augkit")

@@ -1,0 +1,56 @@
+"""``augkit preview RECIPE IMAGE``: a captioned grid of augmented samples."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+
+@click.command()
+@click.argument("recipe_path", metavar="RECIPE")
+@click.argument("image", type=click.Path(exists=True))
+@click.option("-o", "--output", default="preview.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG file to write.")
+@click.option("-n", "--samples", "n", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Augmented samples per image.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Default: the recipe's seed, else 0.")
+@click.option("--tile", default=256, show_default=True, type=click.IntRange(64, 1024), help="Tile size in pixels.")
+@click.option("--max-images", default=4, show_default=True, type=click.IntRange(1, 32),
+              help="When IMAGE is a folder: how many of its images to show, one row each.")
+@click.option("--open", "open_after", is_flag=True, help="Open the grid with the system viewer.")
+def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None, tile: int,
+            max_images: int, open_after: bool) -> None:
+    """Write a PNG grid: the original IMAGE and N augmented samples, each captioned with
+    the transforms that fired and their drawn values. IMAGE may be a folder."""
+    from augkit.decoding import DecodeError, decode_image, write_image_atomic
+    from augkit.discovery import discover
+    from augkit.errors import AugkitError, UsageError
+    from augkit.preview import preview as make_grid
+    from augkit.recipes import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    if os.path.isdir(image):
+        samples = discover(image).samples
+        step = len(samples) / min(max_images, len(samples))
+        chosen = [samples[int(i * step)] for i in range(min(max_images, len(samples)))]
+    else:
+        chosen = [None]
+    if any(os.path.abspath(output) == os.path.abspath(s.path if s else image) for s in chosen):
+        raise UsageError(f"{output}: would overwrite an input image; choose another -o")
+    images = []
+    for sample in chosen:
+        path, key = (sample.path, sample.key) if sample else (image, os.path.basename(image))
+        try:
+            images.append((decode_image(path), key))
+        except DecodeError as exc:
+            if sample is None:
+                raise AugkitError(str(exc)) from None
+            click.echo(f"skipped: {exc}", err=True)
+    if not images:
+        raise AugkitError(f"{image}: none of the chosen images could be read")
+    grid = make_grid(recipe, images, n=n, seed=seed if seed is not None else (recipe.seed or 0), tile=tile)
+    write_image_atomic(output, grid, fmt="png")
+    click.echo(output)
+    if open_after:
+        click.launch(output)
