@@ -1,0 +1,19 @@
+"""Imported once by the engine's forkserver, before any worker is forked from it.
+
+Every worker then starts with albumentations, OpenCV and augkit's task modules already
+imported (saving 2.4-3.5 s per worker) and with compute libraries held to one thread.
+Thread limits must be set before NumPy/OpenCV load their thread pools, so this module
+sets them first.
+"""
+
+from augkit.engine import limit_threads
+
+limit_threads()
+
+import augkit.recipes  # noqa: E402,F401
+import augkit.transforms  # noqa: E402
+
+augkit.transforms.registry()  # imports albumentations and builds the name table once
+
+import augkit.augment  # noqa: E402,F401
+import augkit.decoding  # noqa: E402,F401

@@ -1,0 +1,64 @@
+"""``augkit augment RECIPE SRC OUT``: write K augmented copies of every image."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from augkit.cli import options
+
+
+@click.command()
+@click.argument("recipe_path", metavar="RECIPE")
+@click.argument("src")
+@click.argument("out")
+@click.option("-k", "--copies", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Augmented copies per input image.")
+@options.workers
+@options.seed
+@click.option("--include-original", is_flag=True, help="Also write each original (decoded, re-encoded) as <stem>_orig.")
+@click.option("--format", "fmt", type=click.Choice(["jpg", "png", "webp"]), default="jpg", show_default=True,
+              help="Output image format.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier run in OUT made with other settings (only the files it wrote are removed).")
+@click.option("--strict", is_flag=True, help="Exit 1 if any input failed.")
+@options.split
+@options.max_pixels
+@options.quiet
+@options.json_output
+def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt, quality, overwrite, strict,
+            split, max_pixels, quiet, as_json) -> None:
+    """Write COPIES augmented versions of every image in SRC to OUT.
+
+    SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
+    OUT mirrors the class layout and gets manifest.csv, failures.csv and summary.json.
+    Rerunning the same command after an interruption writes only what is missing.
+    """
+    from augkit.augment import AugmentOptions
+    from augkit.augment import augment as run
+    from augkit.recipes import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    opts = AugmentOptions(copies=copies, seed=seed if seed is not None else (recipe.seed or 0),
+                          include_original=include_original, fmt=fmt, quality=quality, max_pixels=max_pixels)
+    try:
+        summary = run(recipe, src, out, options=opts, workers=workers, overwrite=overwrite, split=split,
+                      progress=not quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {out} holds only complete files; rerun the same command to finish", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        rate = summary.written / summary.seconds if summary.seconds else 0.0
+        click.echo(f"{summary.inputs} inputs -> {summary.outputs} outputs in {out} "
+                   f"({summary.written} written, {summary.existing} already there; "
+                   f"{summary.seconds:.1f} s, {rate:.0f} outputs/s)")
+        if summary.failed_inputs:
+            reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.failures.items()))
+            click.echo(f"{summary.failed_inputs} inputs failed ({reasons}); see {out}/failures.csv", err=True)
+    if strict and summary.failed_inputs:
+        sys.exit(1)

@@ -1,0 +1,257 @@
+"""`augkit augment`: multiply a dataset on disk, reproducibly, resumably, safely."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from augkit.cli import cli
+from imagefiles import bad_images, class_folders, encoded, good_images, tree_bytes, write_tree
+from conftest import make_structured_rgb
+
+RECIPE = """\
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - RandomResizedCrop: {size: [32, 32], scale: [0.5, 1.0]}
+  - RGBShift: {p: 0.5}
+  - CoarseDropout: {p: 0.3}
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    return class_folders(tmp_path / "data")
+
+
+def run(*args, expect: int = 0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == expect, (result.output, result.exception)
+    return result
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_writes_k_copies_mirroring_the_class_layout(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    result = run("augment", recipe, dataset, out, "--copies", 3, "--workers", 2)
+    assert "12 inputs -> 36 outputs" in result.output
+    assert sorted(p.name for p in (out / "cat").iterdir()) == [f"cat_{i}_{k:02d}.jpg" for i in range(4) for k in range(3)]
+    manifest = read_csv(out / "manifest.csv")
+    assert len(manifest) == 36
+    assert manifest[0] == {"path": "cat/cat_0_00.jpg", "source": "cat/cat_0.jpg", "label": "cat", "copy": "0"}
+    assert all((out / row["path"]).is_file() for row in manifest)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outputs_per_class"] == {"cat": 12, "dog": 12, "owl": 12}
+    assert read_csv(out / "failures.csv") == []
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_outputs_are_byte_identical_for_any_worker_count(recipe, dataset, tmp_path, workers):
+    run("augment", recipe, dataset, tmp_path / "two", "-k", 2, "-w", 2)
+    run("augment", recipe, dataset, tmp_path / "other", "-k", 2, "-w", workers)
+    assert tree_bytes(tmp_path / "two") == tree_bytes(tmp_path / "other")
+
+
+def test_same_seed_same_output_other_seed_other_output(recipe, dataset, tmp_path):
+    run("augment", recipe, dataset, tmp_path / "a", "--seed", 1, "-w", 0)
+    run("augment", recipe, dataset, tmp_path / "b", "--seed", 1, "-w", 0)
+    run("augment", recipe, dataset, tmp_path / "c", "--seed", 2, "-w", 0)
+    a, b, c = (tree_bytes(tmp_path / n) for n in "abc")
+    assert a == b
+    images = [k for k in a if k.endswith(".jpg")]
+    assert sum(a[k] != c[k] for k in images) >= len(images) // 2
+
+
+def test_copies_of_one_image_differ(recipe, dataset, tmp_path):
+    run("augment", recipe, dataset, tmp_path / "out", "-k", 4, "-w", 0)
+    copies = {(tmp_path / "out" / "cat" / f"cat_0_{k:02d}.jpg").read_bytes() for k in range(4)}
+    assert len(copies) == 4
+
+
+def test_a_mix_of_good_and_bad_images_finishes_and_reports_every_bad_one(recipe, tmp_path):
+    good = good_images()
+    bad = bad_images()
+    src = write_tree(tmp_path / "src", {**{f"ok/{n}": d for n, d in good.items()},
+                                       **{f"broken/{n}": d for n, (d, _) in bad.items()}})
+    out = tmp_path / "out"
+    result = run("augment", recipe, src, out, "-k", 2, "-w", 2)
+    assert f"{len(bad)} inputs failed" in result.output
+    written = {row["source"] for row in read_csv(out / "manifest.csv")}
+    assert written == {f"ok/{n}" for n in good}
+    failures = {row["source"]: row for row in read_csv(out / "failures.csv")}
+    assert {s: r["reason"] for s, r in failures.items()} == {f"broken/{n}": reason for n, (_, reason) in bad.items()}
+    assert all(f"broken/{n}" in failures[f"broken/{n}"]["message"] for n in bad)
+    assert json.loads((out / "summary.json").read_text())["failures"] == {r: 1 for _, r in bad.values()}
+
+
+def test_strict_exits_1_when_an_input_failed(recipe, tmp_path):
+    src = write_tree(tmp_path / "src", {"a/fine.png": encoded(make_structured_rgb(40, 40), "PNG"), "a/empty.jpg": b""})
+    run("augment", recipe, src, tmp_path / "out", "--strict", "-w", 0, expect=1)
+    run("augment", recipe, src, tmp_path / "out2", "-w", 0, expect=0)
+
+
+def test_json_summary(recipe, dataset, tmp_path):
+    result = run("augment", recipe, dataset, tmp_path / "out", "-k", 2, "--json", "-w", 0)
+    summary = json.loads(result.output)
+    assert summary["inputs"] == 12 and summary["outputs"] == 24 and summary["written"] == 24
+
+
+def test_include_original_and_png_output(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-k", 1, "--include-original", "--format", "png", "-w", 0)
+    assert sorted(p.name for p in (out / "dog").iterdir())[:2] == ["dog_0_00.png", "dog_0_orig.png"]
+    originals = [r for r in read_csv(out / "manifest.csv") if r["copy"] == ""]
+    assert len(originals) == 12
+
+
+def test_flat_folder_and_colliding_stems(recipe, tmp_path):
+    image = make_structured_rgb(40, 50)
+    src = write_tree(tmp_path / "flat", {"a.jpg": encoded(image, "JPEG"), "a.png": encoded(image, "PNG"), "b.jpg": encoded(image, "JPEG")})
+    out = tmp_path / "out"
+    run("augment", recipe, src, out, "-w", 0)
+    names = sorted(p.name for p in out.iterdir() if p.suffix == ".jpg")
+    assert len(names) == 3 and "b_00.jpg" in names
+    assert all(n.startswith("a-") for n in names if n != "b_00.jpg")
+
+
+def test_a_split_manifest_as_source(recipe, dataset, tmp_path):
+    manifest = dataset / "split.csv"
+    manifest.write_text("path,label,split\ncat/cat_0.jpg,cat,train\ncat/cat_1.jpg,cat,val\ndog/dog_0.jpg,dog,train\n")
+    out = tmp_path / "out"
+    run("augment", recipe, manifest, tmp_path / "out", "--split", "train", "-w", 0)
+    assert {r["source"] for r in read_csv(out / "manifest.csv")} == {"cat/cat_0.jpg", "dog/dog_0.jpg"}
+
+
+# --- safety -------------------------------------------------------------------------------
+
+
+def test_out_inside_src_or_equal_is_refused_and_src_untouched(recipe, dataset):
+    before = tree_bytes(dataset)
+    for out in (dataset, dataset / "augmented", dataset / "cat"):
+        result = run("augment", recipe, dataset, out, expect=2)
+        assert "inside SRC" in result.output
+    assert tree_bytes(dataset) == before
+
+
+def test_src_inside_out_is_refused(recipe, dataset):
+    result = run("augment", recipe, dataset, dataset.parent, expect=2)
+    assert "SRC" in result.output and "inside OUT" in result.output
+
+
+def test_a_different_seed_or_recipe_into_an_existing_out_is_refused_unless_overwrite(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-k", 2, "-w", 0)
+    result = run("augment", recipe, dataset, out, "-k", 2, "--seed", 9, "-w", 0, expect=2)
+    assert "seed 0 -> 9" in result.output and "--overwrite" in result.output
+    other = tmp_path / "other.yaml"
+    other.write_text(RECIPE.replace("p: 0.3", "p: 0.4"))
+    assert "the recipe" in run("augment", other, dataset, out, "-k", 2, "-w", 0, expect=2).output
+    run("augment", recipe, dataset, out, "-k", 1, "--seed", 9, "--overwrite", "-w", 0)
+    assert len(list((out / "cat").iterdir())) == 4  # the earlier run's second copies are gone
+    fresh = tmp_path / "fresh"
+    run("augment", recipe, dataset, fresh, "-k", 1, "--seed", 9, "-w", 0)
+    assert tree_bytes(out) == tree_bytes(fresh)
+
+
+def test_a_non_empty_folder_not_written_by_augkit_is_refused(recipe, dataset, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert "not written by `augkit augment`" in run("augment", recipe, dataset, out, expect=2).output
+    run("augment", recipe, dataset, out, "--overwrite", "-w", 0)
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_rerun_of_a_finished_run_writes_nothing(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-w", 0)
+    before = tree_bytes(out)
+    assert "0 written, 12 already there" in run("augment", recipe, dataset, out, "-w", 0).output
+    assert tree_bytes(out) == before
+
+
+# --- interruption ---------------------------------------------------------------------------
+
+
+def augment_process(recipe, src, out, *extra) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "augkit", "augment", str(recipe), str(src), str(out), "-k", "3", "-w", "2", "--quiet", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+
+
+def wait_for_outputs(out: Path, at_least: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists() and sum(1 for p in out.rglob("*.jpg")) >= at_least:
+            return
+        assert proc.poll() is None, "finished before it could be interrupted"
+        time.sleep(0.01)
+    raise AssertionError("no outputs appeared")
+
+
+def session_processes(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture
+def bigger_dataset(tmp_path) -> Path:
+    return class_folders(tmp_path / "big", classes=("a", "b"), per_class=40, size=(120, 160))
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(recipe, bigger_dataset, tmp_path, how):
+    reference = tmp_path / "reference"
+    run("augment", recipe, bigger_dataset, reference, "-k", 3, "-w", 2)
+    out = tmp_path / "out"
+    proc = augment_process(recipe, bigger_dataset, out)
+    wait_for_outputs(out, 20, proc)
+    os.kill(proc.pid, how)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    if how == signal.SIGINT:
+        assert proc.returncode == 130
+        stderr = proc.stderr.read()
+        assert b"rerun the same command" in stderr and b"Traceback" not in stderr
+    proc.stderr.close()
+    deadline = time.monotonic() + 10
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # after kill -9 the orphaned workers notice and exit
+    assert session_processes(proc.pid) == [], "worker processes were left behind"
+    partial = tree_bytes(out)
+    assert 0 < sum(k.endswith(".jpg") for k in partial) < 240
+    assert "manifest.csv" not in partial  # reports are written last: an unfinished run has none
+
+    run("augment", recipe, bigger_dataset, out, "-k", 3, "-w", 2)
+
+    assert tree_bytes(out) == tree_bytes(reference)
+    assert not list(out.rglob(".*tmp*"))
