@@ -5,6 +5,9 @@ The Python API, imported lazily so that ``import augkit`` stays cheap:
 - :func:`load_recipe` -> :class:`~augkit.recipes.Recipe`; ``recipe(image, seed=...)``
 - :func:`decode_image` -> RGB uint8 array, the same decoding every command uses
 - :func:`discover` -> the samples of a folder or manifest
+- :func:`load_features` -> features, labels, class names, manifest of an ``augkit cache-features`` cache
+- :func:`flow` -> ``(x, y)`` training batches, fresh augmentations every epoch
+- :func:`read_stream` -> ``(x, y)`` batches from ``augkit stream`` on a pipe
 
 Writing augmented copies to disk: ``from augkit.augment import augment, AugmentOptions``.
 """
@@ -16,6 +19,10 @@ _LAZY = {
     "Recipe": "augkit.recipes",
     "decode_image": "augkit.decoding",
     "discover": "augkit.discovery",
+    "load_features": "augkit.features",
+    "flow": "augkit.batches",
+    "Flow": "augkit.batches",
+    "read_stream": "augkit.stream",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+from multiprocessing import context as mp_context
+from multiprocessing import popen_forkserver, spawn
 import os
 import signal
 import threading
@@ -121,6 +123,43 @@ def _run_chunk(chunk: list[tuple[int, Any]]) -> list[Outcome]:
 # --- parent side -----------------------------------------------------------------------
 
 
+class _Popen(popen_forkserver.Popen):
+    """Starts a worker without re-importing the parent's ``__main__``.
+
+    multiprocessing would run the user's script (a training script calling
+    ``augkit.flow``, say) again in every worker unless it has an ``if __name__ ==
+    "__main__"`` guard, and fails outright for ``python -`` or a notebook. augkit's tasks
+    live in augkit's modules, so workers never need the main module.
+    """
+
+    def _launch(self, process_obj):
+        original = spawn.get_preparation_data
+
+        def without_main(name):
+            data = original(name)
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+            return data
+
+        spawn.get_preparation_data = without_main
+        try:
+            super()._launch(process_obj)
+        finally:
+            spawn.get_preparation_data = original
+
+
+class _Process(mp_context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj):  # noqa: N802 - multiprocessing's name
+        return _Popen(process_obj)
+
+
+class _Context(mp_context.ForkServerContext):
+    Process = _Process
+
+
+
+
 class LocalEngine:
     """Runs tasks on a pool of worker processes on this machine.
 
@@ -152,8 +191,7 @@ class LocalEngine:
         if self._executor is not None and self._executor_task is task:
             return self._executor
         self.close()
-        ctx = multiprocessing.get_context("forkserver")
-        self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker, initargs=(task, os.getpid()))
+        self._executor = ProcessPoolExecutor(self.workers, mp_context=_Context(), initializer=_init_worker, initargs=(task, os.getpid()))
         self._executor_task = task
         return self._executor
 

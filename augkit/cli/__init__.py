@@ -42,13 +42,22 @@ def cli() -> None:
 
 def _register() -> None:
     from augkit.cli import augment as augment_cmd
+    from augkit.cli import features as features_cmd
     from augkit.cli import preview as preview_cmd
     from augkit.cli import recipe as recipe_cmd
+    from augkit.cli import split as split_cmd
+    from augkit.cli import stats as stats_cmd
+    from augkit.cli import stream as stream_cmd
 
     cli.add_command(recipe_cmd.recipe)
     cli.add_command(recipe_cmd.transforms)
     cli.add_command(preview_cmd.preview)
     cli.add_command(augment_cmd.augment)
+    cli.add_command(features_cmd.cache_features)
+    cli.add_command(features_cmd.backbones)
+    cli.add_command(stats_cmd.stats)
+    cli.add_command(split_cmd.split)
+    cli.add_command(stream_cmd.stream)
 
 
 _register()

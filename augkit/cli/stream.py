@@ -1,0 +1,68 @@
+"""``augkit stream RECIPE SRC``: training batches on stdout, for a training script in a pipe."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from augkit.cli import options
+
+
+def parse_size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    parts = value.lower().replace("x", ",").split(",")
+    try:
+        sizes = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        sizes = []
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: give one size (224) or height,width (224,160)", param_hint="--size")
+    return (sizes[0], sizes[-1])
+
+
+@click.command()
+@click.argument("recipe_path", metavar="RECIPE")
+@click.argument("src")
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--shuffle/--no-shuffle", default=True, show_default=True, help="A new order every epoch.")
+@click.option("--epochs", type=click.IntRange(min=0), default=1, show_default=True, help="0 = forever.")
+@click.option("--size", default=None, metavar="H[,W]", help="Final size of every sample (resized after the recipe).")
+@click.option("--preprocess", type=click.Choice(["none", "tf", "torch", "caffe"]), default="none", show_default=True,
+              help="none: uint8; tf: [-1,1]; torch: ImageNet mean/std; caffe: BGR minus means.")
+@click.option("--channels-first", is_flag=True, help="NCHW instead of NHWC.")
+@click.option("--drop-last", is_flag=True, help="Drop the last, smaller batch of each epoch.")
+@options.workers
+@options.seed
+@options.split
+@options.max_pixels
+def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, channels_first, drop_last, workers, seed,
+           split, max_pixels) -> None:
+    """Write augmented batches of SRC to stdout as .npy arrays, x then y per batch.
+
+    Read them with `augkit.read_stream(sys.stdin.buffer)`, or NumPy alone:
+    `while f.peek(1): x = np.lib.format.read_array(f); y = np.lib.format.read_array(f)`.
+    y holds class indices (classes sorted by name; -1 for unlabelled images).
+    """
+    if sys.stdout.isatty():
+        raise click.UsageError("stdout is a terminal; pipe the stream into a program (augkit stream ... | python train.py)")
+    from augkit.batches import flow
+    from augkit.stream import write_stream
+
+    batches = flow(src, recipe_path, batch_size=batch_size, shuffle=shuffle, seed=seed, epochs=epochs or None,
+                   workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
+                   channels_first=channels_first, drop_last=drop_last, split=split, max_pixels=max_pixels)
+    try:
+        write_stream(batches, sys.stdout.buffer)
+    except BrokenPipeError:
+        # The reader went away (head, a script that stopped): stop quietly. Point stdout at
+        # /dev/null so that the interpreter's final flush does not complain again.
+        batches.close()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    finally:
+        batches.close()
+    for failure in batches.failures:
+        click.echo(f"skipped: {failure['message']}", err=True)

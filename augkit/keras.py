@@ -1,0 +1,84 @@
+"""Keras adapter: a ``keras.utils.PyDataset`` that ``model.fit`` consumes directly.
+
+    from augkit.keras import AugkitPyDataset
+    train = AugkitPyDataset("data/train", "recipes/standard.yaml", batch_size=32, preprocess="tf")
+    model.fit(train, epochs=10)
+
+Works with Keras 3 on any backend. Batch ``b`` of epoch ``e`` holds the same samples with
+the same augmentations whatever Keras's ``workers`` / ``use_multiprocessing`` settings are
+(the order comes from ``(seed, e)``, sample ``i``'s augmentation from ``(seed, e, key_i)``);
+every epoch differs. ``model.fit`` calls ``on_epoch_end``, which moves to the next epoch.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from typing import Any
+
+try:
+    import keras
+except ImportError as exc:  # pragma: no cover - exercised only without keras
+    raise ImportError("augkit.keras needs Keras 3: pip install keras (and a backend such as torch)") from exc
+
+from augkit.batches import BatchItem, BatchTask, SamplePipeline, batch_members, batches_per_epoch, epoch_order
+
+
+class AugkitPyDataset(keras.utils.PyDataset):
+    """``(x, y)`` batches for ``model.fit``; ``y`` holds class indices into ``.classes``."""
+
+    def __init__(self, source, recipe=None, *, batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
+                 size=None, preprocess: Any = None, channels_first: bool = False, drop_last: bool = False,
+                 split: str | None = None, max_pixels: int | None = None, **pydataset_options: Any):
+        super().__init__(**pydataset_options)  # workers, use_multiprocessing, max_queue_size
+        from augkit.discovery import discover
+        from augkit.recipes import load_recipe
+
+        self.dataset = discover(source, split=split)
+        loaded = load_recipe(recipe) if recipe is not None else None
+        self.seed = seed if seed is not None else ((loaded.seed if loaded else None) or 0)
+        size = (size, size) if isinstance(size, int) else size
+        self._task = BatchTask(SamplePipeline(loaded, seed=self.seed, size=size, preprocess=preprocess,
+                                              channels_first=channels_first, max_pixels=max_pixels))
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.classes = self.dataset.classes
+        self.class_to_index = self.dataset.class_to_index
+        self.failures: list[dict[str, Any]] = []
+        self.epoch = 0
+        self._local = threading.local()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def __len__(self) -> int:
+        return batches_per_epoch(len(self.dataset), self.batch_size, self.drop_last)
+
+    def _thread_task(self) -> BatchTask:
+        # A recipe re-seeds its pipeline per sample, so each of Keras's threads needs its own.
+        task = getattr(self._local, "task", None)
+        if task is None:
+            task = self._local.task = pickle.loads(pickle.dumps(self._task))
+        return task
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range (0..{len(self) - 1})")
+        order = epoch_order(len(self.dataset), self.seed, self.epoch, self.shuffle)
+        samples = batch_members(self.dataset, order, index, self.batch_size)
+        built = self._thread_task()(BatchItem(self.epoch, index, tuple(samples), None))
+        self.failures.extend(built.failures)
+        if built.array is None:
+            raise ValueError(f"every image of batch {index} failed: {built.failures[0]['message']}")
+        return built.array, built.labels
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_local", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()

@@ -1,0 +1,91 @@
+"""`augkit stream`: batches over a pipe, readable with NumPy alone; a reader that leaves is fine."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import augkit
+from augkit.stream import read_stream, write_stream
+from imagefiles import class_folders
+
+NUMPY_ONLY_READER = textwrap.dedent("""
+    import sys, numpy as np
+    class Pipe:
+        def __init__(self, f): self.read = f.read
+    f = sys.stdin.buffer
+    n = 0
+    while f.peek(1):
+        x = np.lib.format.read_array(Pipe(f)); y = np.lib.format.read_array(Pipe(f)); n += 1
+        assert x.shape[1:] == (16, 16, 3) and x.dtype == np.float32 and len(y) == len(x)
+    print(n, x.shape[0], y.tolist())
+""")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return class_folders(tmp_path_factory.mktemp("stream") / "data", per_class=3)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recipe") / "r.yaml"
+    path.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n  - RandomCrop: {height: 40, width: 40}\n")
+    return path
+
+
+def augkit_stream(*args) -> list[str]:
+    return [sys.executable, "-m", "augkit", "stream", *map(str, args)]
+
+
+def test_a_numpy_only_reader_gets_every_batch(data, recipe):
+    producer = subprocess.Popen(augkit_stream(recipe, data, "-b", 4, "--size", 16, "--preprocess", "tf", "--epochs", 2,
+                                              "--no-shuffle"), stdout=subprocess.PIPE)
+    reader = subprocess.run([sys.executable, "-c", NUMPY_ONLY_READER], stdin=producer.stdout, capture_output=True, text=True)
+    producer.stdout.close()
+    assert producer.wait(timeout=60) == 0
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.split()[0:2] == ["6", "1"]  # 9 images in batches of 4, 2 epochs
+
+
+def test_a_reader_that_stops_early_ends_the_stream_quietly(data, recipe):
+    pipeline = f"{' '.join(augkit_stream(recipe, data, '--size', 16, '--epochs', 0))} | head -c 1000 | wc -c"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1000"
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr
+
+
+def test_read_stream_round_trips_what_write_stream_wrote(data, recipe):
+    buffer = io.BytesIO()
+    with augkit.flow(data, recipe, batch_size=4, workers=0, size=16) as batches:
+        expected = [(x.copy(), y.copy()) for x, y in batches]
+    write_stream(iter(expected), buffer)
+    buffer.seek(0)
+    got = list(read_stream(buffer))
+    assert len(got) == len(expected) == 3
+    assert all(np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(got, expected))
+
+
+def test_a_stream_cut_inside_a_batch_is_an_error():
+    buffer = io.BytesIO()
+    write_stream([(np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 1]))], buffer)
+    with pytest.raises(ValueError):
+        list(read_stream(io.BytesIO(buffer.getvalue()[:-10])))
+
+
+def test_the_example_trains_a_classifier_from_the_stream(data, recipe):
+    example = __import__("pathlib").Path(__file__).parent.parent / "examples" / "train_from_stream.py"
+    producer = subprocess.Popen(augkit_stream(recipe, data, "--size", 16, "--preprocess", "tf", "--epochs", 10, "-b", 4),
+                                stdout=subprocess.PIPE)
+    trainer = subprocess.run([sys.executable, str(example)], stdin=producer.stdout, capture_output=True, text=True)
+    producer.stdout.close()
+    assert producer.wait(timeout=60) == 0 and trainer.returncode == 0, trainer.stderr
+    words = trainer.stdout.split()
+    first, last = float(words[words.index("loss") + 1]), float(words[words.index("loss") + 3].rstrip(","))
+    assert words[0] == "90" and last < first  # 9 images x 10 epochs, and it learned something

@@ -1,0 +1,72 @@
+"""`augkit.torch.AugkitDataset`: a torch Dataset with per-epoch, per-sample seeds."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from augkit.torch import AugkitDataset  # noqa: E402
+from imagefiles import class_folders  # noqa: E402
+
+RECIPE = {"transforms": [{"HorizontalFlip": {"p": 0.5}}, {"RandomResizedCrop": {"size": [20, 20], "scale": [0.3, 1.0]}},
+                         {"ColorJitter": {"p": 0.8}}]}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return AugkitDataset(class_folders(tmp_path_factory.mktemp("torch") / "data", per_class=4), RECIPE)
+
+
+def epoch_batches(dataset, num_workers, epoch=0):
+    dataset.set_epoch(epoch)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=5, num_workers=num_workers)
+    return [(x.clone(), y.clone()) for x, y in loader]
+
+
+def same(a, b):
+    return all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b)) and len(a) == len(b)
+
+
+def test_items_are_tensors_in_torch_layout(dataset):
+    x, y = dataset[0]
+    assert x.shape == (3, 20, 20) and x.dtype == torch.float32 and y == 0
+    assert dataset.classes == ["cat", "dog", "owl"] and len(dataset) == 12
+
+
+def test_identical_for_zero_and_two_dataloader_workers(dataset):
+    assert same(epoch_batches(dataset, 0), epoch_batches(dataset, 2))
+
+
+def test_no_two_samples_share_an_augmentation_across_workers(tmp_path):
+    # Twelve copies of one image: any repeated random stream would repeat an output.
+    data = class_folders(tmp_path / "d", classes=("a",), per_class=1)
+    source = next((data / "a").iterdir()).read_bytes()
+    for i in range(12):
+        (data / "a" / f"copy_{i}.jpg").write_bytes(source)
+    outputs = torch.cat([x for x, _ in epoch_batches(AugkitDataset(data, RECIPE), 2)])
+    distinct = {bytes(t.numpy().tobytes()) for t in outputs}
+    assert len(distinct) == len(outputs)
+
+
+def test_set_epoch_gives_new_augmentations(dataset):
+    assert not same(epoch_batches(dataset, 0, epoch=0), epoch_batches(dataset, 0, epoch=1))
+    assert same(epoch_batches(dataset, 0, epoch=1), epoch_batches(dataset, 0, epoch=1))
+
+
+def test_a_torch_model_trains_for_an_epoch(dataset):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2)
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = []
+    for x, y in loader:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
