@@ -109,6 +109,8 @@ class _Where:
 
     def __init__(self, source: str):
         self.source = source
+        # Paths inside a recipe (PCAColor's stats file) are relative to the recipe file.
+        self.base = os.path.dirname(os.path.abspath(source)) if os.path.isfile(source) else None
 
     def error(self, line: int | None, message: str) -> RecipeError:
         at = f"{self.source}:{line}" if line else self.source
@@ -245,6 +247,8 @@ def _build(step: Step, where: _Where):
             raise where.error(line, f"{step.name}: unknown argument {key!r}; {fix}")
         try:
             kwargs[key] = registry_mod.resolve_enum(key, value)
+            if key in getattr(entry.cls, "path_arguments", ()) and isinstance(value, str) and where.base:
+                kwargs[key] = os.path.join(where.base, value)
         except ValueError as exc:
             raise where.error(line, f"{step.name}: {key}: {exc}") from None
     if step.children is not None:

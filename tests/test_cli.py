@@ -1,0 +1,223 @@
+"""The ``augkit`` command: exit codes, the words users read, and files written."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+from click.testing import CliRunner
+
+from augkit.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+STANDARD = REPO / "recipes" / "standard.yaml"
+CAT_PHOTO = REPO / "sample_data" / "cat" / "cat_01.jpg"
+SAMPLE_DATA = REPO / "sample_data"
+GAP = 4  # pixels between preview tiles
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def bad_recipe(tmp_path):
+    """A recipe with a 1.x argument on its fourth line."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n  - CoarseDropout:\n      max_holes: 8\n")
+    return path
+
+
+def _assert_one_line_error(result, *words: str) -> None:
+    assert "Traceback" not in result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("Error: ")
+    for word in words:
+        assert word in result.stderr
+
+
+# --- the group ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["recipe", "--help"], ["preview", "--help"]])
+def test_help_and_version_do_not_import_albumentations_or_opencv(args):
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from augkit.cli import cli\n"
+        f"result = CliRunner().invoke(cli, {args!r})\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(result.output)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('albumentations', 'cv2'))\n"
+        "print('HEAVY:', heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY: []" in proc.stdout
+
+
+def test_python_m_augkit_shows_the_version():
+    from augkit._version import __version__
+
+    proc = subprocess.run([sys.executable, "-m", "augkit", "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"augkit, version {__version__}"
+
+
+def test_help_lists_the_commands(runner):
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("recipe", "transforms", "preview"):
+        assert command in result.output
+
+
+# --- augkit recipe check / export -----------------------------------------------------------------
+
+
+def test_recipe_check_prints_the_resolved_pipeline(runner):
+    result = runner.invoke(cli, ["recipe", "check", str(STANDARD)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{STANDARD}: seed (none)"
+    assert lines[1].startswith("  SmallestMaxSize(")
+    (crop,) = [line for line in lines if line.startswith("  RandomCrop(")]
+    assert "height=224" in crop and "width=224" in crop
+    assert "noise_type" not in result.stdout  # RGBShift's internals are no argument of it
+    assert "num_holes_range=(1, 2)" in result.stdout  # a default the recipe did not write
+    assert lines[-1] == f"OK: {STANDARD} is valid"
+
+
+def test_recipe_check_of_a_bad_recipe_exits_2_with_one_line_naming_file_and_line(runner, bad_recipe):
+    result = runner.invoke(cli, ["recipe", "check", str(bad_recipe)])
+    assert result.exit_code == 2
+    _assert_one_line_error(result, f"{bad_recipe}:4:", "'max_holes'", "num_holes_range")
+
+
+def test_recipe_check_of_a_missing_file_exits_2(runner, tmp_path):
+    result = runner.invoke(cli, ["recipe", "check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    _assert_one_line_error(result, "nope.yaml: recipe file not found")
+
+
+def test_recipe_export_writes_json_that_albumentations_loads(runner, tmp_path):
+    from augkit._albu import albumentations
+
+    A = albumentations()
+    out = tmp_path / "standard.json"
+    result = runner.invoke(cli, ["recipe", "export", str(STANDARD), str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}\n"
+    assert json.loads(out.read_text())["__version__"] == A.__version__
+    compose = A.load(str(out))
+    assert [type(t).__name__ for t in compose.transforms][:3] == ["SmallestMaxSize", "RandomCrop", "HorizontalFlip"]
+
+
+def test_recipe_export_yaml_by_suffix(runner, tmp_path):
+    from augkit._albu import albumentations
+
+    out = tmp_path / "standard.yml"
+    result = runner.invoke(cli, ["recipe", "export", str(STANDARD), str(out)])
+    assert result.exit_code == 0, result.output
+    assert isinstance(albumentations().load(str(out), data_format="yaml"), albumentations().Compose)
+
+
+# --- augkit transforms -------------------------------------------------------------------------
+
+
+def test_transforms_lists_albumentations_and_augkit_names(runner):
+    result = runner.invoke(cli, ["transforms"])
+    assert result.exit_code == 0
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert "HorizontalFlip" in names and "PCAColor" in names and "OneOf" in names
+    assert "BBoxSafeRandomCrop" not in names
+    assert "PCAColor" in result.stdout and "[augkit]" in result.stdout
+
+
+def test_transforms_name_shows_arguments_and_defaults(runner):
+    result = runner.invoke(cli, ["transforms", "CoarseDropout"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("CoarseDropout (transform)")
+    assert "  num_holes_range: default (1, 2)" in result.stdout
+    assert "max_holes" not in result.stdout
+
+
+def test_transforms_shows_required_arguments(runner):
+    result = runner.invoke(cli, ["transforms", "RandomCrop"])
+    assert result.exit_code == 0
+    assert "  height: (required)" in result.stdout
+
+
+def test_transforms_unknown_name_exits_2_with_a_suggestion(runner):
+    result = runner.invoke(cli, ["transforms", "horizontalflp"])
+    assert result.exit_code == 2
+    _assert_one_line_error(result, "unknown transform 'horizontalflp'", "did you mean HorizontalFlip")
+
+
+# --- augkit preview ---------------------------------------------------------------------------------
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width = cv2.imread(str(path)).shape[:2]
+    return height, width
+
+
+def test_preview_of_one_photo_writes_a_png_grid(runner, tmp_path):
+    out = tmp_path / "x.png"
+    result = runner.invoke(cli, ["preview", str(STANDARD), str(CAT_PHOTO), "-o", str(out), "-n", "3", "--tile", "64"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{out}\n"
+    height, width = _png_size(out)
+    columns = math.ceil(math.sqrt(3 + 1))
+    assert width == columns * (64 + GAP) + GAP
+    assert (height - GAP) % 2 == 0 and (height - GAP) // 2 > 64 + GAP  # two rows of tile + caption
+
+
+def test_preview_with_the_same_seed_writes_the_same_file(runner, tmp_path):
+    outs = [tmp_path / "a.png", tmp_path / "b.png"]
+    for out in outs:
+        result = runner.invoke(cli, ["preview", str(STANDARD), str(CAT_PHOTO), "-o", str(out), "-n", "2",
+                                     "--tile", "64", "--seed", "5"])
+        assert result.exit_code == 0, result.output
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+def test_preview_of_a_folder_shows_one_row_per_chosen_image(runner, tmp_path):
+    out = tmp_path / "grid.png"
+    result = runner.invoke(cli, ["preview", str(STANDARD), str(SAMPLE_DATA), "-o", str(out), "-n", "2",
+                                 "--tile", "64", "--max-images", "3"])
+    assert result.exit_code == 0, result.output
+    height, width = _png_size(out)
+    assert width == (2 + 1) * (64 + GAP) + GAP
+    assert (height - GAP) % 3 == 0
+
+
+def test_preview_of_a_non_image_exits_1_with_one_line_reason(runner, tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("these are notes, not pixels\n")
+    out = tmp_path / "x.png"
+    result = runner.invoke(cli, ["preview", str(STANDARD), str(notes), "-o", str(out)])
+    assert result.exit_code == 1
+    _assert_one_line_error(result, str(notes))
+    assert not out.exists()
+
+
+def test_preview_refuses_to_overwrite_its_input(runner, tmp_path):
+    photo = tmp_path / "cat.png"
+    photo.write_bytes(b"not even read")
+    result = runner.invoke(cli, ["preview", str(STANDARD), str(photo), "-o", str(photo)])
+    assert result.exit_code == 2
+    _assert_one_line_error(result, "would overwrite an input image", "-o")
+    assert photo.read_bytes() == b"not even read"
+
+
+def test_preview_with_a_bad_recipe_exits_2(runner, bad_recipe, tmp_path):
+    result = runner.invoke(cli, ["preview", str(bad_recipe), str(CAT_PHOTO), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 2
+    _assert_one_line_error(result, f"{bad_recipe}:4:")

@@ -1,0 +1,359 @@
+"""augkit.recipes: a YAML or albumentations file becomes a pipeline that runs as written,
+or a one-line RecipeError naming file, line, key and fix."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from augkit._albu import albumentations
+from augkit.errors import RecipeError, UsageError
+from augkit.recipes import Recipe, load_recipe, save_albumentations
+
+A = albumentations()
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+ISSUE_EXAMPLE = """\
+seed: 42                      # optional default seed
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - RandomCrop: {height: 224, width: 224}
+  - OneOf:
+      p: 0.3
+      transforms:
+        - Blur: {blur_limit: 3}
+        - CLAHE                 # a bare name takes every default
+"""
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    """write_recipe(text, name) -> path of a recipe file holding the dedented text."""
+
+    def write(text: str, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write
+
+
+# --- the recipe form -------------------------------------------------------------------
+
+
+def test_issue_example_loads_and_runs(write_recipe, photo_sized_rgb):
+    recipe = load_recipe(write_recipe(ISSUE_EXAMPLE))
+
+    assert recipe.seed == 42
+    assert [type(t).__name__ for t in recipe.compose.transforms] == ["HorizontalFlip", "RandomCrop", "OneOf"]
+    assert [type(t).__name__ for t in recipe.compose.transforms[2].transforms] == ["Blur", "CLAHE"]
+    out = recipe(photo_sized_rgb, seed=0)
+    assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+
+
+def test_same_seed_gives_identical_output(write_recipe, photo_sized_rgb):
+    recipe = load_recipe(write_recipe(ISSUE_EXAMPLE))
+    first = recipe(photo_sized_rgb, seed=7)
+    recipe(photo_sized_rgb, seed=8)  # whatever ran in between does not matter
+    assert np.array_equal(recipe(photo_sized_rgb, seed=7), first)
+
+
+def test_different_seeds_give_different_output(write_recipe, photo_sized_rgb):
+    recipe = load_recipe(write_recipe(ISSUE_EXAMPLE))
+    assert not np.array_equal(recipe(photo_sized_rgb, seed=1), recipe(photo_sized_rgb, seed=2))
+
+
+def test_trace_gives_the_same_image_as_a_call_and_names_what_fired(write_recipe, photo_sized_rgb):
+    recipe = load_recipe(write_recipe(ISSUE_EXAMPLE))
+    for seed in range(4):
+        traced, applied = recipe.trace(photo_sized_rgb, seed=seed)
+        assert np.array_equal(traced, recipe(photo_sized_rgb, seed=seed))
+        assert "RandomCrop" in [name for name, _ in applied]  # p: 1 by default
+
+
+def test_the_recipe_seed_makes_two_fresh_loads_agree(write_recipe, photo_sized_rgb):
+    path = write_recipe(ISSUE_EXAMPLE)
+    assert np.array_equal(load_recipe(path)(photo_sized_rgb), load_recipe(path)(photo_sized_rgb))
+
+
+def test_a_bare_name_takes_every_default(write_recipe):
+    recipe = load_recipe(write_recipe("transforms:\n  - CLAHE\n"))
+    (clahe,) = recipe.compose.transforms
+    assert isinstance(clahe, A.CLAHE)
+    assert clahe.clip_limit == A.CLAHE().clip_limit
+    assert clahe.p == A.CLAHE().p
+
+
+def test_compositions_nest(write_recipe, small_rgb):
+    recipe = load_recipe(write_recipe("""\
+        transforms:
+          - Sequential:
+              p: 1.0
+              transforms:
+                - SomeOf:
+                    n: 2
+                    p: 1.0
+                    transforms:
+                      - HorizontalFlip: {p: 1.0}
+                      - VerticalFlip: {p: 1.0}
+                      - OneOf:
+                          p: 1.0
+                          transforms:
+                            - Blur: {p: 1.0}
+                            - CLAHE: {p: 1.0}
+        """))
+
+    (sequential,) = recipe.compose.transforms
+    assert isinstance(sequential, A.Sequential)
+    (some_of,) = sequential.transforms
+    assert isinstance(some_of, A.SomeOf) and some_of.n == 2
+    assert isinstance(some_of.transforms[2], A.OneOf)
+    for seed in range(5):
+        _, applied = recipe.trace(small_rgb, seed=seed)
+        leaves = [name for name, _ in applied if name in {"HorizontalFlip", "VerticalFlip", "Blur", "CLAHE"}]
+        assert len(leaves) == 2, applied
+
+
+def test_load_recipe_accepts_a_dict_and_exposes_the_compose(small_rgb):
+    recipe = load_recipe({"transforms": [{"HorizontalFlip": {"p": 1.0}}]})
+    assert isinstance(recipe, Recipe)
+    assert isinstance(recipe.compose, A.Compose)
+    assert np.array_equal(recipe(small_rgb), small_rgb[:, ::-1])
+
+
+# --- every promised transform runs ----------------------------------------------------------
+
+# (name, arguments, output shape for a 120x160 input; None: same as the input)
+PROMISED = [
+    ("HorizontalFlip", {}, None),
+    ("VerticalFlip", {}, None),
+    ("RandomCrop", {"height": 64, "width": 80}, (64, 80)),
+    ("CenterCrop", {"height": 64, "width": 80}, (64, 80)),
+    ("RandomResizedCrop", {"size": [64, 64], "scale": [0.5, 1.0]}, (64, 64)),
+    ("ShiftScaleRotate", {"shift_limit": 0.1, "scale_limit": 0.1, "rotate_limit": 15}, None),
+    ("RGBShift", {"r_shift_limit": 20, "g_shift_limit": 20, "b_shift_limit": 20}, None),
+    ("PCAColor", {"sigma": 0.1}, None),
+    ("CLAHE", {"clip_limit": 2.0, "tile_grid_size": [8, 8]}, None),
+    ("CoarseDropout", {"num_holes_range": [1, 4], "hole_height_range": [0.1, 0.2], "hole_width_range": [0.1, 0.2]}, None),
+    ("RandomBrightnessContrast", {"brightness_limit": 0.2, "contrast_limit": 0.2}, None),
+    ("ColorJitter", {"brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "hue": 0.05}, None),
+    ("Blur", {"blur_limit": 5}, None),
+    ("Resize", {"height": 50, "width": 70}, (50, 70)),
+    ("SmallestMaxSize", {"max_size": 60}, (60, 80)),
+    ("LongestMaxSize", {"max_size": 80}, (60, 80)),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "shape"), PROMISED, ids=[p[0] for p in PROMISED])
+def test_every_promised_transform_runs_from_a_recipe(name, args, shape, small_rgb):
+    recipe = load_recipe({"transforms": [{name: {**args, "p": 1.0}}]})
+
+    out = recipe(small_rgb, seed=3)
+
+    assert out.dtype == np.uint8
+    assert out.shape == (*(shape or small_rgb.shape[:2]), 3)
+    if shape is None:  # it fired (p: 1), so the pixels changed
+        assert not np.array_equal(out, small_rgb)
+
+
+def test_shift_scale_rotate_reaches_the_user_without_a_warning(write_recipe, small_rgb):
+    path = write_recipe("""\
+        transforms:
+          - ShiftScaleRotate: {shift_limit: 0.06, rotate_limit: 15, border_mode: reflect_101, p: 1.0}
+        """)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recipe = load_recipe(path)
+        recipe(small_rgb, seed=0)
+
+    assert [str(w.message) for w in caught] == []
+    assert recipe.compose.transforms[0].border_mode == cv2.BORDER_REFLECT_101
+
+
+# --- bad recipes: one line naming file, line, key and fix ------------------------------------
+
+BAD_RECIPES = [
+    # id, recipe text, line the error must name, words the message must contain
+    ("unknown transform", "transforms:\n  - HorizontalFlip: {p: 0.5}\n  - HorizantalFlip: {p: 0.5}\n",
+     3, ["HorizantalFlip", "did you mean HorizontalFlip"]),
+    ("unknown argument", "transforms:\n  - Blur:\n      blur_limt: 3\n",
+     3, ["Blur", "'blur_limt'", "did you mean blur_limit?"]),
+    ("renamed max_holes", "transforms:\n  - CoarseDropout:\n      p: 0.5\n      max_holes: 8\n",
+     4, ["CoarseDropout", "'max_holes'", "1.x", "num_holes_range"]),
+    ("renamed var_limit", "transforms:\n  - GaussNoise: {var_limit: [10, 50]}\n",
+     2, ["GaussNoise", "'var_limit'", "std_range"]),
+    ("renamed always_apply", "transforms:\n  - HorizontalFlip:\n      always_apply: true\n",
+     3, ["'always_apply'", "p: 1"]),
+    ("wrong type", "transforms:\n  - RandomCrop:\n      height: big\n      width: 64\n",
+     3, ["RandomCrop", "height", "valid integer", "'big'"]),
+    ("out of range", "transforms:\n  - HorizontalFlip:\n      p: 1.5\n",
+     3, ["HorizontalFlip", "p:", "less than or equal to 1", "1.5"]),
+    ("missing required argument", "transforms:\n  - RandomCrop: {height: 64}\n",
+     2, ["RandomCrop", "width is required"]),
+    ("unknown enum word", "transforms:\n  - Affine:\n      rotate: [-5, 5]\n      border_mode: mirror\n",
+     4, ["Affine", "border_mode", "'mirror'", "reflect_101"]),
+    ("YAML syntax error", "transforms:\n  - RandomCrop: height: 64\n",
+     2, ["not valid YAML", "mapping values are not allowed"]),
+    ("unclosed brace", "transforms:\n  - HorizontalFlip: {p: 0.5\n  - Blur\n",
+     2, ["not valid YAML", "flow mapping"]),
+    ("duplicate key", "transforms:\n  - Blur:\n      blur_limit: 3\n      blur_limit: 5\n",
+     4, ["duplicate key 'blur_limit'"]),
+    ("mis-indented composition args", "transforms:\n  - OneOf:\n    p: 0.3\n    transforms:\n      - Blur\n",
+     2, ["OneOf", "p, transforms", "indented under OneOf"]),
+    ("mis-indented transform args", "transforms:\n  - HorizontalFlip:\n    p: 0.5\n",
+     2, ["HorizontalFlip", "p must be indented under HorizontalFlip"]),
+    ("unknown top-level key", "seed: 1\ntransfroms:\n  - Blur\n",
+     2, ["unknown top-level key 'transfroms'", "did you mean 'transforms'?"]),
+    ("transform at top level", "transforms:\n  - Blur\nHorizontalFlip: {p: 0.5}\n",
+     3, ["'HorizontalFlip'", "under `transforms:`"]),
+    ("transform needing bboxes", "transforms:\n  - BBoxSafeRandomCrop: {erosion_rate: 0.1}\n",
+     2, ["BBoxSafeRandomCrop", "bounding boxes"]),
+    ("transform needing a mask", "transforms:\n  - ConstrainedCoarseDropout: {p: 1.0}\n",
+     2, ["ConstrainedCoarseDropout", "needs a mask"]),
+    ("transform needing metadata", "transforms:\n  - FDA: {p: 1.0}\n",
+     2, ["FDA", "reference images"]),
+    ("composition without transforms", "transforms:\n  - OneOf: {p: 0.5}\n",
+     2, ["OneOf", "transforms:"]),
+    ("negative seed", "seed: -1\ntransforms:\n  - Blur\n",
+     1, ["seed", "non-negative integer"]),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [c[1:] for c in BAD_RECIPES], ids=[c[0] for c in BAD_RECIPES])
+def test_a_bad_recipe_is_one_line_naming_file_line_key_and_fix(text, line, words, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:{line}: ")
+    for word in words:
+        assert word in message
+
+
+def test_a_recipe_error_is_a_usage_error():
+    with pytest.raises(UsageError):
+        load_recipe({"transforms": [{"NoSuchTransform": {}}]})
+
+
+def test_a_missing_recipe_file_says_so(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(RecipeError, match=r"nope\.yaml: recipe file not found"):
+        load_recipe(missing)
+
+
+# --- albumentations interoperability ------------------------------------------------------------
+
+
+def _reference_compose():
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.RandomCrop(height=64, width=96),
+        A.OneOf([A.Blur(blur_limit=3), A.CLAHE(clip_limit=2.0)], p=0.7),
+        A.Affine(rotate=(-10, 10), border_mode=cv2.BORDER_REFLECT_101, p=0.5),
+        A.RGBShift(p=0.5),
+    ])
+
+
+@pytest.mark.parametrize("data_format", ["json", "yaml"])
+def test_a_pipeline_saved_by_albumentations_loads_and_matches_it(data_format, tmp_path, small_rgb):
+    compose = _reference_compose()
+    path = tmp_path / f"pipeline.{data_format}"
+    A.save(compose, str(path), data_format=data_format)
+
+    recipe = load_recipe(path)
+
+    for seed in range(6):
+        compose.set_random_seed(seed)
+        expected = compose(image=small_rgb)["image"]
+        assert np.array_equal(recipe(small_rgb, seed=seed), expected), f"seed {seed}"
+
+
+def test_save_albumentations_writes_what_albumentations_loads(tmp_path, small_rgb):
+    import augkit.pca_color  # noqa: F401 - registers PCAColor for A.load
+
+    recipe = load_recipe({"transforms": [
+        {"HorizontalFlip": {"p": 0.5}},
+        {"Affine": {"rotate": [-10, 10], "border_mode": "reflect_101", "p": 0.8}},
+        {"OneOf": {"p": 0.5, "transforms": ["Blur", "CLAHE"]}},
+        {"RGBShift": {"r_shift_limit": 10, "p": 0.5}},
+        {"PCAColor": {"sigma": 0.2, "p": 0.9}},
+    ]})
+    path = tmp_path / "exported.json"
+
+    save_albumentations(recipe, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = A.load(str(path))
+
+    assert [str(w.message) for w in caught] == []  # nothing A.load would ignore
+
+    assert json.loads(path.read_text())["transform"]["__class_fullname__"] == "Compose"
+    for seed in range(6):
+        loaded.set_random_seed(seed)
+        assert np.array_equal(loaded(image=small_rgb)["image"], recipe(small_rgb, seed=seed)), f"seed {seed}"
+
+
+def test_save_albumentations_yaml_keeps_the_seed(tmp_path):
+    recipe = load_recipe({"seed": 5, "transforms": [{"HorizontalFlip": {"p": 0.5}}]})
+    path = tmp_path / "exported.yaml"
+
+    save_albumentations(recipe, path)
+
+    assert isinstance(A.load(str(path), data_format="yaml"), A.Compose)
+    assert load_recipe(path).seed == 5
+
+
+# --- fingerprint ---------------------------------------------------------------------------------
+
+
+def test_fingerprint_ignores_comments_and_formatting(write_recipe):
+    block = write_recipe("""\
+        # a comment
+        transforms:
+          - HorizontalFlip:
+              p: 0.5   # half the time
+          - Blur:
+              blur_limit: 3
+        """, "block.yaml")
+    flow = write_recipe("transforms: [{HorizontalFlip: {p: 0.5}}, {Blur: {blur_limit: 3}}]\n", "flow.yaml")
+
+    assert load_recipe(block).fingerprint == load_recipe(flow).fingerprint
+
+
+def test_fingerprint_counts_defaults_as_written(write_recipe):
+    implicit = load_recipe(write_recipe("transforms:\n  - CLAHE\n", "implicit.yaml"))
+    explicit = load_recipe(write_recipe("transforms:\n  - CLAHE: {clip_limit: [1, 4], p: 0.5}\n", "explicit.yaml"))
+    assert implicit.fingerprint == explicit.fingerprint
+
+
+def test_fingerprint_changes_when_an_argument_changes(write_recipe):
+    three = load_recipe(write_recipe("transforms:\n  - Blur: {blur_limit: 3}\n", "three.yaml"))
+    five = load_recipe(write_recipe("transforms:\n  - Blur: {blur_limit: 5}\n", "five.yaml"))
+    assert three.fingerprint != five.fingerprint
+
+
+# --- the recipes shipped in recipes/ ----------------------------------------------------------------
+
+SHIPPED = sorted(RECIPES_DIR.glob("*.yaml"))
+
+
+def test_recipes_are_shipped():
+    assert len(SHIPPED) >= 5
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_recipe_gives_224_rgb(path, photo_sized_rgb):
+    recipe = load_recipe(path)
+    for seed in range(4):
+        out = recipe(photo_sized_rgb, seed=seed)
+        assert out.shape == (224, 224, 3) and out.dtype == np.uint8
