@@ -249,7 +249,8 @@ def write_reports(out: Path, rows: list[dict[str, Any]], summary: Summary, class
 
 
 def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), workers: int | None = None,
-            overwrite: bool = False, split: str | None = None, progress: bool = False, engine: str = "local") -> Summary:
+            overwrite: bool = False, split: str | None = None, progress: bool = False, engine: str = "local",
+            engine_options: dict[str, Any] | None = None) -> Summary:
     """Run the whole augmentation; returns the :class:`Summary`. Raises UsageError for bad usage."""
     from augkit.discovery import discover
     from augkit.engine import get_engine
@@ -261,7 +262,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
         raise UsageError("--copies must be at least 1 (or 0 with --include-original)")
     started = time.perf_counter()
     out = Path(out)
-    runner = get_engine(engine, workers=workers)
+    runner = get_engine(engine, **{"workers": workers, **(engine_options or {})})
     with runner:
         dataset = discover(src, split=split)
         check_paths(dataset.root, out)

@@ -243,13 +243,7 @@ class LocalEngine:
 
     def map(self, task: Any, items: Iterable[Any]) -> Iterator[Outcome]:
         """Outcomes in the order of ``items``."""
-        waiting: dict[int, Outcome] = {}
-        next_index = 0
-        for outcome in self.map_unordered(task, items):
-            waiting[outcome.index] = outcome
-            while next_index in waiting:
-                yield waiting.pop(next_index)
-                next_index += 1
+        return in_order(self.map_unordered(task, items))
 
     def _run_pool(self, task: Any, numbered: Iterator[tuple[int, Any]]) -> Iterator[Outcome]:
         in_flight: dict[Future, list[tuple[int, Any]]] = {}
@@ -292,7 +286,24 @@ class LocalEngine:
                 self.close(kill=True)
 
 
-ENGINES = {"local": LocalEngine}
+def in_order(outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+    """Re-order outcomes that arrive in any order into the order of their items."""
+    waiting: dict[int, Outcome] = {}
+    next_index = 0
+    for outcome in outcomes:
+        waiting[outcome.index] = outcome
+        while next_index in waiting:
+            yield waiting.pop(next_index)
+            next_index += 1
+
+
+def _ray_engine(**options: Any):
+    from augkit.ray_engine import RayEngine  # imports Ray only when asked for
+
+    return RayEngine(**options)
+
+
+ENGINES: dict[str, Callable[..., Any]] = {"local": LocalEngine, "ray": _ray_engine}
 
 
 def get_engine(name: str = "local", **options: Any) -> LocalEngine:
@@ -300,6 +311,7 @@ def get_engine(name: str = "local", **options: Any) -> LocalEngine:
     from augkit.errors import UsageError
 
     try:
-        return ENGINES[name](**options)
+        factory = ENGINES[name]
     except KeyError:
         raise UsageError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}") from None
+    return factory(**options)

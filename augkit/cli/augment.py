@@ -27,10 +27,12 @@ from augkit.cli import options
 @click.option("--strict", is_flag=True, help="Exit 1 if any input failed.")
 @options.split
 @options.max_pixels
+@options.engine
+@options.ray_address
 @options.quiet
 @options.json_output
 def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt, quality, overwrite, strict,
-            split, max_pixels, quiet, as_json) -> None:
+            split, max_pixels, engine, ray_address, quiet, as_json) -> None:
     """Write COPIES augmented versions of every image in SRC to OUT.
 
     SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
@@ -45,7 +47,8 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
     opts = AugmentOptions(copies=copies, seed=seed if seed is not None else (recipe.seed or 0),
                           include_original=include_original, fmt=fmt, quality=quality, max_pixels=max_pixels)
     try:
-        summary = run(recipe, src, out, options=opts, workers=workers, overwrite=overwrite, split=split,
+        summary = run(recipe, src, out, options=opts, overwrite=overwrite, split=split, engine=engine,
+                      engine_options=options.engine_options(engine, workers, ray_address),
                       progress=not quiet and sys.stderr.isatty())
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {out} holds only complete files; rerun the same command to finish", err=True)

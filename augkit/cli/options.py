@@ -23,3 +23,22 @@ max_pixels = click.option(
 )
 quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 json_output = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+
+engine = click.option(
+    "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    help="local: worker processes on this machine; ray: a Ray cluster (pip install \"augkit[ray]\").",
+)
+ray_address = click.option(
+    "--ray-address", default=None, metavar="ADDRESS",
+    help="Ray cluster to use with --engine ray (default: $RAY_ADDRESS, else a local Ray for this run).",
+)
+
+
+def engine_options(engine_name: str, workers: int | None, ray_address: str | None) -> dict:
+    """Keyword arguments for augkit.engine.get_engine from the shared options."""
+    if ray_address and engine_name != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    options = {"workers": workers}
+    if engine_name == "ray":
+        options["address"] = ray_address
+    return options
