@@ -150,12 +150,22 @@ def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_paths(src_root: Path, out: Path) -> None:
-    src_real, out_real = src_root.resolve(), out.resolve()
-    if _is_within(out_real, src_real):
-        raise UsageError(f"{out}: OUT is inside SRC ({src_root}); choose an output folder outside the source")
-    if _is_within(src_real, out_real):
-        raise UsageError(f"{out}: SRC ({src_root}) is inside OUT; choose an output folder that does not contain the source")
+def source_folders(dataset) -> list[Path]:
+    """The folders whose contents are the source: the folder itself, or for a manifest
+    the folders its images are in (the CSV's own folder may well hold OUT too)."""
+    if dataset.kind != "manifest":
+        return [dataset.root]
+    return sorted({Path(s.path).parent for s in dataset.samples})
+
+
+def check_paths(src_folders: list[Path], out: Path) -> None:
+    out_real = out.resolve()
+    for folder in src_folders:
+        src_real = folder.resolve()
+        if _is_within(out_real, src_real):
+            raise UsageError(f"{out}: OUT is inside SRC ({folder}); choose an output folder outside the source")
+        if _is_within(src_real, out_real):
+            raise UsageError(f"{out}: SRC ({folder}) is inside OUT; choose an output folder that does not contain the source")
 
 
 def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
@@ -265,7 +275,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
     runner = get_engine(engine, **{"workers": workers, **(engine_options or {})})
     with runner:
         dataset = discover(src, split=split)
-        check_paths(dataset.root, out)
+        check_paths(source_folders(dataset), out)
         recipe = load_recipe(recipe)
         jobs = plan_jobs(dataset.samples, options)
         task = AugmentTask(recipe, str(out), options)

@@ -255,3 +255,11 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(recipe, bigger_d
 
     assert tree_bytes(out) == tree_bytes(reference)
     assert not list(out.rglob(".*tmp*"))
+
+
+def test_a_manifest_in_the_working_folder_may_write_next_to_itself(recipe, dataset, tmp_path):
+    manifest = tmp_path / "split.csv"  # beside data/ and out/, as `augkit split -o split.csv` leaves it
+    manifest.write_text("path,label,split\ndata/cat/cat_0.jpg,cat,train\ndata/dog/dog_0.jpg,dog,train\n")
+    run("augment", recipe, manifest, tmp_path / "out", "--split", "train", "-w", 0)
+    assert len(read_csv(tmp_path / "out" / "manifest.csv")) == 2
+    assert "inside SRC" in run("augment", recipe, manifest, dataset / "cat" / "out", "-w", 0, expect=2).output
