@@ -4,15 +4,31 @@ Every pixel gets the same RGB offset ``eigvecs @ (alpha * eigvals)`` with
 ``alpha ~ N(0, sigma)`` per component, where ``eigvals``/``eigvecs`` are the eigen
 decomposition of the 3x3 covariance of RGB pixel values.
 
-Scale convention: eigenvalues are variances of pixel values on the 0-1 scale, so the
-offset is on the 0-1 scale and is multiplied by 255 for uint8 images. The published
-ImageNet constants (fb.resnet.torch and most AlexNet re-implementations, applied to
-images in [0, 1]) follow it, as do ``augkit stats`` and albumentations' ``FancyPCA``
-(which decomposes the image's own 0-1 covariance), so one ``sigma`` gives offsets of
-comparable size whatever the ``source``.
+Scale convention: eigenvalues are *variances of pixel values on the 0-1 scale*, so the
+offset is on the 0-1 scale and is multiplied by 255 for uint8 images. The formula is not
+scale-free (an eigenvalue is a squared pixel unit), so the scale must be fixed for
+``sigma`` to mean anything; all three sources use this one:
 
-The offset is added through a per-channel lookup table (``cv2.LUT``): the image stays
-uint8, with saturation at 0 and 255, and no float copy of it is made.
+- ``imagenet``: the published constants (fb.resnet.torch's ``Lighting``, applied to
+  images in [0, 1]; the 0-255 ports such as GluonCV's write them x255: 55.46, 4.794,
+  1.148, and add the result to 0-255 pixels, which is the same offset). They are 0-1
+  variances: ``eigvecs @ diag(eigvals) @ eigvecs.T`` gives channel standard deviations
+  0.284, 0.276, 0.290, within 1.1 % of ImageNet's standard deviation over all pixels
+  (0.2806, 0.2736, 0.2877, measured in pytorch/vision#1439), and the eigenvalues sum to
+  0.2408 against that total variance of 0.2364. (Read as standard deviations they would
+  give 0.12-0.13 per channel; the x255 values read as 0-255 variances, 0.018.)
+- ``dataset``: ``augkit stats`` writes the eigen decomposition of the 0-1 covariance.
+- ``image``: the image's own 0-1 covariance, computed from exact integer sums.
+
+So one ``sigma`` gives offsets of comparable size in every mode: the RMS offset per
+channel is ``255 * sigma * sqrt(sum(eigvals**2) / 3)`` levels, 3.2 for ImageNet at
+``sigma=0.1`` (see the README for the other modes on ``sample_data``). albumentations'
+``FancyPCA`` also decomposes the image's 0-1 covariance, but scales each pixel's own
+deviation from the mean instead of adding one offset, so its changes are far smaller.
+
+Speed: the offset is rounded to whole levels and added with OpenCV's saturating uint8
+add/subtract; the ``image`` mode's covariance comes from exact integer reductions
+(:func:`augkit.stats.pixel_moments`). No float copy of the image is ever made.
 """
 
 from __future__ import annotations
@@ -25,6 +41,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from augkit._albu import albumentations
+from augkit.stats import covariance, pixel_moments, principal_components
 
 A = albumentations()
 from albumentations.core.transforms_interface import BaseTransformInitSchema  # noqa: E402
@@ -57,18 +74,9 @@ def load_dataset_pca(stats_path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def image_pca(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen decomposition of the image's own RGB covariance on the 0-1 scale, descending."""
-    pixels = image.reshape(-1, 3)
-    # Sums of products in float64 from a float32 view-sized copy; the 3x3 result is exact
-    # to float32 rounding of the inputs (uint8 values are exact in float32).
-    x = pixels.astype(np.float32)
-    n = x.shape[0]
-    mean = x.mean(axis=0, dtype=np.float64)
-    gram = (x.T @ x).astype(np.float64) / n
-    cov = (gram - np.outer(mean, mean)) / (255.0 * 255.0)
-    eigvals, eigvecs = np.linalg.eigh(cov)
-    order = eigvals.argsort()[::-1]
-    return np.clip(eigvals[order], 0.0, None), eigvecs[:, order]
+    """Eigen decomposition of the image's own RGB covariance on the 0-1 scale, descending
+    (eigenvectors as columns), from exact integer sums: no float copy of the image."""
+    return principal_components(covariance(pixel_moments(image)))
 
 
 def rgb_offset(eigvals: np.ndarray, eigvecs: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -77,10 +85,21 @@ def rgb_offset(eigvals: np.ndarray, eigvecs: np.ndarray, alpha: np.ndarray) -> n
 
 
 def add_offset_uint8(image: np.ndarray, offset_255: np.ndarray) -> np.ndarray:
-    """image + offset per channel, rounded and saturated, via a lookup table (no float copy)."""
-    levels = np.arange(256, dtype=np.float64)[:, None] + offset_255[None, :]
-    lut = np.clip(np.rint(levels), 0, 255).astype(np.uint8).reshape(256, 1, 3)
-    return cv2.LUT(image, lut)
+    """clip(image + rint(offset), 0, 255) per channel, as a new uint8 image.
+
+    Equal to rounding ``image + offset`` (the image is whole numbers), but done as one
+    saturating uint8 add of the positive parts and one subtract of the negative parts,
+    which OpenCV vectorizes (a scalar that does not fit uint8 would make it widen), or
+    just one of them when all channels move the same way."""
+    levels = np.clip(np.rint(offset_255), -255, 255).astype(int).tolist()
+    up = (*(max(v, 0) for v in levels), 0)
+    down = (*(max(-v, 0) for v in levels), 0)
+    if not any(down):  # the usual case: the first component moves all channels one way
+        return cv2.add(image, up)
+    if not any(up):
+        return cv2.subtract(image, down)
+    out = cv2.add(image, up)
+    return cv2.subtract(out, down, dst=out)
 
 
 class PCAColor(A.ImageOnlyTransform):
@@ -94,6 +113,8 @@ class PCAColor(A.ImageOnlyTransform):
         stats: path to the ``stats.json`` for ``source: dataset``.
         p: probability of applying the transform.
     """
+
+    path_arguments = ("stats",)  # a recipe's relative path is taken from the recipe's folder
 
     class InitSchema(BaseTransformInitSchema):
         sigma: float = Field(ge=0)
@@ -133,6 +154,7 @@ class PCAColor(A.ImageOnlyTransform):
     def apply(self, img: np.ndarray, alpha: np.ndarray, **params: Any) -> np.ndarray:
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise TypeError(f"PCAColor needs an RGB uint8 image, got {img.dtype} {img.shape}")
+        img = np.ascontiguousarray(img)  # a no-op unless a flip/crop left a view OpenCV cannot take
         eigvals, eigvecs = self._eig if self._eig is not None else image_pca(img)
         return add_offset_uint8(img, rgb_offset(eigvals, eigvecs, alpha) * 255.0)
 
