@@ -25,7 +25,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -42,7 +42,7 @@ FORMATS = ("jpg", "png", "webp")
 @dataclass(frozen=True)
 class AugmentOptions:
     copies: int = 1
-    seed: int = 0
+    seed: int | None = None  # None: the recipe's seed, else 0
     include_original: bool = False
     fmt: str = "jpg"
     quality: int = 95
@@ -276,7 +276,9 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
     with runner:
         dataset = discover(src, split=split)
         check_paths(source_folders(dataset), out)
-        recipe = load_recipe(recipe)
+        recipe = load_recipe(recipe)  # after the engine: its workers import while we do
+        if options.seed is None:
+            options = replace(options, seed=recipe.seed or 0)
         jobs = plan_jobs(dataset.samples, options)
         task = AugmentTask(recipe, str(out), options)
         prepare_out(out, run_settings(recipe, options, str(src)), jobs, dataset.samples, overwrite)

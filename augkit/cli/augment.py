@@ -41,13 +41,13 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
     """
     from augkit.augment import AugmentOptions
     from augkit.augment import augment as run
-    from augkit.recipes import load_recipe
 
-    recipe = load_recipe(recipe_path)
-    opts = AugmentOptions(copies=copies, seed=seed if seed is not None else (recipe.seed or 0),
-                          include_original=include_original, fmt=fmt, quality=quality, max_pixels=max_pixels)
+    # The recipe is loaded inside run(), after the engine has started its workers, so
+    # that the two imports of albumentations (here and in the workers) overlap.
+    opts = AugmentOptions(copies=copies, seed=seed, include_original=include_original, fmt=fmt, quality=quality,
+                          max_pixels=max_pixels)
     try:
-        summary = run(recipe, src, out, options=opts, overwrite=overwrite, split=split, engine=engine,
+        summary = run(recipe_path, src, out, options=opts, overwrite=overwrite, split=split, engine=engine,
                       engine_options=options.engine_options(engine, workers, ray_address),
                       progress=not quiet and sys.stderr.isatty())
     except KeyboardInterrupt:

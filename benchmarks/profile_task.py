@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Where does augkit's time go, per image, compared with the plain loop?
+
+In one process, with one compute thread (as augkit's workers run), over the benchmark set
+of ``augment_bench.py`` (built or reused under ``benchmarks/_work/``), this times:
+
+- the plain loop's body per input: cv2.imread -> BGR2RGB -> 2 x (set_random_seed ->
+  Compose -> RGB2BGR -> cv2.imwrite q95), and its parts;
+- augkit's ``AugmentTask(job)`` per input (what a worker runs), and its parts: the
+  ``os.path.exists`` checks, ``decode_image`` (read bytes, Pillow header, EXIF, truncation
+  check, cv2.imdecode, to RGB), ``derive_seed``, ``set_random_seed``, the Compose, and
+  ``write_image_atomic`` (encode, mkdir, temporary file, os.replace);
+- the engine's own cost per item: ``LocalEngine.map_unordered`` over a task that does
+  nothing, with 1 and 2 workers (pool already started).
+
+Every stage is timed per image over ``--passes`` passes, and the MINIMUM per image is
+kept: on a shared machine the minimum is the figure least disturbed by other processes.
+Optionally (``--cprofile``) prints the top functions of AugmentTask under cProfile.
+
+Usage:  python benchmarks/profile_task.py [--images 600] [--passes 5] [--cprofile] [--scratch /dev/shm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from augment_bench import RECIPE, WORK, build_set  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=600)
+    ap.add_argument("--passes", type=int, default=5, help="passes over the set; the minimum per image is kept")
+    ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--scratch", type=Path, default=WORK,
+                    help="folder for the outputs (default benchmarks/_work); /dev/shm takes the disk out")
+    ap.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions of AugmentTask")
+    args = ap.parse_args(argv)
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    cv2.setNumThreads(1)
+    import io
+
+    from augkit import decoding
+    from augkit.augment import AugmentOptions, AugmentTask, plan_jobs
+    from augkit.discovery import discover
+    from augkit.recipes import load_recipe
+    from augkit.seeds import derive_seed
+
+    src, _ = build_set(args.images)
+    dataset = discover(src)
+    recipe = load_recipe(str(RECIPE))
+    compose = recipe.compose
+    opts = AugmentOptions(copies=args.copies)
+    jobs = plan_jobs(dataset.samples, opts)
+    n, k_copies = len(jobs), args.copies
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    tmp = Path(tempfile.mkdtemp(prefix="augkit-profile-", dir=args.scratch))
+    clock = time.perf_counter
+
+    stages = [
+        # loop
+        "loop: cv2.imread", "loop: cvtColor BGR2RGB", "loop: set_random_seed", "loop: Compose",
+        "loop: cvtColor+cv2.imwrite", "loop: whole body",
+        # augkit
+        "augkit: os.path.exists x outputs", "augkit: read bytes", "augkit: Pillow header+EXIF+frames",
+        "augkit: truncation check", "augkit: cv2.imdecode", "augkit: to RGB (cvtColor)", "augkit: decode_image (all)",
+        "augkit: derive_seed", "augkit: set_random_seed", "augkit: Compose", "augkit: encode_image",
+        "augkit: mkdir+tmp write+os.replace", "augkit: write_image_atomic (all)", "augkit: AugmentTask (whole)",
+    ]
+    best = {s: np.full(n, np.inf) for s in stages}
+
+    def keep(stage: str, i: int, seconds: float) -> None:
+        if seconds < best[stage][i]:
+            best[stage][i] = seconds
+
+    for _ in range(args.passes):
+        out_loop, out_task, out_parts = tmp / "loop", tmp / "task", tmp / "parts"
+        for d in (out_loop, out_task, out_parts):
+            shutil.rmtree(d, ignore_errors=True)
+        task = AugmentTask(recipe, str(out_task), opts)
+        for i, job in enumerate(jobs):
+            # --- the loop, part by part, then whole
+            cls, stem = job.key.split("/")[0], Path(job.key).stem
+            (out_loop / cls).mkdir(parents=True, exist_ok=True)
+            t = clock(); bgr = cv2.imread(job.path, cv2.IMREAD_COLOR); keep("loop: cv2.imread", i, clock() - t)
+            t = clock(); rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB); keep("loop: cvtColor BGR2RGB", i, clock() - t)
+            s_seed = s_comp = s_write = 0.0
+            for c in range(k_copies):
+                seed = derive_seed(0, job.key, c)
+                t = clock(); compose.set_random_seed(seed); s_seed += clock() - t
+                t = clock(); aug = compose(image=rgb)["image"]; s_comp += clock() - t
+                t = clock()
+                cv2.imwrite(str(out_loop / cls / f"{stem}_p{c:02d}.jpg"), cv2.cvtColor(aug, cv2.COLOR_RGB2BGR), params)
+                s_write += clock() - t
+            keep("loop: set_random_seed", i, s_seed)
+            keep("loop: Compose", i, s_comp)
+            keep("loop: cvtColor+cv2.imwrite", i, s_write)
+            t = clock()
+            rgb = cv2.cvtColor(cv2.imread(job.path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            for c in range(k_copies):
+                compose.set_random_seed(derive_seed(0, job.key, c))
+                aug = compose(image=rgb)["image"]
+                cv2.imwrite(str(out_loop / cls / f"{stem}_{c:02d}.jpg"), cv2.cvtColor(aug, cv2.COLOR_RGB2BGR), params)
+            keep("loop: whole body", i, clock() - t)
+
+            # --- augkit's task, part by part (same calls as decode_image/write_image_atomic)
+            t = clock()
+            for rel, _k in job.outputs:
+                os.path.exists(os.path.join(str(out_parts), rel))
+            keep("augkit: os.path.exists x outputs", i, clock() - t)
+            t = clock(); data = bytes(Path(job.path).read_bytes()); keep("augkit: read bytes", i, clock() - t)
+            t = clock()
+            img = Image.open(io.BytesIO(data))
+            decoding._exif_orientation(img, data)
+            int(getattr(img, "n_frames", 1))
+            keep("augkit: Pillow header+EXIF+frames", i, clock() - t)
+            t = clock(); decoding._is_truncated(data, decoding._sniff(data)); keep("augkit: truncation check", i, clock() - t)
+            t = clock(); px = decoding._decode_opencv(data, img); keep("augkit: cv2.imdecode", i, clock() - t)
+            t = clock(); decoding._to_rgb_uint8(px, True, job.path, []); keep("augkit: to RGB (cvtColor)", i, clock() - t)
+            img.close()
+            t = clock(); image = decoding.decode_image(job.path); keep("augkit: decode_image (all)", i, clock() - t)
+            s_derive = s_seed = s_comp = s_enc = s_file = s_write = 0.0
+            for rel, c in job.outputs:
+                t = clock(); seed = derive_seed(0, job.key, c); s_derive += clock() - t
+                t = clock(); compose.set_random_seed(seed); s_seed += clock() - t
+                t = clock(); aug = compose(image=image)["image"]; s_comp += clock() - t
+                t = clock(); payload = decoding.encode_image(aug, "jpg", 95); s_enc += clock() - t
+                path = out_parts / rel
+                t = clock()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp_path = path.with_name(f".{path.name}.tmp-{os.getpid()}-0")
+                with open(tmp_path, "xb") as f:
+                    f.write(payload)
+                os.replace(tmp_path, path)
+                s_file += clock() - t
+                t = clock(); decoding.write_image_atomic(out_parts / f"{rel}.w.jpg", aug, fmt="jpg", quality=95)
+                s_write += clock() - t
+            keep("augkit: derive_seed", i, s_derive)
+            keep("augkit: set_random_seed", i, s_seed)
+            keep("augkit: Compose", i, s_comp)
+            keep("augkit: encode_image", i, s_enc)
+            keep("augkit: mkdir+tmp write+os.replace", i, s_file)
+            keep("augkit: write_image_atomic (all)", i, s_write)
+            t = clock(); task(job); keep("augkit: AugmentTask (whole)", i, clock() - t)
+
+    print(f"{n} inputs x {k_copies} copies, min of {args.passes} passes per image, one thread, in one process")
+    print(f"{'stage':40s} {'ms/input':>9s} {'ms/output':>10s}")
+    for s in stages:
+        total = float(best[s].sum())
+        print(f"{s:40s} {1000 * total / n:9.3f} {1000 * total / (n * k_copies):10.3f}")
+    loop_ms = 1000 * best["loop: whole body"].sum() / n
+    task_ms = 1000 * best["augkit: AugmentTask (whole)"].sum() / n
+    print(f"AugmentTask / loop body: {task_ms / loop_ms:.3f} ({task_ms - loop_ms:+.3f} ms per input)")
+
+    # --- the engine's own cost per item, pool already running
+    from augkit.engine import LocalEngine
+
+    for workers in (1, 2):
+        with LocalEngine(workers=workers) as engine:
+            noop = id  # a picklable task that returns at once: what is left is the engine's cost
+            list(engine.map_unordered(noop, jobs[:8]))  # start the pool
+            times = []
+            for _ in range(3):
+                t = clock()
+                count = sum(1 for _ in engine.map_unordered(noop, jobs))
+                times.append(clock() - t)
+        print(f"engine, {workers} worker(s), no-op task (id): {1e6 * min(times) / count:.0f} us per item "
+              f"({count / min(times):.0f} items/s)")
+
+    if args.cprofile:
+        import cProfile
+        import pstats
+
+        shutil.rmtree(tmp / "task", ignore_errors=True)
+        task = AugmentTask(recipe, str(tmp / "task"), opts)
+        prof = cProfile.Profile()
+        prof.enable()
+        for job in jobs:
+            task(job)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
