@@ -221,3 +221,12 @@ def test_preview_with_a_bad_recipe_exits_2(runner, bad_recipe, tmp_path):
     result = runner.invoke(cli, ["preview", str(bad_recipe), str(CAT_PHOTO), "-o", str(tmp_path / "x.png")])
     assert result.exit_code == 2
     _assert_one_line_error(result, f"{bad_recipe}:4:")
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_preview_works_with_every_ready_recipe(runner, tmp_path, recipe):
+    out = tmp_path / f"{recipe.stem}.png"
+    result = runner.invoke(cli, ["preview", str(recipe), str(CAT_PHOTO), "-o", str(out), "-n", "2", "--tile", "96"])
+    assert result.exit_code == 0, result.output
+    height, width = _png_size(out)
+    assert width == 2 * (96 + GAP) + GAP and height > 2 * 96
