@@ -1,0 +1,144 @@
+"""``augkit cache-features SRC -o CACHE`` and ``augkit backbones``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from augkit.cli import options
+
+
+def _numbers(count: int):
+    def convert(ctx, param, value):
+        if value is None:
+            return None
+        parts = [p for p in value.replace(",", " ").split() if p]
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            numbers = []
+        if len(numbers) != count:
+            raise click.BadParameter(f"expected {count} numbers separated by commas, got {value!r}")
+        return numbers
+
+    return convert
+
+
+@click.command("cache-features")
+@click.argument("src")
+@click.option("-o", "--out", "cache", required=True, metavar="CACHE", help="Folder for the feature cache.")
+@click.option("-b", "--backbone", default=None, metavar="NAME|FILE",
+              help="A name from `augkit backbones` (default mobilenet_v2), a backbone .yaml file, or an .onnx file.")
+@click.option("--weights", default=None, metavar="PATH", help="Use this local ONNX file instead of downloading the weights.")
+@click.option("--mirror", default=None, metavar="URL",
+              help="Download weights from this base URL instead of the public host (or set AUGKIT_MIRROR).")
+@click.option("-r", "--recipe", "recipe_path", default=None, metavar="RECIPE", help="Augment each view with this recipe.")
+@click.option("-k", "--views", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Views per image (each augmented with the recipe, seeded by image and view).")
+@click.option("--plain-first", is_flag=True, help="View 0 of each image is the image without the recipe.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per inference batch (default: 2 per ONNX Runtime thread of a stream, i.e. 2 up to 4 cores).")
+@click.option("-w", "--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes preparing images (default: 0, i.e. this process, unless a recipe or many "
+                   "cores need more; then about cores/8, or cores/2.5 with a recipe).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="ONNX Runtime threads (default: one per core; workers prepare images meanwhile).")
+@options.seed
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="Stored feature type.")
+@click.option("--input-size", type=click.IntRange(min=1), default=None, help="Override the backbone's input side (pixels).")
+@click.option("--resize", type=click.IntRange(min=1), default=None, help="Override the shorter side before the centre crop.")
+@click.option("--mean", callback=_numbers(3), default=None, metavar="M1,M2,M3", help="Override the per-channel mean.")
+@click.option("--std", callback=_numbers(3), default=None, metavar="S1,S2,S3", help="Override the per-channel std.")
+@click.option("--range", "value_range", callback=_numbers(2), default=None, metavar="LO,HI",
+              help="Override the range pixel values 0..255 are mapped onto before mean/std (e.g. 0,1 or 0,255).")
+@click.option("--channels", type=click.Choice(["RGB", "BGR"], case_sensitive=False), default=None,
+              help="Override the channel order.")
+@click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False), default=None,
+              help="Override the input layout.")
+@click.option("--feature-node", default=None, metavar="NAME", help="Cut the graph at this tensor instead of the entry's rule.")
+@click.option("--shard-images", type=click.IntRange(min=1), default=None,
+              help="Images per shard file (default: 4096 rows per shard).")
+@click.option("--overwrite", is_flag=True, help="Replace a cache made with another backbone, recipe or settings.")
+@options.split
+@options.max_pixels
+@options.quiet
+@options.json_output
+def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, plain_first, batch_size, workers, threads,
+                   seed, dtype, input_size, resize, mean, std, value_range, channels, layout, feature_node, shard_images,
+                   overwrite, split, max_pixels, quiet, as_json) -> None:
+    """Compute a frozen backbone's pooled features for every image of SRC, once.
+
+    SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
+    CACHE gets features-*.npy (rows x features), labels.npy, manifest.csv (path, label,
+    view per row), failures.csv and meta.json; read it with augkit.load_features(CACHE).
+    Rerunning the same command after an interruption computes only what is missing.
+    """
+    from augkit.backbones import resolve_backbone
+    from augkit.features import FeatureOptions
+    from augkit.features import cache_features as run
+    from augkit.recipes import load_recipe
+
+    resolved = resolve_backbone(backbone, weights=weights, input_size=input_size, resize=resize, value_range=value_range,
+                                mean=mean, std=std, channels=channels and channels.upper(),
+                                layout=layout and layout.upper(), feature_node=feature_node)
+    recipe = load_recipe(recipe_path) if recipe_path else None
+    if seed is None:
+        seed = (recipe.seed if recipe is not None else None) or 0
+    opts = FeatureOptions(views=views, plain_first=plain_first, seed=seed, dtype=dtype, batch_size=batch_size,
+                          threads=threads, shard_images=shard_images, max_pixels=max_pixels)
+    try:
+        summary = run(src, cache, backbone=resolved, recipe=recipe, options=opts, workers=workers, overwrite=overwrite,
+                      split=split, progress=not quiet and sys.stderr.isatty(), mirror=mirror)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {cache} holds only complete shards; rerun the same command to finish", err=True)
+        sys.exit(130)
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    rate = f", {summary.steady_rows_per_s:.0f} rows/s" if summary.steady_rows_per_s else ""
+    click.echo(f"{summary.images} images -> {summary.rows} feature rows ({summary.feature_dim} values, {summary.dtype}) "
+               f"in {cache} ({summary.computed_rows} computed, {summary.rows - summary.computed_rows} from earlier runs; "
+               f"{summary.seconds:.1f} s{rate})")
+    if summary.failed_images:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.failures.items()))
+        click.echo(f"{summary.failed_images} images failed ({reasons}); see {cache}/failures.csv", err=True)
+
+
+@click.command()
+@click.argument("name", required=False)
+@options.json_output
+def backbones(name, as_json) -> None:
+    """List the backbones augkit knows, or show one (NAME, a .yaml entry or an .onnx file).
+
+    Weights are downloaded on first use into AUGKIT_CACHE_DIR (else the user cache
+    directory) and checked against their sha256; `--weights PATH` uses a local file.
+    """
+    from augkit.backbones import cached_path, registry, resolve_backbone
+
+    names = [name] if name else list(registry())
+    rows = []
+    for n in names:
+        b = resolve_backbone(n)
+        cached = cached_path(b)
+        rows.append({
+            "name": b.name, "description": b.description, "input_size": b.preprocessing.input_size,
+            "feature_dim": b.feature_dim, "top1": b.top1, "license": b.license, "url": b.url, "sha256": b.sha256,
+            "size": b.size, "pooled": b.feature_node or b.pooled, "preprocessing": b.preprocessing.as_dict(),
+            "cached": str(cached) if cached is not None and cached.is_file() else None,
+        })
+    if as_json:
+        click.echo(json.dumps(rows if not name else rows[0], indent=2))
+        return
+    if name:
+        for key, value in rows[0].items():
+            click.echo(f"{key:13s} {value if value is not None else '-'}")
+        return
+    click.echo(f"{'name':20s} {'input':>5s} {'features':>8s} {'top-1':>6s} {'MB':>6s}  {'licence':13s} cached")
+    for r in rows:
+        size = f"{r['size'] / 1e6:.1f}" if r["size"] else "-"
+        top1 = f"{r['top1']:.2f}" if r["top1"] is not None else "-"
+        click.echo(f"{r['name']:20s} {r['input_size']:>5d} {r['feature_dim'] or '-':>8} {top1:>6s} {size:>6s}  "
+                   f"{r['license'] or '-':13s} {'yes' if r['cached'] else 'no'}")

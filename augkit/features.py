@@ -1,0 +1,725 @@
+"""Feature cache: a frozen backbone's pooled features for every image (and K augmented
+views of it), computed once, stored as ``.npy`` shards, loaded with :func:`load_features`.
+
+Stages: discovery (parent) -> plan shards (parent) -> decode, recipe view, centre crop
+and resize to uint8 (one :class:`FeatureTask` call per image, run by the engine: in this
+process or in worker processes, see :func:`default_workers`) -> batches (parent's main
+thread) -> ONNX Runtime, which also normalises (inference streams: threads of the parent,
+overlapped with the preparation of the next batches) -> shard files -> joined reports.
+
+What a user can rely on:
+- Row ``r`` of the features is (image, view) of row ``r`` of ``manifest.csv`` and label
+  ``labels[r]`` (an index into ``meta.json``'s ``classes``; -1 when unlabelled). Rows are
+  ordered by the image's key, then view. View ``v`` of an image is seeded with
+  ``derive_seed(seed, key, v)``; with ``plain_first`` view 0 is the image un-augmented.
+- A shard is a fixed list of images (so of rows). Its ``.npy`` is written whole or not at
+  all, then its ``.json`` (rows and failures), which marks it done. A rerun skips done
+  shards: an interrupted run finishes with the same result as an uninterrupted one.
+- ``meta.json`` records backbone, weights sha256, preprocessing, the cut tensor, recipe
+  and its hash, seed, views and dtype. A rerun into a cache made with other ones is
+  refused unless ``overwrite`` (which removes only the cache's own files).
+- Memory does not grow with the dataset: features go to disk shard by shard.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import hashlib
+import io
+import itertools
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections import Counter
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from augkit.errors import AugkitError, UsageError
+
+META = "meta.json"
+MANIFEST = "manifest.csv"
+LABELS = "labels.npy"
+FAILURES = "failures.csv"
+SHARD_ROWS = 4096  # rows per shard (~10 MB of float16 MobileNet v2 features)
+DTYPES = ("float16", "float32")
+_COMPARED = ("weights_sha256", "preprocessing", "feature_node", "recipe_hash", "seed", "views", "plain_first", "dtype")
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    views: int = 1
+    plain_first: bool = False  # view 0 is the image without the recipe
+    seed: int = 0
+    dtype: str = "float16"
+    batch_size: int | None = None  # default: batch_size_for(threads), see there
+    threads: int | None = None  # ONNX Runtime intra-op threads (default: one per core)
+    shard_images: int | None = None  # images per shard (default: SHARD_ROWS rows)
+    max_pixels: int | None = None
+
+
+def default_workers(recipe: bool) -> int:
+    """Worker processes that keep the backbone fed, from measured costs per 224x224 image
+    on one core: MobileNet v2 inference ~5.4 ms, decoding and cropping a 500x375 JPEG
+    ~0.8 ms (~12 % of the work), a typical recipe ~2-3 ms more (~40 %). Less than half a
+    core of preparation runs in this process (``0``: no worker start-up, no copying between
+    processes; ~5 % more throughput on 2 cores); more gets that many worker processes."""
+    import math
+
+    from augkit.engine import default_workers as cores
+
+    need = cores() * (0.4 if recipe else 0.12)
+    return 0 if need < 0.5 else math.ceil(need)
+
+
+# --- the worker side --------------------------------------------------------------------------
+
+
+def crop_to_input(image, prep):
+    """RGB uint8 (H, W, 3) -> uint8 (S, S, 3) in the backbone's channel order: the centre
+    square, resized, as ``prep`` (a :class:`~augkit.backbones.Preprocessing`) says."""
+    import cv2
+    import numpy as np
+
+    size = prep.input_size
+    h, w = image.shape[:2]
+    if (h, w) != (size, size):
+        # "Shorter side to `resize`, then the centre size x size", taken from the image
+        # itself: the same square (within a pixel), resized once, at half the cost.
+        side = max(1, round(min(h, w) * size / prep.resize))
+        top, left = (h - side) // 2, (w - side) // 2
+        image = image[top:top + side, left:left + side]
+        if side != size:
+            # Bilinear; INTER_AREA (a box filter) once shrinking by 2x or more, where
+            # bilinear would skip pixels and alias. Below 2x, bilinear is within 0.6 grey
+            # levels (mean) of PIL's antialiased bilinear on photos, 5x faster than area.
+            shrink = cv2.INTER_AREA if side >= 2 * size else cv2.INTER_LINEAR
+            image = cv2.resize(image, (size, size), interpolation=shrink)
+    if prep.channels == "BGR":
+        return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return np.ascontiguousarray(image)
+
+
+def normalize(pixels, prep):
+    """uint8 (..., S, S, 3) from :func:`crop_to_input` -> the float32 input, ``x * scale +
+    offset`` per channel, in the backbone's layout. The cut model does the same in-graph
+    (:func:`augkit.backbones.feature_model` with ``pixels=True``)."""
+    import numpy as np
+
+    scale, offset = prep.scale_offset()
+    x = pixels.astype(np.float32) * np.array(scale, np.float32) + np.array(offset, np.float32)
+    if prep.layout == "NCHW":
+        x = np.moveaxis(x, -1, -3)
+    return np.ascontiguousarray(x)
+
+
+def to_input(image, prep):
+    """RGB uint8 (H, W, 3) -> the network's float32 input for one image ((3, S, S) for
+    NCHW), exactly as ``prep`` says."""
+    return normalize(crop_to_input(image, prep), prep)
+
+
+class FeatureTask:
+    """Per image: decode once, then prepare each view. Returns uint8 (views, S, S, 3)
+    (the cut model normalises them), or a failure dict with ``reason`` and ``message``."""
+
+    def __init__(self, recipe, prep, options: FeatureOptions):
+        self.recipe = recipe
+        self.prep = prep
+        self.options = options
+
+    def __call__(self, item: tuple[str, str]):
+        import numpy as np
+
+        from augkit.decoding import DecodeError, decode_image
+        from augkit.seeds import derive_seed
+
+        path, key = item
+        opts = self.options
+        try:
+            image = decode_image(path, max_pixels=opts.max_pixels)
+        except DecodeError as exc:
+            return {"reason": exc.reason, "message": str(exc)}
+        views = []
+        for v in range(opts.views):
+            view = image
+            if self.recipe is not None and not (v == 0 and opts.plain_first):
+                try:
+                    view = self.recipe(image, seed=derive_seed(opts.seed, key, v))
+                except Exception as exc:  # noqa: BLE001 - one transform failure is one row
+                    return {"reason": "transform_error", "message": f"{key}: view {v}: {type(exc).__name__}: {exc}"}
+            views.append(crop_to_input(view, self.prep))
+        return views[0][None] if len(views) == 1 else np.stack(views)
+
+
+# --- shards ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    start: int  # sample indices [start, stop)
+    stop: int
+    plan: str  # hash of what the shard holds: its images, labels and views
+
+    @property
+    def npy(self) -> str:
+        return f"features-{self.index:05d}.npy"
+
+    @property
+    def json(self) -> str:
+        return f"features-{self.index:05d}.json"
+
+
+def plan_shards(samples, options: FeatureOptions) -> list[Shard]:
+    per = options.shard_images or max(1, SHARD_ROWS // options.views)
+    shards = []
+    for index, start in enumerate(range(0, len(samples), per)):
+        stop = min(start + per, len(samples))
+        text = json.dumps([[s.key, s.label] for s in samples[start:stop]] + [options.views, options.plain_first])
+        shards.append(Shard(index, start, stop, hashlib.sha256(text.encode()).hexdigest()))
+    return shards
+
+
+def _shard_done(cache: Path, shard: Shard) -> bool:
+    import numpy as np
+
+    try:
+        record = json.loads((cache / shard.json).read_text(encoding="utf-8"))
+        rows = np.load(cache / shard.npy, mmap_mode="r").shape[0]
+    except Exception:  # noqa: BLE001 - missing, cut short or unreadable: compute it again
+        return False
+    return record.get("plan") == shard.plan and rows == len(record.get("rows", ()))
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-0")  # swept by remove_temporaries
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+# --- inference -------------------------------------------------------------------------------
+
+
+def make_session(model, threads: int):
+    """An ONNX Runtime session for a :class:`~augkit.backbones.FeatureModel`."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model.model_bytes, so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+        raise AugkitError(f"ONNX Runtime cannot load the cut backbone ({' '.join(str(exc).split())[:300]})") from None
+
+
+GIL_SWITCH_S = 0.0002  # see _compute
+MAX_STREAMS = 4  # each holds a batch's activations (~12 MB per 224x224 MobileNet v2 image)
+
+
+def inference_plan(threads: int) -> tuple[int, int]:
+    """(streams, intra-op threads per stream) for ``threads`` ONNX Runtime threads."""
+    streams = max(1, min(threads, MAX_STREAMS))
+    return streams, max(1, threads // streams)
+
+
+def batch_size_for(threads: int) -> int:
+    """Two images per intra-op thread of a stream. Small batches keep a stream's activations
+    in cache: MobileNet v2 end to end on 2 cores (benchmarks/RESULTS.md) did 366 rows/s at
+    2, 313 at 4, ~285 at 8 (pure inference: 438, 380, 340 img/s); a ResNet-50-shaped model
+    runs alike at 2, 4 and 8. More intra-op threads need more images to share out."""
+    return 2 * inference_plan(threads)[1]
+
+
+class _Inference:
+    """Runs the backbone on the batches the main thread fills, one batch per stream at a
+    time (a thread and a session each), and writes a shard once all its batches are done.
+
+    Why streams rather than one session with N intra-op threads: the workers share the
+    cores with inference, and an intra-op thread that loses its core for a time slice
+    stalls the others at the next operator's barrier. Streams never wait for each other,
+    so the cores stay busy. A batch's result does not depend on which stream ran it.
+    Buffers go back to ``free`` after use, which bounds memory.
+    """
+
+    def __init__(self, sessions: list, model, cache: Path, dtype: str, expected_dim: int | None, free: queue.Queue,
+                 bar):
+        self.model, self.cache = model, cache
+        self.dtype, self.expected_dim = dtype, expected_dim
+        self.free, self.bar = free, bar
+        self.work: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.per_sample = False
+        self.dim: int | None = model.feature_dim
+        self.lock = threading.Lock()
+        self.shards: dict[int, dict[str, Any]] = {}  # shard index -> parts, counts, rows
+        self.t_first = self.t_last = None
+        self.rows_first = self.rows = 0
+        self.busy_s = 0.0
+        self.threads = [threading.Thread(target=self._loop, args=(session,), name=f"augkit-inference-{i}", daemon=True)
+                        for i, session in enumerate(sessions)]
+        for thread in self.threads:
+            thread.start()
+
+    def _state(self, shard: Shard) -> dict[str, Any]:
+        return self.shards.setdefault(shard.index, {"shard": shard, "parts": {}, "submitted": 0, "done": 0,
+                                                    "closed": False, "rows": None, "failures": None})
+
+    def submit(self, buffer, shard: Shard, n: int) -> None:
+        with self.lock:
+            state = self._state(shard)
+            seq = state["submitted"]
+            state["submitted"] += 1
+        self.work.put((buffer, shard, n, seq))
+
+    def close_shard(self, shard: Shard, rows: list, failures: list) -> None:
+        """No more batches for ``shard``: it is written when the last one is done."""
+        with self.lock:
+            state = self._state(shard)
+            state.update(closed=True, rows=rows, failures=failures)
+            ready = state["done"] == state["submitted"] and self.shards.pop(shard.index)
+        if ready:
+            self._write(ready)
+
+    def finish(self, timeout: float | None = None) -> None:
+        for _ in self.threads:
+            self.work.put(None)
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def _loop(self, session) -> None:
+        while True:
+            message = self.work.get()
+            if message is None:
+                return
+            buffer, shard, n, seq = message
+            try:
+                if self.error is None:
+                    self._batch(session, buffer, shard, n, seq)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self.error = exc
+            finally:
+                self.free.put(buffer)
+
+    def _batch(self, session, buffer, shard: Shard, n: int, seq: int) -> None:
+        started = time.perf_counter()
+        out = self._run(session, buffer[:n]).astype(self.dtype, copy=False)
+        finished = time.perf_counter()
+        with self.lock:
+            self.busy_s += finished - started
+            self.rows += n
+            if self.t_first is None:
+                self.t_first, self.rows_first = finished, n
+            self.t_last = finished
+            state = self.shards[shard.index]
+            state["parts"][seq] = out
+            state["done"] += 1
+            ready = state["closed"] and state["done"] == state["submitted"] and self.shards.pop(shard.index)
+        self.bar.update(n)
+        if ready:
+            self._write(ready)
+
+    def _write(self, state: dict[str, Any]) -> None:
+        import numpy as np
+
+        shard, parts = state["shard"], state["parts"]
+        ordered = [parts.pop(i) for i in range(len(parts))]
+        rows = sum(len(p) for p in ordered)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)), "fortran_order": False,
+                  "shape": (rows, self.dim or 0)}
+
+        def write(f) -> None:  # the .npy format, part after part: no concatenated copy in memory
+            np.lib.format.write_array_header_1_0(f, header)
+            for part in ordered:
+                f.write(np.ascontiguousarray(part).data)
+
+        _write_atomic(self.cache / shard.npy, write)
+        record = {"plan": shard.plan, "rows": state["rows"], "failures": state["failures"]}
+        _write_text(self.cache / shard.json, json.dumps(record) + "\n")  # written last: marks the shard done
+
+    def _run(self, session, batch):
+        import numpy as np
+
+        feed = self.model.input_name
+        if not self.per_sample:
+            try:
+                out = session.run([self.model.output_name], {feed: batch})[0]
+            except Exception as exc:  # noqa: BLE001
+                if len(batch) == 1 or self.model.fixed_batch is None:
+                    raise AugkitError(f"the backbone failed on a batch of {len(batch)} "
+                                      f"({' '.join(str(exc).split())[:300]})") from None
+                self.per_sample = True  # the file was made for batch 1 and keeps it inside
+        if self.per_sample:
+            out = np.concatenate([session.run([self.model.output_name], {feed: batch[i:i + 1]})[0]
+                                  for i in range(len(batch))])
+        out = out.reshape(len(batch), -1)
+        if self.dim is None:
+            self.dim = out.shape[1]
+        if self.expected_dim and out.shape[1] != self.expected_dim:
+            raise AugkitError(f"the feature tensor {self.model.output_name!r} has {out.shape[1]} values per image, the "
+                              f"backbone entry says {self.expected_dim}; name the tensor with --feature-node NAME")
+        return out
+
+
+# --- the run in the parent -------------------------------------------------------------------
+
+
+@dataclass
+class FeatureSummary:
+    images: int = 0
+    rows: int = 0
+    computed_rows: int = 0
+    shards: int = 0
+    computed_shards: int = 0
+    failed_images: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    feature_dim: int | None = None
+    dtype: str = ""
+    backbone: str = ""
+    weights: str = ""
+    cache: str = ""
+    workers: int = 0
+    threads: int = 0
+    batch_size: int = 0
+    seconds: float = 0.0
+    first_batch_s: float | None = None  # from the start of the call to the first batch done
+    steady_rows_per_s: float | None = None  # rows/s from the first batch done to the last
+    inference_s: float = 0.0  # time spent inside ONNX Runtime
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _settings(backbone, weights_sha: str, model, recipe, options: FeatureOptions) -> dict[str, Any]:
+    return {
+        "backbone": backbone.name,
+        "backbone_source": backbone.source,
+        "weights_url": backbone.url if backbone.weights is None else None,
+        "weights_sha256": weights_sha,
+        "preprocessing": backbone.preprocessing.as_dict(),
+        "feature_node": model.output_name,
+        "recipe": None if recipe is None else recipe.source,
+        "recipe_hash": None if recipe is None else recipe.fingerprint,
+        "seed": options.seed,
+        "views": options.views,
+        "plain_first": options.plain_first,
+        "dtype": options.dtype,
+    }
+
+
+def _differences(previous: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    differs = []
+    for key in _COMPARED:
+        if key == "seed" and previous.get("recipe_hash") is None and settings["recipe_hash"] is None:
+            continue  # without a recipe the seed changes nothing
+        if previous.get(key) != settings[key]:
+            differs.append(key)
+    return differs
+
+
+def _is_ours(name: str) -> bool:
+    return name in (META, MANIFEST, LABELS, FAILURES) or (name.startswith("features-") and name.endswith((".npy", ".json")))
+
+
+def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Refuse to mix runs; with ``overwrite``, remove the earlier cache's files (only those)."""
+    from augkit.augment import remove_temporaries
+
+    if cache.exists() and not cache.is_dir():
+        raise UsageError(f"{cache}: exists and is not a folder; choose another CACHE")
+    meta = cache / META
+    if meta.exists():
+        try:
+            previous = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
+        differs = _differences(previous, settings)
+        if differs and not overwrite:
+            names = {"weights_sha256": "backbone weights", "recipe_hash": "recipe", "feature_node": "feature tensor"}
+            what = ", ".join(f"{names.get(k, k)} {_short(previous.get(k))} -> {_short(settings[k])}" for k in differs)
+            raise UsageError(f"{cache}: holds features made with other settings ({what}); "
+                             f"use another CACHE or --overwrite to replace them")
+        if differs:
+            for path in cache.iterdir():
+                if path.is_file() and _is_ours(path.name):
+                    path.unlink()
+    elif cache.exists() and any(cache.iterdir()) and not overwrite:
+        raise UsageError(f"{cache}: is not empty and holds no feature cache; use an empty CACHE or --overwrite")
+    cache.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(cache)
+    # Incomplete until the reports are joined again: a run stopped half-way is never read
+    # as a finished cache, even when it was resuming (or extending) a finished one.
+    _write_text(meta, json.dumps({"complete": False, **settings}, indent=2) + "\n")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text[:12] + "..." if isinstance(value, str) and len(value) == 64 else text
+
+
+def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, options: FeatureOptions = FeatureOptions(),
+                   workers: int | None = None, overwrite: bool = False, split: str | None = None,
+                   progress: bool = False, engine: str = "local", cache_dir=None, mirror: str | None = None,
+                   ) -> FeatureSummary:
+    """Compute (or finish computing) the feature cache of ``src`` in ``cache``.
+
+    ``backbone`` is a :class:`~augkit.backbones.Backbone`, or a name / YAML / ONNX path for
+    :func:`~augkit.backbones.resolve_backbone`. Returns the :class:`FeatureSummary`."""
+    from augkit.augment import check_paths, remove_temporaries, source_folders
+    from augkit.backbones import Backbone, feature_model, resolve_backbone, weights_file
+    from augkit.discovery import discover
+    from augkit.engine import default_workers as cores
+    from augkit.engine import get_engine
+    from augkit.recipes import load_recipe
+
+    started = time.perf_counter()
+    if options.dtype not in DTYPES:
+        raise UsageError(f"--dtype {options.dtype}: use one of {', '.join(DTYPES)}")
+    if options.views < 1 or (options.batch_size is not None and options.batch_size < 1):
+        raise UsageError("--views and --batch-size must be at least 1")
+    if recipe is None and (options.views > 1 or options.plain_first):
+        raise UsageError("--views > 1 and --plain-first need --recipe (without one every view is the same image)")
+    cache = Path(cache)
+    dataset = discover(src, split=split)
+    check_paths(source_folders(dataset), cache)
+    if workers is None:
+        workers = default_workers(recipe is not None)
+    runner = get_engine(engine, workers=workers)  # a forkserver starts now, in the background
+    with runner:
+        recipe = load_recipe(recipe) if recipe is not None else None
+        if not isinstance(backbone, Backbone):
+            backbone = resolve_backbone(backbone, weights=weights)
+        path, sha = weights_file(backbone, cache_dir=cache_dir, mirror=mirror, progress=progress)
+        model = feature_model(path, backbone, pixels=True)
+        settings = _settings(backbone, sha, model, recipe, options)
+        prepare_cache(cache, settings, overwrite)
+        samples = dataset.samples
+        shards = plan_shards(samples, options)
+        for stale in cache.glob("features-*.*"):  # shards of an earlier plan beyond this one
+            index = stale.name[len("features-"):].split(".")[0]
+            if index.isdigit() and int(index) >= len(shards):
+                stale.unlink()
+        todo = [s for s in shards if not _shard_done(cache, s)]
+        threads = options.threads or cores()
+        options = dataclasses.replace(options, batch_size=options.batch_size or batch_size_for(threads))
+        summary = FeatureSummary(images=len(samples), shards=len(shards), computed_shards=len(todo),
+                                 dtype=options.dtype, backbone=backbone.name, weights=str(path), cache=str(cache),
+                                 workers=workers, threads=threads, batch_size=options.batch_size)
+        if todo:
+            task = FeatureTask(recipe, backbone.preprocessing, options)
+            runner.warm_up(task)  # workers start while ONNX Runtime builds its sessions
+            streams, intra = inference_plan(threads)
+            sessions = [make_session(model, intra) for _ in range(streams)]
+            timing = _compute(runner, task, sessions, model, backbone, cache, samples, todo, options, progress)
+            summary.computed_rows = timing["rows"]
+            summary.inference_s = timing["busy_s"]
+            if timing["t_first"] is not None:
+                summary.first_batch_s = timing["t_first"] - started
+                if timing["t_last"] > timing["t_first"]:
+                    summary.steady_rows_per_s = (timing["rows"] - timing["rows_first"]) / (timing["t_last"] - timing["t_first"])
+    remove_temporaries(cache)
+    _join(cache, shards, dataset, settings, summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples, todo: list[Shard],
+             options: FeatureOptions, progress: bool) -> dict[str, Any]:
+    """Feed the todo shards' images through the workers and the inference streams."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from augkit.augment import remove_temporaries
+
+    size = backbone.preprocessing.input_size
+    batch = options.batch_size
+    free: queue.Queue = queue.Queue()
+    for _ in range(len(sessions) + 2):  # one per stream running, one being filled, one waiting
+        free.put(np.empty((batch, size, size, 3), np.uint8))
+    starts = list(itertools.accumulate((s.stop - s.start for s in todo), initial=0))[:-1]
+
+    def locate(k: int) -> tuple[Shard, int]:  # item number -> (its shard, sample index)
+        j = bisect.bisect_right(starts, k) - 1
+        return todo[j], todo[j].start + k - starts[j]
+
+    total = sum(s.stop - s.start for s in todo) * options.views
+    bar = tqdm(total=total, unit="row", desc="features", disable=not progress, dynamic_ncols=True, leave=False)
+    inference = _Inference(sessions, model, cache, options.dtype, backbone.feature_dim, free, bar)
+
+    def take_buffer():
+        while True:
+            if inference.error is not None:
+                raise inference.error
+            try:
+                return free.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    rows: list[list[Any]] = []
+    failures: list[list[str]] = []
+    buffer, filled = None, 0
+    # An inference stream leaving ONNX Runtime needs the GIL back, and the thread preparing
+    # images holds it for up to the switch interval (5 ms by default: half a batch's run).
+    # A short interval for the run's duration gave ~8 % more rows/s on 2 cores.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch, GIL_SWITCH_S))
+    try:
+        items = ((samples[i].path, samples[i].key) for shard in todo for i in range(shard.start, shard.stop))
+        for outcome in runner.map(task, items):
+            shard, i = locate(outcome.index)
+            sample = samples[i]
+            value = outcome.value
+            if outcome.error is not None:
+                reason = "worker_crashed" if outcome.crashed else "task_error"
+                failures.append([sample.key, reason, f"{sample.key}: {outcome.error}"])
+            elif isinstance(value, dict):
+                failures.append([sample.key, value["reason"], value["message"]])
+            else:
+                for v in range(len(value)):
+                    if buffer is None:
+                        buffer, filled = take_buffer(), 0
+                    buffer[filled] = value[v]
+                    filled += 1
+                    rows.append([sample.key, sample.label or "", v])
+                    if filled == batch:
+                        inference.submit(buffer, shard, filled)
+                        buffer = None
+            if i == shard.stop - 1:  # batches never span shards: a resumed run batches alike
+                if buffer is not None:
+                    inference.submit(buffer, shard, filled)
+                    buffer = None
+                inference.close_shard(shard, rows, failures)
+                rows, failures = [], []
+            if inference.error is not None:
+                raise inference.error
+        inference.finish()
+        if inference.error is not None:
+            raise inference.error
+    except BaseException:
+        inference.error = inference.error or KeyboardInterrupt()  # the streams drop what is queued
+        inference.finish(timeout=30)
+        remove_temporaries(cache)
+        raise
+    finally:
+        sys.setswitchinterval(switch)
+        bar.close()
+    return {"rows": inference.rows, "rows_first": inference.rows_first, "t_first": inference.t_first,
+            "t_last": inference.t_last, "busy_s": inference.busy_s}
+
+
+def _csv_text(header: list[str], rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _join(cache: Path, shards: list[Shard], dataset, settings: dict[str, Any], summary: FeatureSummary) -> None:
+    """labels.npy, manifest.csv, failures.csv and the final meta.json, from the shards."""
+    import numpy as np
+
+    from augkit._version import __version__
+
+    class_index = dataset.class_to_index
+    failures, files, labels = [], [], []
+    dim, rows = None, 0
+
+    def manifest(f) -> None:  # shard by shard: nothing holds every row at once
+        nonlocal dim, rows
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["path", "label", "view"])
+        for shard in shards:
+            record = json.loads((cache / shard.json).read_text(encoding="utf-8"))
+            writer.writerows(record["rows"])
+            failures.extend(record["failures"])
+            labels.append(np.array([class_index.get(label, -1) for _, label, _ in record["rows"]], np.int64))
+            array = np.load(cache / shard.npy, mmap_mode="r")
+            dim = array.shape[1] if array.shape[0] else dim
+            rows += int(array.shape[0])
+            files.append({"file": shard.npy, "rows": int(array.shape[0])})
+        text.flush()
+        text.detach()
+
+    _write_atomic(cache / MANIFEST, manifest)
+    joined = np.concatenate(labels) if labels else np.empty(0, np.int64)
+    _write_atomic(cache / LABELS, lambda f: np.save(f, joined))
+    _write_text(cache / FAILURES, _csv_text(["path", "reason", "message"], failures))
+    counts = dict(sorted(Counter(reason for _, reason, _ in failures).items()))
+    summary.rows, summary.feature_dim = rows, dim
+    summary.failed_images, summary.failures = len(failures), counts
+    meta = {
+        "complete": True,
+        **settings,
+        "augkit_version": __version__,
+        "source": str(Path(dataset.root).resolve()),
+        "classes": dataset.classes,
+        "images": len(dataset.samples),
+        "rows": rows,
+        "feature_dim": dim,
+        "failed_images": len(failures),
+        "failures": counts,
+        "shards": files,
+    }
+    _write_text(cache / META, json.dumps(meta, indent=2) + "\n")
+
+
+# --- reading a cache -------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureCache:
+    """What :func:`load_features` returns; unpacks as ``features, labels, classes, manifest``."""
+
+    features: Any  # (rows, feature_dim) array; memory-mapped when the cache has one shard
+    labels: Any  # (rows,) int64, -1 for unlabelled
+    classes: list[str]
+    manifest: list[dict[str, Any]]  # per row: path (key in SRC), label, view
+    meta: dict[str, Any]
+
+    def __iter__(self):
+        return iter((self.features, self.labels, self.classes, self.manifest))
+
+
+def load_features(cache: str | os.PathLike, *, mmap: bool = True) -> FeatureCache:
+    """Features, labels, class names and manifest of a cache written by ``cache-features``."""
+    import numpy as np
+
+    cache = Path(cache)
+    try:
+        meta = json.loads((cache / META).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{cache}: no {META}; not a feature cache (make one with `augkit cache-features`)") from None
+    except (OSError, ValueError) as exc:
+        raise AugkitError(f"{cache / META}: unreadable ({exc})") from None
+    if not meta.get("complete"):
+        raise AugkitError(f"{cache}: the cache is incomplete; rerun the same `augkit cache-features` command to finish it")
+    mode = "r" if mmap else None
+    arrays = [np.load(cache / s["file"], mmap_mode=mode) for s in meta["shards"]]
+    non_empty = [a for a in arrays if a.shape[0]] or arrays[:1]
+    features = non_empty[0] if len(non_empty) == 1 else np.concatenate(non_empty)
+    labels = np.load(cache / LABELS)
+    with open(cache / MANIFEST, newline="", encoding="utf-8") as f:
+        manifest = [{"path": r["path"], "label": r["label"] or None, "view": int(r["view"])} for r in csv.DictReader(f)]
+    if len(manifest) != features.shape[0] or len(labels) != features.shape[0]:
+        raise AugkitError(f"{cache}: {features.shape[0]} feature rows but {len(manifest)} manifest rows; "
+                          f"rerun `augkit cache-features` with --overwrite to rebuild it")
+    return FeatureCache(features, labels, list(meta.get("classes", [])), manifest, meta)

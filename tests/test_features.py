@@ -1,0 +1,407 @@
+"""`augkit cache-features` and `augkit.load_features`: a frozen backbone's features, once."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+import augkit
+import mobilenet_like
+from augkit.backbones import resolve_backbone
+from augkit.cli import cli
+from augkit.errors import AugkitError
+from augkit.features import to_input
+from augkit.recipes import load_recipe
+from augkit.seeds import derive_seed
+from conftest import make_structured_rgb
+from imagefiles import encoded, write_tree
+from test_backbones import ModelServer, entry_file, leftovers, sha
+
+RECIPE = """\
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - RandomBrightnessContrast: {p: 1.0}
+"""
+SIZES = [(90, 120), (120, 90), (64, 64), (50, 70), (100, 100)]  # landscape, portrait, exact, enlarged, square
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    mobilenet_like.save(mobilenet_like.tiny(seed=1), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "mobilenetv2-random.onnx"
+    mobilenet_like.save(mobilenet_like.full(seed=2), path)
+    return path
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    """PNGs (decoded identically by every library) in two class folders, of varied shapes."""
+    files = {}
+    for c, name in enumerate(("cat", "dog")):
+        for i, (h, w) in enumerate(SIZES):
+            files[f"{name}/{name}_{i}.png"] = encoded(make_structured_rgb(h, w, seed=10 * c + i), "PNG")
+    return write_tree(tmp_path / "data", files)
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUGKIT_CACHE_DIR", str(tmp_path / "augkit-cache"))
+    monkeypatch.delenv("AUGKIT_MIRROR", raising=False)
+
+
+def run(*args, expect: int = 0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == expect, (result.output, result.exception)
+    return result
+
+
+def tiny_args(model: Path, *extra) -> list:
+    return ["--backbone", model, "--input-size", 64, "--dtype", "float32", "--quiet", *extra]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --- the reference computation ----------------------------------------------------------------
+
+
+def reference_input(rgb: np.ndarray, prep) -> np.ndarray:
+    """The entry's preprocessing written out in float64: the centre square that "shorter
+    side to ``resize``, crop ``input_size``" keeps, resized to ``input_size``, channel
+    order, 0..255 onto ``range``, (x - mean) / std, layout."""
+    size = prep.input_size
+    h, w = rgb.shape[:2]
+    if (h, w) != (size, size):
+        side = round(min(h, w) * size / prep.resize)
+        top, left = (h - side) // 2, (w - side) // 2
+        rgb = rgb[top:top + side, left:left + side]
+        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if side >= 2 * size else cv2.INTER_LINEAR)
+    x = rgb.astype(np.float64)
+    if prep.channels == "BGR":
+        x = x[:, :, ::-1]
+    lo, hi = prep.range
+    x = (x / 255 * (hi - lo) + lo - np.array(prep.mean)) / np.array(prep.std)
+    return x.transpose(2, 0, 1) if prep.layout == "NCHW" else x
+
+
+def reference_features(model_path: Path, inputs: np.ndarray) -> np.ndarray:
+    """Global average of the uncut model's last feature map."""
+    import onnx
+
+    model = mobilenet_like.with_output(onnx.load(str(model_path)), "last_feature_map")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    fmap = session.run(["last_feature_map"], {"input": inputs.astype(np.float32)})[0]
+    return fmap.mean(axis=(2, 3))
+
+
+def read_png(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+# --- preprocessing ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "googlenet", "efficientnet_lite4"])
+@pytest.mark.parametrize("shape", [(300, 400), (400, 300), (224, 224), (150, 180)])
+def test_preprocessing_matches_the_entry_exactly(name, shape):
+    prep = resolve_backbone(name).preprocessing
+    rgb = make_structured_rgb(*shape, seed=sum(shape))
+    got = to_input(rgb, prep)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert got.shape == ((3, 224, 224) if prep.layout == "NCHW" else (224, 224, 3))
+    np.testing.assert_allclose(got, reference_input(rgb, prep), rtol=0, atol=2e-5)
+
+
+def test_an_image_already_at_the_input_size_is_not_resized():
+    prep = resolve_backbone("mobilenet_v2").preprocessing
+    rgb = make_structured_rgb(224, 224)
+    expected = (rgb[:, :, 0] / 255 - 0.485) / 0.229
+    np.testing.assert_allclose(to_input(rgb, prep)[0], expected, atol=2e-5)
+
+
+# --- computing the cache ----------------------------------------------------------------------
+
+
+def test_features_equal_the_reference_computation(tiny_model, dataset, tmp_path):
+    cache = tmp_path / "cache"
+    result = run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "--batch-size", 3, "-w", 2))
+    assert "10 images -> 10 feature rows (48 values, float32)" in result.output
+    features, labels, classes, manifest = augkit.load_features(cache)
+    assert features.shape == (10, 48) and features.dtype == np.float32
+    assert classes == ["cat", "dog"] and labels.tolist() == [0] * 5 + [1] * 5
+    assert [m["path"] for m in manifest] == [f"{c}/{c}_{i}.png" for c in ("cat", "dog") for i in range(5)]
+    prep = resolve_backbone(str(tiny_model), input_size=64).preprocessing
+    inputs = np.stack([reference_input(read_png(dataset / m["path"]), prep) for m in manifest])
+    np.testing.assert_allclose(features, reference_features(tiny_model, inputs), rtol=1e-4, atol=1e-5)
+    meta = json.loads((cache / "meta.json").read_text())
+    assert meta["complete"] and meta["feature_node"] == "pooled" and meta["preprocessing"]["input_size"] == 64
+    assert meta["weights_sha256"] == sha(tiny_model.read_bytes()) and meta["augkit_version"] == augkit.__version__
+
+
+def test_views_are_seeded_per_image_and_view_and_view0_can_be_plain(tiny_model, dataset, recipe, tmp_path):
+    cache = tmp_path / "views"
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "--recipe", recipe, "--views", 3,
+                                                           "--plain-first", "--seed", 5, "-w", 0))
+    features, labels, _, manifest = augkit.load_features(cache)
+    assert features.shape == (30, 48) and [m["view"] for m in manifest[:4]] == [0, 1, 2, 0]
+    assert labels.tolist() == [0] * 15 + [1] * 15
+    prep = resolve_backbone(str(tiny_model), input_size=64).preprocessing
+    aug = load_recipe(recipe)
+    inputs = []
+    for m in manifest:
+        image = read_png(dataset / m["path"])
+        if m["view"] > 0:
+            image = aug(image, seed=derive_seed(5, m["path"], m["view"]))
+        inputs.append(reference_input(image, prep))
+    np.testing.assert_allclose(features, reference_features(tiny_model, np.stack(inputs)), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(features[1], features[2])  # two views of one image differ
+
+
+def test_the_result_does_not_depend_on_workers_or_batch_size(tiny_model, dataset, recipe, tmp_path):
+    run("cache-features", dataset, "-o", tmp_path / "a", *tiny_args(tiny_model, "-r", recipe, "-k", 2, "-w", 0))
+    run("cache-features", dataset, "-o", tmp_path / "b", *tiny_args(tiny_model, "-r", recipe, "-k", 2, "-w", 2,
+                                                                    "--batch-size", 7))
+    a, b = augkit.load_features(tmp_path / "a"), augkit.load_features(tmp_path / "b")
+    np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
+    assert a.manifest == b.manifest
+
+
+def test_float16_is_the_default_and_shards_are_joined(tiny_model, dataset, tmp_path):
+    cache = tmp_path / "cache"
+    run("cache-features", dataset, "-o", cache, "--backbone", tiny_model, "--input-size", 64, "--shard-images", 3, "-w", 0)
+    assert sorted(p.name for p in cache.glob("features-*.npy")) == [f"features-0000{i}.npy" for i in range(4)]
+    loaded = augkit.load_features(cache)
+    assert loaded.features.dtype == np.float16 and loaded.features.shape == (10, 48)
+    first = np.load(cache / "features-00000.npy", mmap_mode="r")
+    assert np.array_equal(loaded.features[:3], first)
+    single = tmp_path / "single"
+    run("cache-features", dataset, "-o", single, "--backbone", tiny_model, "--input-size", 64, "-w", 0)
+    assert isinstance(augkit.load_features(single).features, np.memmap)  # one shard: memory-mapped
+
+
+def test_bad_images_are_rows_in_failures_csv_not_features(tiny_model, tmp_path):
+    src = write_tree(tmp_path / "src", {
+        "a/good.png": encoded(make_structured_rgb(70, 80), "PNG"),
+        "a/empty.jpg": b"",
+        "b/cut.png": encoded(make_structured_rgb(70, 80, 1), "PNG")[:200],
+        "b/fine.png": encoded(make_structured_rgb(80, 70, 2), "PNG"),
+    })
+    result = run("cache-features", src, "-o", tmp_path / "cache", *tiny_args(tiny_model, "-w", 1))
+    assert "2 images failed (1 empty, 1 truncated)" in result.output
+    loaded = augkit.load_features(tmp_path / "cache")
+    assert [m["path"] for m in loaded.manifest] == ["a/good.png", "b/fine.png"] and loaded.labels.tolist() == [0, 1]
+    failures = {r["path"]: r["reason"] for r in read_csv(tmp_path / "cache" / "failures.csv")}
+    assert failures == {"a/empty.jpg": "empty", "b/cut.png": "truncated"}
+
+
+def test_a_flat_folder_has_label_minus_one(tiny_model, tmp_path):
+    src = write_tree(tmp_path / "flat", {"x.png": encoded(make_structured_rgb(64, 64), "PNG")})
+    run("cache-features", src, "-o", tmp_path / "cache", *tiny_args(tiny_model, "-w", 0))
+    loaded = augkit.load_features(tmp_path / "cache")
+    assert loaded.labels.tolist() == [-1] and loaded.classes == [] and loaded.manifest[0]["label"] is None
+
+
+def test_json_summary_and_the_interpreter_left_as_found(tiny_model, dataset, tmp_path):
+    switch = sys.getswitchinterval()
+    summary = json.loads(run("cache-features", dataset, "-o", tmp_path / "c", *tiny_args(tiny_model, "--json", "-w", 0)).output)
+    assert summary["rows"] == summary["computed_rows"] == 10 and summary["feature_dim"] == 48
+    assert summary["batch_size"] >= 2 and summary["workers"] == 0
+    assert sys.getswitchinterval() == switch  # shortened for the run only
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--views", 3], "--views > 1 and --plain-first need --recipe"),
+    (["--backbone", "resnet5"], "unknown backbone 'resnet5'; did you mean resnet50"),
+    (["--mean", "1,2"], "expected 3 numbers"),
+])
+def test_bad_usage_exits_2_with_one_line(tiny_model, dataset, tmp_path, args, message):
+    result = run("cache-features", dataset, "-o", tmp_path / "c", "--input-size", 64, "-w", 0, *args, expect=2)
+    assert message in result.output
+
+
+# --- resuming, and refusing to mix -------------------------------------------------------------
+
+
+def test_a_rerun_computes_only_missing_shards_with_the_same_result(tiny_model, dataset, tmp_path):
+    cache = tmp_path / "cache"
+    args = ["cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "--shard-images", 3, "-w", 0)]
+    run(*args)
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+    (cache / "features-00002.npy").unlink()
+    (cache / "features-00001.json").unlink()
+    (cache / ".features-00003.npy.tmp-999-0").write_bytes(b"left by a killed run")
+    assert "(6 computed, 4 from earlier runs" in run(*args).output
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
+    assert "(0 computed, 10 from earlier runs" in run(*args).output
+
+
+@pytest.mark.parametrize("change, what", [
+    (["--backbone", "OTHER"], "backbone weights"),
+    (["--recipe", "RECIPE"], "recipe"),
+    (["--mean", "0.5,0.5,0.5"], "preprocessing"),
+    (["--dtype", "float16"], "dtype"),
+])
+def test_a_rerun_with_other_settings_is_refused_unless_overwrite(tiny_model, dataset, recipe, tmp_path, change, what):
+    other = tmp_path / "other.onnx"
+    mobilenet_like.save(mobilenet_like.tiny(seed=9), other)
+    change = [{"OTHER": other, "RECIPE": recipe}.get(a, a) for a in change]
+    cache = tmp_path / "cache"
+    base = ["--input-size", 64, "--quiet", "-w", 0]
+    run("cache-features", dataset, "-o", cache, "--backbone", tiny_model, "--dtype", "float32", *base)
+    options = {"--backbone": tiny_model, "--dtype": "float32", **dict(zip(change[::2], change[1::2]))}
+    args = ["cache-features", dataset, "-o", cache, *[x for kv in options.items() for x in kv], *base]
+    result = run(*args, expect=2)
+    assert "holds features made with other settings" in result.output and what in result.output
+    assert "--overwrite" in result.output
+    run(*args, "--overwrite")
+    fresh = tmp_path / "fresh"
+    run(*[fresh if a == cache else a for a in args])
+    assert np.array_equal(augkit.load_features(cache).features, augkit.load_features(fresh).features)
+
+
+def test_a_folder_that_is_not_a_cache_is_refused(tiny_model, dataset, tmp_path):
+    cache = tmp_path / "mine"
+    cache.mkdir()
+    (cache / "notes.txt").write_text("keep me")
+    assert "holds no feature cache" in run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model), expect=2).output
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "--overwrite", "-w", 0))
+    assert (cache / "notes.txt").read_text() == "keep me"
+
+
+def test_cache_inside_src_is_refused(tiny_model, dataset):
+    assert "inside SRC" in run("cache-features", dataset, "-o", dataset / "features", *tiny_args(tiny_model), expect=2).output
+
+
+def test_an_incomplete_cache_is_not_loaded(tmp_path):
+    (tmp_path / "meta.json").write_text(json.dumps({"complete": False}))
+    with pytest.raises(AugkitError, match="incomplete; rerun the same"):
+        augkit.load_features(tmp_path)
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(full_model, tmp_path, how):
+    images = 80  # at one thread, ~0.5 s of work: time enough to interrupt it after two shards
+    src = write_tree(tmp_path / "src", {f"c{i % 2}/img_{i:03d}.png": encoded(make_structured_rgb(120, 160, i), "PNG")
+                                        for i in range(images)})
+    args = ["cache-features", str(src), "--weights", str(full_model), "--shard-images", 2, "--threads", 1, "-w", 1,
+            "--quiet"]
+    run(*args, "-o", tmp_path / "reference")
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-m", "augkit", *map(str, args), "-o", str(cache)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (cache / "features-00001.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "finished or stuck before it could be interrupted"
+        time.sleep(0.005)
+    try:
+        os.killpg(proc.pid, how)
+    except ProcessLookupError:
+        pytest.fail("the run finished before it could be interrupted")
+    stderr = proc.communicate(timeout=30)[1].decode()
+    if how == signal.SIGINT:
+        assert proc.returncode == 130 and "rerun the same command" in stderr and "Traceback" not in stderr
+    done = len(list(cache.glob("features-*.json")))
+    assert 2 <= done < images // 2 and not (cache / "manifest.csv").exists()
+    with pytest.raises(AugkitError, match="incomplete"):
+        augkit.load_features(cache)
+    result = run(*args, "-o", cache)
+    assert f"{images - 2 * done} computed" in result.output
+    reference = augkit.load_features(tmp_path / "reference")
+    resumed = augkit.load_features(cache)
+    assert np.array_equal(resumed.features, reference.features) and resumed.manifest == reference.manifest
+    assert not list(cache.glob(".*tmp*"))
+
+
+# --- weights served over HTTP -------------------------------------------------------------------
+
+
+@pytest.fixture
+def server():
+    s = ModelServer()
+    yield s
+    s.close()
+
+
+def test_cache_features_downloads_verifies_caches_and_uses_a_served_model(server, tiny_model, dataset, tmp_path):
+    data = tiny_model.read_bytes()
+    server.files["tiny.onnx"] = data
+    entry = entry_file(tmp_path, server.url("redirect/tiny.onnx"), data)
+    run("cache-features", dataset, "-o", tmp_path / "c1", "--backbone", entry, "--dtype", "float32", "-w", 0)
+    cached = list((tmp_path / "augkit-cache" / "backbones").iterdir())
+    assert len(cached) == 1 and cached[0].read_bytes() == data
+    hits = len(server.hits)
+    run("cache-features", dataset, "-o", tmp_path / "c2", "--backbone", entry, "--dtype", "float32", "-w", 0)
+    assert len(server.hits) == hits  # the second run used the cached file
+    direct = tmp_path / "direct"
+    run("cache-features", dataset, "-o", direct, *tiny_args(tiny_model, "-w", 0))
+    assert np.array_equal(augkit.load_features(tmp_path / "c1").features, augkit.load_features(direct).features)
+    assert json.loads((tmp_path / "c1" / "meta.json").read_text())["weights_sha256"] == sha(data)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("corrupt", "sha256 of the download is"),
+    ("truncated", "stopped after"),
+    ("offline", "cannot download"),
+])
+def test_every_download_failure_exits_1_with_one_line_and_leaves_nothing(server, tiny_model, dataset, tmp_path, kind,
+                                                                        message):
+    data = tiny_model.read_bytes()
+    server.files["tiny.onnx"] = data if kind != "corrupt" else data[::-1]
+    url = server.url(("truncated" if kind == "truncated" else "files") + "/tiny.onnx")
+    if kind == "offline":
+        server.close()
+    entry = entry_file(tmp_path, url, data)
+    result = run("cache-features", dataset, "-o", tmp_path / "cache", "--backbone", entry, "-w", 0, expect=1)
+    line = result.output.strip()
+    assert message in line and "--weights PATH" in line and "\n" not in line and "Traceback" not in line
+    assert leftovers(tmp_path / "augkit-cache") == []
+    assert not (tmp_path / "cache").exists()
+
+
+def test_backbones_lists_the_registry():
+    result = run("backbones")
+    for name in ("mobilenet_v2", "resnet50", "resnet18", "googlenet", "efficientnet_lite4"):
+        assert name in result.output
+    one = json.loads(run("backbones", "mobilenet_v2", "--json").output)
+    assert one["feature_dim"] == 1280 and one["sha256"].startswith("c0c3f76d") and one["cached"] is None
+
+
+def test_the_centre_square_is_the_one_resize_then_crop_keeps():
+    """Cropping first and resizing once frames the image as "shorter side to 256, centre
+    224" does, within a pixel: on a smooth image the two agree to a fraction of a level."""
+    prep = resolve_backbone("mobilenet_v2").preprocessing
+    y, x = np.mgrid[0:375, 0:500].astype(np.float64)
+    rgb = np.dstack([x / 2, y / 1.5, (x + y) / 3.5]).clip(0, 255).astype(np.uint8)
+    resized = cv2.resize(rgb, (341, 256), interpolation=cv2.INTER_AREA)
+    two_step = resized[16:240, 58:282].astype(np.float64)
+    from augkit.features import crop_to_input
+
+    one_step = crop_to_input(rgb, prep).astype(np.float64)
+    assert np.abs(one_step - two_step).mean() < 0.5  # a 3-pixel shift costs 2.5
