@@ -266,13 +266,13 @@ class _Inference:
         self.free, self.bar = free, bar
         self.work: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
-        self.per_sample = False
         self.dim: int | None = model.feature_dim
         self.lock = threading.Lock()
         self.shards: dict[int, dict[str, Any]] = {}  # shard index -> parts, counts, rows
         self.t_first = self.t_last = None
         self.rows_first = self.rows = 0
         self.busy_s = 0.0
+        self.backbone_runs = {id(session): BackboneRunner(session, model, expected_dim) for session in sessions}
         self.threads = [threading.Thread(target=self._loop, args=(session,), name=f"augkit-inference-{i}", daemon=True)
                         for i, session in enumerate(sessions)]
         for thread in self.threads:
@@ -337,27 +337,27 @@ class _Inference:
             self._write(ready)
 
     def _write(self, state: dict[str, Any]) -> None:
-        import numpy as np
-
-        shard, parts = state["shard"], state["parts"]
-        ordered = [parts.pop(i) for i in range(len(parts))]
-        rows = sum(len(p) for p in ordered)
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)), "fortran_order": False,
-                  "shape": (rows, self.dim or 0)}
-
-        def write(f) -> None:  # the .npy format, part after part: no concatenated copy in memory
-            np.lib.format.write_array_header_1_0(f, header)
-            for part in ordered:
-                f.write(np.ascontiguousarray(part).data)
-
-        _write_atomic(self.cache / shard.npy, write)
-        record = {"plan": shard.plan, "rows": state["rows"], "failures": state["failures"]}
-        _write_text(self.cache / shard.json, json.dumps(record) + "\n")  # written last: marks the shard done
+        parts = state["parts"]
+        write_shard(self.cache, state["shard"], [parts.pop(i) for i in range(len(parts))], state["rows"],
+                    state["failures"], self.dtype, self.dim)
 
     def _run(self, session, batch):
+        out = self.backbone_runs[id(session)].run(batch)
+        self.dim = self.dim or out.shape[1]
+        return out
+
+
+class BackboneRunner:
+    """Runs one ONNX Runtime session on uint8 batches: (n, S, S, 3) -> (n, feature_dim)."""
+
+    def __init__(self, session, model, expected_dim: int | None):
+        self.session, self.model, self.expected_dim = session, model, expected_dim
+        self.per_sample = False
+
+    def run(self, batch):
         import numpy as np
 
-        feed = self.model.input_name
+        session, feed = self.session, self.model.input_name
         if not self.per_sample:
             try:
                 out = session.run([self.model.output_name], {feed: batch})[0]
@@ -370,12 +370,27 @@ class _Inference:
             out = np.concatenate([session.run([self.model.output_name], {feed: batch[i:i + 1]})[0]
                                   for i in range(len(batch))])
         out = out.reshape(len(batch), -1)
-        if self.dim is None:
-            self.dim = out.shape[1]
         if self.expected_dim and out.shape[1] != self.expected_dim:
             raise AugkitError(f"the feature tensor {self.model.output_name!r} has {out.shape[1]} values per image, the "
                               f"backbone entry says {self.expected_dim}; name the tensor with --feature-node NAME")
         return out
+
+
+def write_shard(cache: Path, shard: Shard, parts: list, rows: list, failures: list, dtype: str, dim: int | None) -> None:
+    """A shard's .npy (its batches' features, in order), then its .json, which marks it done."""
+    import numpy as np
+
+    n = sum(len(p) for p in parts)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (n, dim or 0)}
+
+    def write(f) -> None:  # the .npy format, part after part: no concatenated copy in memory
+        np.lib.format.write_array_header_1_0(f, header)
+        for part in parts:
+            f.write(np.ascontiguousarray(part).data)
+
+    _write_atomic(cache / shard.npy, write)
+    record = {"plan": shard.plan, "rows": rows, "failures": failures}
+    _write_text(cache / shard.json, json.dumps(record) + "\n")
 
 
 # --- the run in the parent -------------------------------------------------------------------
@@ -477,7 +492,7 @@ def _short(value: Any) -> str:
 def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, options: FeatureOptions = FeatureOptions(),
                    workers: int | None = None, overwrite: bool = False, split: str | None = None,
                    progress: bool = False, engine: str = "local", cache_dir=None, mirror: str | None = None,
-                   ) -> FeatureSummary:
+                   engine_options: dict[str, Any] | None = None) -> FeatureSummary:
     """Compute (or finish computing) the feature cache of ``src`` in ``cache``.
 
     ``backbone`` is a :class:`~augkit.backbones.Backbone`, or a name / YAML / ONNX path for
@@ -501,7 +516,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     check_paths(source_folders(dataset), cache)
     if workers is None:
         workers = default_workers(recipe is not None)
-    runner = get_engine(engine, workers=workers)  # a forkserver starts now, in the background
+    runner = get_engine(engine, **{**(engine_options or {}), "workers": workers})  # a forkserver starts now
     with runner:
         recipe = load_recipe(recipe) if recipe is not None else None
         if not isinstance(backbone, Backbone):
@@ -524,10 +539,15 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
                                  workers=workers, threads=threads, batch_size=options.batch_size)
         if todo:
             task = FeatureTask(recipe, backbone.preprocessing, options)
-            runner.warm_up(task)  # workers start while ONNX Runtime builds its sessions
-            streams, intra = inference_plan(threads)
-            sessions = [make_session(model, intra) for _ in range(streams)]
-            timing = _compute(runner, task, sessions, model, backbone, cache, samples, todo, options, progress)
+            if engine == "ray":
+                from augkit.ray_features import compute_on_ray
+
+                timing = compute_on_ray(runner, task, model, backbone, cache, samples, todo, options, progress)
+            else:
+                runner.warm_up(task)  # workers start while ONNX Runtime builds its sessions
+                streams, intra = inference_plan(threads)
+                sessions = [make_session(model, intra) for _ in range(streams)]
+                timing = _compute(runner, task, sessions, model, backbone, cache, samples, todo, options, progress)
             summary.computed_rows = timing["rows"]
             summary.inference_s = timing["busy_s"]
             if timing["t_first"] is not None:

@@ -73,3 +73,36 @@ def test_augment_on_ray_is_byte_identical_to_local_and_resumes(local_ray, tmp_pa
     result = augment(recipe, data, out, "-k", 2, "--engine", "ray")
     assert "already there" in result.output
     assert tree_bytes(out) == tree_bytes(tmp_path / "local")
+
+
+def test_cache_features_on_ray_equals_local_and_resumes(local_ray, tmp_path, monkeypatch):
+    import mobilenet_like
+    from conftest import make_structured_rgb
+    from imagefiles import encoded
+
+    monkeypatch.setenv("AUGKIT_CACHE_DIR", str(tmp_path / "augkit-cache"))
+    model = tmp_path / "tiny.onnx"
+    mobilenet_like.save(mobilenet_like.tiny(seed=1), model)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    files = {f"{c}/{c}_{i}.png": encoded(make_structured_rgb(70 + 7 * i, 90, seed=i + 10 * n), "PNG")
+             for n, c in enumerate(("cat", "dog")) for i in range(5)}
+    data = write_tree(tmp_path / "data", {**files, "dog/empty.png": b""})
+    args = ["--backbone", model, "--input-size", 64, "--dtype", "float32", "--quiet", "--recipe", recipe,
+            "--views", 2, "--shard-images", 4]
+
+    def cache_features(out, *extra):
+        result = CliRunner().invoke(cli, ["cache-features", str(data), "-o", str(out), *map(str, args), *map(str, extra)])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    cache_features(tmp_path / "local", "-w", 2)
+    cache_features(tmp_path / "ray", "--engine", "ray")
+    local, on_ray = tree_bytes(tmp_path / "local"), tree_bytes(tmp_path / "ray")
+    assert on_ray.keys() == local.keys()
+    assert on_ray == local
+
+    (tmp_path / "ray" / "features-00001.npy").unlink()  # as if stopped before that shard was done
+    (tmp_path / "ray" / "features-00002.json").unlink()
+    assert "computed" in cache_features(tmp_path / "ray", "--engine", "ray").output
+    assert tree_bytes(tmp_path / "ray") == local

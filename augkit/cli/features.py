@@ -64,11 +64,13 @@ def _numbers(count: int):
 @click.option("--overwrite", is_flag=True, help="Replace a cache made with another backbone, recipe or settings.")
 @options.split
 @options.max_pixels
+@options.engine
+@options.ray_address
 @options.quiet
 @options.json_output
 def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, plain_first, batch_size, workers, threads,
                    seed, dtype, input_size, resize, mean, std, value_range, channels, layout, feature_node, shard_images,
-                   overwrite, split, max_pixels, quiet, as_json) -> None:
+                   overwrite, split, max_pixels, engine, ray_address, quiet, as_json) -> None:
     """Compute a frozen backbone's pooled features for every image of SRC, once.
 
     SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
@@ -91,7 +93,9 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
                           threads=threads, shard_images=shard_images, max_pixels=max_pixels)
     try:
         summary = run(src, cache, backbone=resolved, recipe=recipe, options=opts, workers=workers, overwrite=overwrite,
-                      split=split, progress=not quiet and sys.stderr.isatty(), mirror=mirror)
+                      split=split, progress=not quiet and sys.stderr.isatty(), mirror=mirror, engine=engine,
+                      engine_options={k: v for k, v in options.engine_options(engine, workers, ray_address).items()
+                                      if k != "workers"})
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {cache} holds only complete shards; rerun the same command to finish", err=True)
         sys.exit(130)
