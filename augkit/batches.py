@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
+import functools
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Any
@@ -60,21 +61,36 @@ class Preprocess:
     def dtype(self) -> np.dtype:
         return np.dtype(np.uint8 if self.mode is None else np.float32)
 
-    def __call__(self, image: np.ndarray, out: np.ndarray) -> None:
-        """Write the preprocessed HxWx3 image into ``out`` (HxWx3, in the target dtype)."""
-        if self.mode is None:
-            out[...] = image
-        elif self.mode == "tf":
-            np.multiply(image, np.float32(1 / 127.5), out=out, dtype=np.float32)
-            out -= np.float32(1.0)
+    @functools.cached_property
+    def table(self) -> np.ndarray:
+        """(256, 3) float32: the output value of each uint8 level, per *output* channel.
+
+        Every mode is a per-channel affine map of 256 levels, so a lookup table computes it
+        exactly (the value float32 arithmetic would give) in one pass over the pixels."""
+        levels = np.arange(256, dtype=np.float64)[:, None]
+        if self.mode == "tf":
+            values = levels / 127.5 - 1.0 + np.zeros(3)
         elif self.mode == "caffe":
-            out[...] = image[..., ::-1]
-            out -= np.asarray(CAFFE_MEAN_BGR, np.float32)
+            values = levels - np.asarray(CAFFE_MEAN_BGR)  # output channel c is BGR channel c
         else:
             mean, std = (IMAGENET_MEAN, IMAGENET_STD) if self.mode == "torch" else (self.mean, self.std)
-            scale = np.float32(1 / 255) / np.asarray(std, np.float32)
-            np.multiply(image, scale, out=out, dtype=np.float32)
-            out -= np.asarray(mean, np.float32) / np.asarray(std, np.float32)
+            values = (levels / 255.0 - np.asarray(mean)) / np.asarray(std)
+        return np.ascontiguousarray(values, dtype=np.float32)
+
+    def __call__(self, image: np.ndarray, out: np.ndarray, channels_first: bool = False) -> None:
+        """Write the preprocessed HxWx3 RGB uint8 image into ``out`` (HxWx3, or 3xHxW with
+        ``channels_first``) in place: no intermediate array, so ``out`` may be shared memory."""
+        import cv2
+
+        if self.mode == "caffe":
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        if self.mode is None:
+            out[...] = image.transpose(2, 0, 1) if channels_first else image
+        elif channels_first:
+            for c in range(3):
+                cv2.LUT(np.ascontiguousarray(image[..., c]), self.table[:, c], dst=out[c])
+        else:
+            cv2.LUT(image, self.table.reshape(256, 1, 3), dst=out)
 
 
 class SamplePipeline:
@@ -108,11 +124,19 @@ class SamplePipeline:
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         return image
 
+    def output_shape(self, image_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        h, w = image_shape[:2]
+        return (3, h, w) if self.channels_first else (h, w, 3)
+
+    def write(self, image: np.ndarray, out: np.ndarray) -> None:
+        """Preprocess an augmented image into ``out`` (of :meth:`output_shape`), in place."""
+        self.preprocess(image, out, self.channels_first)
+
     def __call__(self, path: str, key: str, epoch: int) -> np.ndarray:
         image = self.augmented(path, key, epoch)
-        out = np.empty(image.shape, self.preprocess.dtype)
-        self.preprocess(image, out)
-        return out.transpose(2, 0, 1) if self.channels_first else out
+        out = np.empty(self.output_shape(image.shape), self.preprocess.dtype)
+        self.write(image, out)
+        return out
 
 
 # --- worker side -------------------------------------------------------------------------
@@ -171,28 +195,42 @@ class BatchTask:
     def __call__(self, item: BatchItem) -> BuiltBatch:
         from augkit.decoding import DecodeError
 
-        images, labels, failures = [], [], []
+        pipeline = self.pipeline
+        labels, failures = [], []
+        batch = first = None
         for path, key, label in item.samples:
             try:
-                images.append(self.pipeline(path, key, item.epoch))
-                labels.append(label)
+                image = pipeline.augmented(path, key, item.epoch)
             except DecodeError as exc:
                 failures.append({"source": key, "reason": exc.reason, "message": str(exc)})
+                continue
             except Exception as exc:  # noqa: BLE001 - one bad sample is a row, not the end
                 failures.append({"source": key, "reason": "transform_error", "message": f"{key}: {type(exc).__name__}: {exc}"})
+                continue
+            if batch is None:
+                first = image.shape
+                batch = self._target(item, pipeline.output_shape(first))
+            elif image.shape != first:
+                raise ValueError(f"samples end at different shapes ({first}, {image.shape}); "
+                                 f"set a final size (size=(H, W) / --size)")
+            pipeline.write(image, batch[len(labels)])  # straight into the batch: no copy
+            labels.append(label)
         y = np.asarray(labels, np.int64)
-        if not images:
+        if batch is None:
             return BuiltBatch(item.slot, None, None, None, y, failures)
-        if any(img.shape != images[0].shape for img in images):
-            sizes = sorted({img.shape for img in images})
-            raise ValueError(f"samples end at different shapes {sizes[:3]}; set a final size (size=(H, W) / --size)")
-        shape, dtype = (len(images), *images[0].shape), images[0].dtype
+        batch = batch[: len(labels)]
+        array = None if item.slot is not None else batch
+        return BuiltBatch(item.slot, array, batch.shape, batch.dtype.str, y, failures)
+
+    def _target(self, item: BatchItem, sample_shape: tuple[int, ...]) -> np.ndarray:
+        shape, dtype = (len(item.samples), *sample_shape), self.pipeline.preprocess.dtype
         if item.slot is None:
-            return BuiltBatch(None, np.stack(images), shape, dtype.str, y, failures)
-        target = np.ndarray(shape, dtype, buffer=_attach(item.slot).buf)
-        for i, img in enumerate(images):
-            target[i] = img
-        return BuiltBatch(item.slot, None, shape, dtype.str, y, failures)
+            return np.empty(shape, dtype)
+        block = _attach(item.slot)
+        if int(np.prod(shape)) * dtype.itemsize > block.size:
+            raise ValueError(f"a batch of {shape} does not fit its {block.size}-byte slot; set a final size "
+                             f"(size=(H, W) / --size)")
+        return np.ndarray(shape, dtype, buffer=block.buf)
 
 
 # --- parent side -------------------------------------------------------------------------

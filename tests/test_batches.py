@@ -112,3 +112,13 @@ def test_memory_is_bounded_when_the_consumer_drops_its_batches(dataset):
                 slots = len(batches._slots.blocks)
                 break
     assert slots <= 2 * 2 + 3  # in flight (workers * prefetch) plus a few held in order
+
+
+@pytest.mark.parametrize("mode", [None, "tf", "torch", "caffe"])
+def test_channels_first_is_the_transpose_of_channels_last(mode):
+    image = np.random.default_rng(1).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    pre = Preprocess.parse(mode)
+    last, first = np.empty((7, 5, 3), pre.dtype), np.empty((3, 7, 5), pre.dtype)
+    pre(image, last)
+    pre(image, first, channels_first=True)
+    assert np.array_equal(first, last.transpose(2, 0, 1))
