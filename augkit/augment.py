@@ -18,9 +18,7 @@ What a user can rely on:
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import time
@@ -30,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from augkit.errors import UsageError
+from augkit.files import csv_text, remove_temporaries, write_text_atomic
 
 RUN_FILE = "augkit-run.json"
 MANIFEST = "manifest.csv"
@@ -212,40 +211,16 @@ def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, o
         raise UsageError(f"{out}: is not empty and was not written by `augkit augment`; use an empty OUT or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     remove_temporaries(out)
-    _write_text_atomic(out / RUN_FILE, json.dumps(settings, indent=2, sort_keys=True) + "\n")
-
-
-def remove_temporaries(out: Path) -> None:
-    """Delete the temporary files a killed run left (``.<name>.tmp-<pid>-<n>``)."""
-    for path in out.rglob(".*.tmp-*"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-0")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
+    write_text_atomic(out / RUN_FILE, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def write_reports(out: Path, rows: list[dict[str, Any]], summary: Summary, classes: list[str]) -> None:
     done = sorted((r for r in rows if r["status"] in ("written", "exists")), key=lambda r: r["output"])
     manifest = [[r["output"], r["source"], r["label"], "" if r["copy"] is None else r["copy"]] for r in done]
-    _write_text_atomic(out / MANIFEST, _csv_text(["path", "source", "label", "copy"], manifest))
+    write_text_atomic(out / MANIFEST, csv_text(["path", "source", "label", "copy"], manifest))
     failed = sorted((r for r in rows if r["status"] == "failed"), key=lambda r: (r["source"], r["output"]))
     failures = [[r["source"], r["output"], r["reason"], r["message"]] for r in failed]
-    _write_text_atomic(out / FAILURES, _csv_text(["source", "output", "reason", "message"], failures))
+    write_text_atomic(out / FAILURES, csv_text(["source", "output", "reason", "message"], failures))
     stable = {
         "inputs": summary.inputs,
         "outputs": summary.outputs,
@@ -255,7 +230,7 @@ def write_reports(out: Path, rows: list[dict[str, Any]], summary: Summary, class
         "classes": classes,
         "outputs_per_class": dict(sorted(Counter(r["label"] for r in done).items())),
     }
-    _write_text_atomic(out / SUMMARY, json.dumps(stable, indent=2) + "\n")
+    write_text_atomic(out / SUMMARY, json.dumps(stable, indent=2) + "\n")
 
 
 def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), workers: int | None = None,

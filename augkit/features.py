@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from augkit.errors import AugkitError, UsageError
+from augkit.files import csv_text, remove_temporaries, write_atomic, write_text_atomic
 
 META = "meta.json"
 MANIFEST = "manifest.csv"
@@ -195,20 +196,6 @@ def _shard_done(cache: Path, shard: Shard) -> bool:
     except Exception:  # noqa: BLE001 - missing, cut short or unreadable: compute it again
         return False
     return record.get("plan") == shard.plan and rows == len(record.get("rows", ()))
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-0")  # swept by remove_temporaries
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 # --- inference -------------------------------------------------------------------------------
@@ -388,9 +375,9 @@ def write_shard(cache: Path, shard: Shard, parts: list, rows: list, failures: li
         for part in parts:
             f.write(np.ascontiguousarray(part).data)
 
-    _write_atomic(cache / shard.npy, write)
+    write_atomic(cache / shard.npy, write)
     record = {"plan": shard.plan, "rows": rows, "failures": failures}
-    _write_text(cache / shard.json, json.dumps(record) + "\n")
+    write_text_atomic(cache / shard.json, json.dumps(record) + "\n")
 
 
 # --- the run in the parent -------------------------------------------------------------------
@@ -455,7 +442,6 @@ def _is_ours(name: str) -> bool:
 
 def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool) -> None:
     """Refuse to mix runs; with ``overwrite``, remove the earlier cache's files (only those)."""
-    from augkit.augment import remove_temporaries
 
     if cache.exists() and not cache.is_dir():
         raise UsageError(f"{cache}: exists and is not a folder; choose another CACHE")
@@ -481,7 +467,7 @@ def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool) -> Non
     remove_temporaries(cache)
     # Incomplete until the reports are joined again: a run stopped half-way is never read
     # as a finished cache, even when it was resuming (or extending) a finished one.
-    _write_text(meta, json.dumps({"complete": False, **settings}, indent=2) + "\n")
+    write_text_atomic(meta, json.dumps({"complete": False, **settings}, indent=2) + "\n")
 
 
 def _short(value: Any) -> str:
@@ -497,7 +483,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
 
     ``backbone`` is a :class:`~augkit.backbones.Backbone`, or a name / YAML / ONNX path for
     :func:`~augkit.backbones.resolve_backbone`. Returns the :class:`FeatureSummary`."""
-    from augkit.augment import check_paths, remove_temporaries, source_folders
+    from augkit.augment import check_paths, source_folders
     from augkit.backbones import Backbone, feature_model, resolve_backbone, weights_file
     from augkit.discovery import discover
     from augkit.engine import default_workers as cores
@@ -566,7 +552,6 @@ def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples
     import numpy as np
     from tqdm import tqdm
 
-    from augkit.augment import remove_temporaries
 
     size = backbone.preprocessing.input_size
     batch = options.batch_size
@@ -644,14 +629,6 @@ def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples
             "t_last": inference.t_last, "busy_s": inference.busy_s}
 
 
-def _csv_text(header: list[str], rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _join(cache: Path, shards: list[Shard], dataset, settings: dict[str, Any], summary: FeatureSummary) -> None:
     """labels.npy, manifest.csv, failures.csv and the final meta.json, from the shards."""
     import numpy as np
@@ -679,10 +656,10 @@ def _join(cache: Path, shards: list[Shard], dataset, settings: dict[str, Any], s
         text.flush()
         text.detach()
 
-    _write_atomic(cache / MANIFEST, manifest)
+    write_atomic(cache / MANIFEST, manifest)
     joined = np.concatenate(labels) if labels else np.empty(0, np.int64)
-    _write_atomic(cache / LABELS, lambda f: np.save(f, joined))
-    _write_text(cache / FAILURES, _csv_text(["path", "reason", "message"], failures))
+    write_atomic(cache / LABELS, lambda f: np.save(f, joined))
+    write_text_atomic(cache / FAILURES, csv_text(["path", "reason", "message"], failures))
     counts = dict(sorted(Counter(reason for _, reason, _ in failures).items()))
     summary.rows, summary.feature_dim = rows, dim
     summary.failed_images, summary.failures = len(failures), counts
@@ -699,7 +676,7 @@ def _join(cache: Path, shards: list[Shard], dataset, settings: dict[str, Any], s
         "failures": counts,
         "shards": files,
     }
-    _write_text(cache / META, json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(cache / META, json.dumps(meta, indent=2) + "\n")
 
 
 # --- reading a cache -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import yaml
 
 from augkit import transforms as registry_mod
 from augkit.errors import RecipeError
+from augkit.files import write_text_atomic
 
 TOP_LEVEL_KEYS = ("seed", "transforms", "name", "description")
 
@@ -434,9 +435,4 @@ def save_albumentations(recipe: Recipe, path: str | os.PathLike, data_format: st
     data_format = data_format or ("yaml" if path.suffix.lower() in (".yaml", ".yml") else "json")
     data = recipe.to_albumentations()
     text = yaml.safe_dump(data, sort_keys=False) if data_format == "yaml" else json.dumps(data, indent=2)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, text)

@@ -33,6 +33,7 @@ from math import floor
 from pathlib import Path, PurePosixPath
 
 from augkit.errors import UsageError
+from augkit.files import write_text_atomic
 
 SPLITS = ("train", "val", "test")
 
@@ -191,13 +192,7 @@ def write_manifest(result: SplitResult, csv_path, overwrite: bool = False) -> bo
             return False
         if not overwrite:
             raise UsageError(f"{csv_path}: exists with another split; use another -o, or --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, text)
     return True
 
 

@@ -16,7 +16,7 @@ from augkit.cli import cli
 from augkit.discovery import Sample, discover
 from augkit.split import SPLITS, quotas, split_samples
 from conftest import make_structured_rgb
-from imagefiles import class_folders, encoded, tree_bytes, write_tree
+from imagefiles import encoded, tree_bytes, write_tree
 
 
 def run(*args, expect: int = 0):
