@@ -25,6 +25,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -96,18 +97,26 @@ def decode_bytes(
     if not data:
         raise DecodeError(name, "empty", "file is empty (0 bytes)")
     data = bytes(data)  # np.frombuffer and Pillow both want a real bytes object
+    if data[:3] == b"\xff\xd8\xff":
+        # Most inputs are plain JPEGs; _jpeg_header reads what Pillow's header
+        # parse would tell us from the segment walk the truncation check needs anyway.
+        header = _jpeg_header(data)
+        if header is not None:
+            result = _decode_jpeg_fast(data, header, name, limit)
+            if result is not None:
+                return result
+    return _decode_general(data, name, limit)
+
+
+def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, ImageInfo]:
+    """Any format, header read by Pillow. The reference the JPEG fast path must match."""
     img = _open_header(data, name)
     with img:
         width, height = img.size
         if width <= 0 or height <= 0:
             raise DecodeError(name, "corrupt", f"header says the image is {width}x{height}")
         if limit and width * height > limit:
-            raise DecodeError(
-                name,
-                "too_large",
-                f"image is {width}x{height} ({_pixels(width * height)}), over the "
-                f"{_pixels(limit)} limit; raise it with --max-pixels or {MAX_PIXELS_ENV}",
-            )
+            raise _too_large(name, width, height, limit)
         fmt, mode = img.format or "?", img.mode
         orientation = _exif_orientation(img, data)
         try:
@@ -118,19 +127,37 @@ def decode_bytes(
             raise _truncated(name)
 
         notes: list[str] = []
-        pixels = _decode_opencv(data, img) if img.mode in _OPENCV_MODES.get(fmt, ()) else None
+        pixels = None
+        if img.mode in _OPENCV_MODES.get(fmt, ()):
+            may_have_alpha = "A" in img.mode or "transparency" in img.info
+            pixels = _decode_opencv(data, img.size, may_have_alpha)
         is_bgr = pixels is not None
         if pixels is None:  # Pillow: the rare modes, and anything OpenCV refused
             pixels = _decode_pillow(img, name, notes)
     rgb = _to_rgb_uint8(pixels, is_bgr, name, notes)
     if frames > 1 and fmt != "MPO":  # an MPO's extra frames are camera previews
         notes.insert(0, f"first frame of {frames}")
+    return _upright(rgb, fmt, mode, frames, orientation, notes)
+
+
+def _upright(
+    rgb: np.ndarray, fmt: str, mode: str, frames: int, orientation: int, notes: list[str]
+) -> tuple[np.ndarray, ImageInfo]:
     if orientation in _ORIENT_OPS:
         rgb = _ORIENT_OPS[orientation](rgb)
         notes.append(f"EXIF orientation {orientation} applied")
     rgb = np.ascontiguousarray(rgb)
     info = ImageInfo(fmt, rgb.shape[1], rgb.shape[0], mode, frames, orientation, tuple(notes))
     return rgb, info
+
+
+def _too_large(name: str, width: int, height: int, limit: int) -> DecodeError:
+    return DecodeError(
+        name,
+        "too_large",
+        f"image is {width}x{height} ({_pixels(width * height)}), over the "
+        f"{_pixels(limit)} limit; raise it with --max-pixels or {MAX_PIXELS_ENV}",
+    )
 
 
 def _pixels(n: int) -> str:
@@ -218,11 +245,12 @@ def _exif_orientation(img: Image.Image, data: bytes) -> int:
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # FF00 = stuffing, D0-D7 = restarts
 
 
-def _jpeg_is_truncated(data: bytes) -> bool:
+def _jpeg_is_truncated(data: bytes, pos: int = 2) -> bool:
     # Walk segments from SOI to the first EOI. Stopping at that EOI (instead of
     # looking at the file's last markers) ignores data appended after the image,
     # e.g. the MP4 of a "motion photo", which can contain FF DA by chance.
-    pos, n = 2, len(data)
+    # ``pos`` lets _jpeg_header's walk hand over at the first SOS marker.
+    n = len(data)
     while pos + 2 <= n:
         if data[pos] != 0xFF:
             return False  # malformed rather than short: let the decoder judge
@@ -270,6 +298,243 @@ def _is_truncated(data: bytes, kind: str | None) -> bool:
     return False  # others: Pillow's "image file is truncated" error tells us
 
 
+# --- JPEG fast path ----------------------------------------------------------
+# For a JPEG, all that _decode_general learns from Pillow's header parse (size,
+# mode, EXIF orientation; frames is always 1) lies in the segments before the
+# first scan, which the truncation check walks anyway. Reading it there costs
+# ~5 us instead of Image.open + getexif(): decode_bytes of a 500x375 JPEG went
+# from 0.49 to 0.46 ms (bare imdecode + cvtColor: 0.43 ms), one core.
+#
+# The rule that keeps outputs and error reasons unchanged: _jpeg_header accepts
+# only files that Pillow 13's JpegImagePlugin would open as format "JPEG" with
+# the same size, mode and orientation, and answers None (-> _decode_general)
+# for everything else, including each malformed segment that makes Image.open
+# fail there. Its checks mirror that plugin; tests compare the two paths.
+
+
+class _JpegHeader(NamedTuple):
+    width: int
+    height: int
+    mode: str  # "RGB" or "L": the JPEG modes _decode_general sends to OpenCV
+    orientation: int  # as _exif_orientation would return it
+    scan: int  # offset of the first SOS marker, where _jpeg_is_truncated resumes
+
+
+# Huffman-coded 8-bit DCT frames: baseline, extended sequential, progressive.
+# The other SOFs (lossless, hierarchical, arithmetic) are rare; Pillow decides.
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2))
+_JPEG_SKIPPED = frozenset((0xC4, 0xDD, 0xFE))  # DHT, DRI, COM: Pillow just skips them
+_JPEG_MODES = {1: "L", 3: "RGB"}  # component count -> Pillow's mode; 4 (CMYK) needs Pillow
+_XMP_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"
+_XMP_ORIENTATION = re.compile(rb'tiff:Orientation(="|>)([0-9])')  # Image.getexif's fallback
+# Bytes per value of each TIFF field type Pillow loads (TiffImagePlugin._load_dispatch).
+_TIFF_UNIT_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8}
+_TIFF_SHORT, _TIFF_RATIONAL = 3, 5
+_u16 = struct.Struct(">H").unpack_from
+
+
+def _jpeg_header(data: bytes) -> _JpegHeader | None:
+    """What Pillow's header parse would tell _decode_general, or None to let Pillow tell it."""
+    pos, n = 2, len(data)
+    sof = exif = xmp = None
+    jfif_dpi = False
+    while True:
+        if pos + 4 > n or data[pos] != 0xFF:
+            return None  # cut short, or junk between segments (which Pillow skips)
+        while data[pos + 1] == 0xFF:  # fill bytes before a marker, as _jpeg_is_truncated
+            pos += 1
+            if pos + 4 > n:
+                return None
+        marker = data[pos + 1]
+        (length,) = _u16(data, pos + 2)
+        body, end = pos + 4, pos + 2 + length
+        if length < 2 or end > n:
+            return None  # Pillow misreads it or reports a truncated file
+        if marker == 0xDA:  # start of scan: Pillow stops reading the header here
+            break
+        if marker in _JPEG_SOF:
+            if sof is not None:
+                return None
+            sof = (body, end)
+        elif marker == 0xDB:
+            # Pillow rejects a DQT whose tables do not fill it exactly.
+            table = body
+            while table < end:
+                table += 65 if data[table] < 16 else 129  # 8- or 16-bit entries
+            if table != end:
+                return None
+        elif 0xE0 <= marker <= 0xEF:
+            # The APPn segments Pillow interprets; a prefix alone is harmless.
+            size = end - body
+            if marker == 0xE0 and data.startswith(b"JFIF", body, end):
+                if size < 7:
+                    return None  # Pillow fails reading the JFIF version
+                # A JFIF density in dots per inch/cm stops Pillow reading the DPI from EXIF.
+                jfif_dpi = jfif_dpi or (size >= 12 and data[body + 7] in (1, 2))
+            elif marker == 0xE1 and data.startswith(b"Exif\x00\x00", body, end):
+                if exif is not None:
+                    return None  # Pillow joins several Exif segments; rare
+                exif = (body + 6, end)
+            elif marker == 0xE1 and data.startswith(_XMP_PREFIX, body, end):
+                xmp = (body + len(_XMP_PREFIX), end)  # Pillow keeps the last one
+            elif marker == 0xE2 and data.startswith(b"MPF\x00", body, end):
+                return None  # multi-picture (MPO, Ultra HDR): Pillow may open it as "MPO"
+            elif marker == 0xE2 and data.startswith(b"ICC_PROFILE\x00", body, end) and size < 14:
+                return None  # Pillow fails reading the chunk's sequence number
+            elif marker == 0xED and data.startswith(b"Photoshop 3.0\x00", body, end):
+                if not _photoshop_irb_ok(data[body:end]):
+                    return None
+            elif marker == 0xEE and data.startswith(b"Adobe", body, end) and size < 7:
+                return None  # Pillow fails reading the Adobe version
+        elif marker not in _JPEG_SKIPPED:
+            return None  # other SOFs, DAC, DNL, DHP, EXP, JPGn, TEM, RSTn, SOI, EOI, FF00
+        pos = end
+
+    if sof is None:
+        return None
+    sof_body, sof_end = sof
+    # SOF body: precision, height, width, component count, then 3 bytes a component.
+    if sof_end - sof_body < 6:
+        return None
+    precision, components = data[sof_body], data[sof_body + 5]
+    height, width = _u16(data, sof_body + 1)[0], _u16(data, sof_body + 3)[0]
+    mode = _JPEG_MODES.get(components)
+    if precision != 8 or mode is None or sof_end - sof_body != 6 + 3 * components:
+        return None  # 12-bit, CMYK/YCCK or a malformed frame header: Pillow's path
+    if width == 0 or height == 0:
+        return None  # Pillow refuses it (a height of 0 would come from a DNL marker)
+    orientation = _jpeg_orientation(data, exif, xmp, jfif_dpi)
+    if orientation is None:
+        return None
+    return _JpegHeader(width, height, mode, orientation, pos)
+
+
+def _jpeg_orientation(
+    data: bytes, exif: tuple[int, int] | None, xmp: tuple[int, int] | None, jfif_dpi: bool
+) -> int | None:
+    """``_exif_orientation`` of what Pillow would read, or None when unsure.
+
+    ``exif`` and ``xmp`` are (start, end) offsets of the segments' payloads.
+    """
+    tags: dict[int, tuple[int, int]] = {}
+    endian = ">"
+    if exif is not None:
+        start, end = exif
+        if data.startswith(b"Exif\x00\x00", start, end):
+            start += 6  # Pillow strips the prefix up to twice
+        if start < end:
+            found = _tiff_ifd0(data, start, end)
+            if found is None:
+                return None
+            tags, endian = found
+        # Unless JFIF gave a density, Pillow's JPEG open reads the DPI from EXIF
+        # (ResolutionUnit, then XResolution); with odd field types there,
+        # Image.open itself can fail. The standard types cannot.
+        resolution_unit, x_resolution = tags.get(0x0128), tags.get(0x011A)
+        if not jfif_dpi and resolution_unit is not None:
+            if resolution_unit[0] != _TIFF_SHORT:
+                return None
+            if x_resolution is not None and x_resolution[0] != _TIFF_RATIONAL:
+                return None
+    if 0x0112 in tags:
+        kind, at = tags[0x0112]
+        if kind != _TIFF_SHORT:
+            return None  # Pillow converts other types in its own ways
+        (value,) = struct.unpack_from(endian + "H", data, at)  # the first, if several
+    elif xmp is not None:  # Image.getexif falls back to XMP's tiff:Orientation
+        match = _XMP_ORIENTATION.search(data, *xmp)
+        value = int(match[2]) if match else 1
+    else:
+        value = 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _tiff_ifd0(data: bytes, start: int, end: int) -> tuple[dict[int, tuple[int, int]], str] | None:
+    """IFD0 of the TIFF structure in data[start:end] as Pillow loads it.
+
+    Gives ({tag: (field type, offset of the value in data)}, struct byte order),
+    or None where Pillow would refuse the header or stop reading partway.
+    """
+    size = end - start
+    head = data[start : start + 4]
+    endian = "<" if head == b"II*\x00" else ">" if head == b"MM\x00*" else None
+    if endian is None or size < 8:
+        return None  # not TIFF, or BigTIFF, or byte-swapped magic Pillow tolerates
+    (ifd,) = struct.unpack_from(endian + "L", data, start + 4)
+    if ifd + 2 > size:
+        return None
+    (count,) = struct.unpack_from(endian + "H", data, start + ifd)
+    if ifd + 2 + 12 * count > size:
+        return None  # Pillow keeps the entries before the cut; rare, let it
+    entry = struct.Struct(endian + "HHLL")
+    tags: dict[int, tuple[int, int]] = {}
+    out_of_line = 0
+    for at in range(start + ifd + 2, start + ifd + 2 + 12 * count, 12):
+        tag, kind, n, offset = entry.unpack_from(data, at)
+        # The same skips as ImageFileDirectory_v2.load: the first copy of a tag
+        # wins, unknown types and empty values are ignored.
+        if tag in tags or kind not in _TIFF_UNIT_SIZE:
+            continue
+        nbytes = n * _TIFF_UNIT_SIZE[kind]
+        if nbytes == 0:
+            continue
+        if nbytes <= 4:  # stored in the entry itself
+            tags[tag] = (kind, at + 8)
+            continue
+        out_of_line += nbytes
+        if out_of_line > size:
+            continue  # "Tag data larger than file": Pillow skips the tag
+        if offset + nbytes > size:
+            return None  # Pillow stops loading the IFD here
+        tags[tag] = (kind, start + offset)
+    return tags, endian
+
+
+def _photoshop_irb_ok(s: bytes) -> bool:
+    """False where Pillow's APP13 parser raises IndexError, which fails Image.open.
+
+    It walks the 8BIM resource blocks as JpegImagePlugin.APP does; running out
+    of data in a struct read ends that walk quietly, so it ends this one too.
+    """
+    offset = 14
+    while s[offset : offset + 4] == b"8BIM":
+        offset += 4
+        if offset + 2 > len(s):
+            return True
+        code = _u16(s, offset)[0]
+        offset += 2
+        if offset >= len(s):
+            return False  # the name length byte: IndexError in Pillow
+        offset += 1 + s[offset]
+        offset += offset & 1
+        if offset + 4 > len(s):
+            return True
+        (size,) = struct.unpack_from(">L", s, offset)
+        offset += 4
+        if code == 0x03ED and len(s[offset : offset + size]) < 14:
+            return True  # ResolutionInfo too short to read
+        offset += size
+        offset += offset & 1
+    return True
+
+
+def _decode_jpeg_fast(
+    data: bytes, header: _JpegHeader, name: str, limit: int
+) -> tuple[np.ndarray, ImageInfo] | None:
+    """_decode_general's steps for a JPEG _jpeg_header understood, in the same order."""
+    width, height = header.width, header.height
+    if limit and width * height > limit:
+        raise _too_large(name, width, height, limit)
+    if _jpeg_is_truncated(data, header.scan):
+        raise _truncated(name)
+    pixels = _decode_opencv(data, (width, height), may_have_alpha=False)
+    if pixels is None:
+        return None  # OpenCV refused it: _decode_general has Pillow try, as it always did
+    notes: list[str] = []
+    rgb = _to_rgb_uint8(pixels, True, name, notes)
+    return _upright(rgb, "JPEG", header.mode, 1, header.orientation, notes)
+
+
 # --- pixel decoding --------------------------------------------------------
 
 # Modes OpenCV decodes correctly (libpng also turns a PNG's tRNS colour key into
@@ -284,7 +549,7 @@ _OPENCV_MODES = {
 }
 
 
-def _decode_opencv(data: bytes, img: Image.Image) -> np.ndarray | None:
+def _decode_opencv(data: bytes, size: tuple[int, int], may_have_alpha: bool) -> np.ndarray | None:
     # IMREAD_UNCHANGED keeps alpha and 16 bits and ignores EXIF orientation
     # (we apply it ourselves). None means "let Pillow try": OpenCV also refuses
     # images over its own OPENCV_IO_MAX_IMAGE_PIXELS (2**30 by default).
@@ -292,9 +557,9 @@ def _decode_opencv(data: bytes, img: Image.Image) -> np.ndarray | None:
         out = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
         return None
-    if out is None or out.size == 0 or out.shape[:2] != img.size[::-1]:
+    if out is None or out.size == 0 or out.shape[:2] != size[::-1]:
         return None
-    if out.ndim == 3 and out.shape[2] == 4 and "A" not in img.mode and "transparency" not in img.info:
+    if out.ndim == 3 and out.shape[2] == 4 and not may_have_alpha:
         # e.g. a 32-bit BMP whose 4th byte is padding, often 0: taken as alpha
         # it would turn the whole image white.
         out = out[:, :, :3]

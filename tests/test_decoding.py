@@ -16,7 +16,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from augkit import decoding
 from augkit.decoding import (
@@ -472,6 +472,300 @@ def test_decode_error_survives_pickling_for_worker_processes(tmp_path):
     error = decode_error(write(tmp_path, "empty.jpg", b""))
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.reason, copy.path, str(copy)) == (error.reason, error.path, str(error))
+
+
+# --- the JPEG fast path ------------------------------------------------------------------
+# decode_bytes reads a plain JPEG's header in its own segment walk instead of
+# opening the file with Pillow. decoding._decode_general is the Pillow-based
+# path for every format; on every JPEG the two must give the same pixels,
+# ImageInfo and error reason.
+
+
+def jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def with_segments(jpeg: bytes, *segments: bytes) -> bytes:
+    """The JPEG with ``segments`` inserted right after its SOI marker."""
+    return jpeg[:2] + b"".join(segments) + jpeg[2:]
+
+
+def exif_segment(tiff: bytes) -> bytes:
+    return jpeg_segment(0xE1, b"Exif\x00\x00" + tiff)
+
+
+def tiff_block(ifd0, byte_order: str = "<", thumbnail: bytes | None = None) -> bytes:
+    """EXIF's TIFF structure, built by hand so either byte order can be tested.
+
+    ``ifd0`` holds (tag, field type, count, value bytes); a thumbnail goes in
+    IFD1 as cameras store it (JPEGInterchangeFormat + its length).
+    """
+    e = byte_order
+    ifd1 = []
+    if thumbnail is not None:
+        ifd1 = [(0x0201, 4, 1, None), (0x0202, 4, 1, struct.pack(e + "L", len(thumbnail)))]
+    ifd1_at = 8 + 6 + 12 * len(ifd0)
+    values_at = ifd1_at + (6 + 12 * len(ifd1) if ifd1 else 0)
+    values = thumbnail or b""  # the thumbnail first, at values_at
+
+    def ifd(entries, next_at: int) -> bytes:
+        nonlocal values
+        out = struct.pack(e + "H", len(entries))
+        for tag, kind, count, value in entries:
+            value = struct.pack(e + "L", values_at) if value is None else value
+            if len(value) > 4:
+                out += struct.pack(e + "HHLL", tag, kind, count, values_at + len(values))
+                values += value
+            else:
+                out += struct.pack(e + "HHL", tag, kind, count) + value.ljust(4, b"\x00")
+        return out + struct.pack(e + "L", next_at)
+
+    head = (b"II*\x00" if e == "<" else b"MM\x00*") + struct.pack(e + "L", 8)
+    directories = ifd(ifd0, ifd1_at if ifd1 else 0) + (ifd(ifd1, 0) if ifd1 else b"")
+    return head + directories + values
+
+
+def orientation_entry(value: int, byte_order: str = "<"):
+    return (0x0112, 3, 1, struct.pack(byte_order + "H", value))
+
+
+def outcome(decode) -> tuple:
+    try:
+        image, info = decode()
+    except DecodeError as e:
+        return "error", e.reason, str(e)
+    return "ok", image, info
+
+
+def assert_fast_path_agrees(data: bytes, *, fast: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple:
+    """decode_bytes gives what the Pillow-header path gives; ``fast``: it did not use that path."""
+    assert (decoding._jpeg_header(data) is not None) == fast
+    new = outcome(lambda: decode_bytes(data, max_pixels=max_pixels))
+    old = outcome(lambda: decoding._decode_general(data, "<bytes>", max_pixels))
+    assert new[0] == old[0], (new, old)
+    if new[0] == "error":
+        assert new == old
+    else:
+        assert new[2] == old[2]
+        assert new[1].shape == old[1].shape and np.array_equal(new[1], old[1])
+        assert new[1].flags.c_contiguous
+    return new
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_fast_path_matches_pillow_path(progressive, mode, orientation):
+    source = Image.fromarray(gradient(40, 60)).convert(mode)
+    exif = exif_with_orientation(orientation)
+    assert exif.startswith(b"Exif\x00\x00MM")  # Pillow writes big-endian EXIF
+    data = encoded(source, "JPEG", quality=90, progressive=progressive, exif=exif)
+
+    _, image, info = assert_fast_path_agrees(data)
+
+    portrait = orientation >= 5
+    assert image.shape == ((60, 40, 3) if portrait else (40, 60, 3))
+    assert (info.format, info.mode, info.frames, info.orientation) == ("JPEG", mode, 1, orientation)
+
+
+def test_fast_path_without_exif():
+    info = assert_fast_path_agrees(encoded(gradient(), "JPEG"))[2]
+    assert info == ImageInfo("JPEG", 64, 48, "RGB", 1, 1, ())
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_fast_path_reads_little_endian_exif(orientation):
+    # Typical camera IFD0: out-of-line strings and rationals around the
+    # orientation, and a DPI that Pillow reads from EXIF (its JFIF has none).
+    tiff = tiff_block(
+        [
+            (0x010F, 2, 6, b"Canon\x00"),
+            orientation_entry(orientation),
+            (0x011A, 5, 1, struct.pack("<LL", 180, 1)),
+            (0x011B, 5, 1, struct.pack("<LL", 180, 1)),
+            (0x0128, 3, 1, struct.pack("<H", 2)),
+        ]
+    )
+    data = with_segments(encoded(gradient(40, 60), "JPEG"), exif_segment(tiff))
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.getexif()[0x0112] == orientation and img.info["dpi"] == (180, 180)
+
+    _, _, info = assert_fast_path_agrees(data)
+
+    assert info.orientation == orientation
+
+
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_fast_path_with_exif_thumbnail(byte_order):
+    thumbnail = encoded(gradient(8, 8), "JPEG")  # a whole JPEG, SOI to EOI, inside APP1
+    tiff = tiff_block([orientation_entry(6, byte_order)], byte_order, thumbnail=thumbnail)
+    data = with_segments(encoded(gradient(), "JPEG"), exif_segment(tiff))
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.getexif().get_ifd(ExifTags.IFD.IFD1)[0x0202] == len(thumbnail)
+
+    _, image, info = assert_fast_path_agrees(data)
+
+    assert image.shape == (64, 48, 3) and info.orientation == 6
+
+
+def test_cmyk_jpeg_still_takes_the_pillow_path():
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[:] = RED
+    cmyk_jpeg = encoded(Image.fromarray(red).convert("CMYK"), "JPEG", quality=95)
+
+    _, image, info = assert_fast_path_agrees(cmyk_jpeg, fast=False)
+
+    assert info.mode == "CMYK" and "CMYK converted to RGB" in info.notes
+    assert mean_abs_diff(image, red) < 4
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.95])
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_truncated_jpeg_is_truncated_on_both_paths(progressive, fraction):
+    data = encoded(gradient(120, 160), "JPEG", quality=90, progressive=progressive)
+    cut = data[: int(len(data) * fraction)]
+    assert assert_fast_path_agrees(cut)[:2] == ("error", "truncated")
+
+
+def test_jpeg_cut_inside_its_header_is_truncated_on_both_paths():
+    data = encoded(gradient(), "JPEG")
+    cut = data[: data.index(b"\xff\xda") + 3]  # inside the SOS header
+    assert assert_fast_path_agrees(cut, fast=False)[:2] == ("error", "truncated")
+
+
+def test_jpeg_bomb_is_rejected_from_its_sof_without_decoding(monkeypatch):
+    data = bytearray(encoded(gradient(8, 8), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 30000, 30000)  # height, width
+    bomb = bytes(data)
+    assert_fast_path_agrees(bomb)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the bomb reached a decoder")
+
+    monkeypatch.setattr(decoding.cv2, "imdecode", refuse)
+    monkeypatch.setattr(decoding.Image, "open", refuse)
+    tracemalloc.start()
+    started = time.perf_counter()
+    error = decode_error(bomb)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert error.reason == "too_large"
+    assert str(error) == (
+        "<bytes>: image is 30000x30000 (900.0 Mpx), over the 89.5 Mpx limit; "
+        "raise it with --max-pixels or AUGKIT_MAX_IMAGE_PIXELS"
+    )
+    assert elapsed < 0.5 and peak < 1_000_000
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_data_after_the_end_of_a_jpeg_is_ignored_on_both_paths(progressive):
+    video = b"\x00\x00\x00\x18ftypmp42" + b"\xff\xda\x00\x08" + bytes(range(255))  # SOS, then no EOI
+    motion_photo = encoded(gradient(), "JPEG", progressive=progressive) + video
+    _, image, _ = assert_fast_path_agrees(motion_photo)
+    assert mean_abs_diff(image, gradient()) < 3
+
+
+def test_plain_jpegs_are_read_without_pillow(monkeypatch):
+    files = [
+        encoded(gradient(), "JPEG", exif=exif_with_orientation(6)),
+        encoded(Image.fromarray(gradient()).convert("L"), "JPEG", progressive=True),
+    ]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Pillow opened a plain JPEG")
+
+    monkeypatch.setattr(decoding.Image, "open", refuse)
+    assert decode_bytes(files[0])[1].orientation == 6
+    assert decode_bytes(files[1])[1].mode == "L"
+
+
+def patched(data: bytes, find: bytes, offset: int, new: bytes) -> bytes:
+    at = data.index(find) + offset
+    return data[:at] + new + data[at + len(new) :]
+
+
+def unusual_jpegs() -> dict[str, tuple[bytes, bool]]:
+    """Name -> (JPEG, whether the fast path may take it); each must agree with Pillow's path."""
+    plain = encoded(gradient(), "JPEG")
+    le_exif = lambda *entries: with_segments(plain, exif_segment(tiff_block(list(entries))))
+    xmp = b'http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta><rdf:Description tiff:Orientation="3"/>'
+    irb = (
+        b"Photoshop 3.0\x00"
+        + b"8BIM"
+        + struct.pack(">H", 0x03ED)
+        + b"\x00\x00"
+        + struct.pack(">L", 16)
+        + bytes(16)
+    )
+    main, preview = Image.new("RGB", (8, 6), RED), Image.new("RGB", (8, 6), BLUE)
+    return {
+        # taken by the fast path
+        "xmp orientation only": (with_segments(plain, jpeg_segment(0xE1, xmp)), True),
+        "xmp and exif": (
+            with_segments(plain, exif_segment(tiff_block([orientation_entry(8)])), jpeg_segment(0xE1, xmp)),
+            True,
+        ),
+        "exif without orientation": (le_exif((0x010F, 2, 6, b"Canon\x00")), True),
+        "orientation 0": (le_exif(orientation_entry(0)), True),
+        "orientation 9": (le_exif(orientation_entry(9)), True),
+        "first of two orientation entries wins": (le_exif(orientation_entry(6), orientation_entry(3)), True),
+        "empty exif": (with_segments(plain, jpeg_segment(0xE1, b"Exif\x00\x00")), True),
+        "photoshop resources": (with_segments(plain, jpeg_segment(0xED, irb)), True),
+        "fill bytes before a marker": (plain[:2] + b"\xff\xff" + plain[2:], True),
+        "extended sequential sof1": (patched(plain, b"\xff\xc0", 1, b"\xc1"), True),
+        # left to Pillow's path
+        "mpo": (encoded(main, "MPO", save_all=True, append_images=[preview]), False),
+        "lossless sof3": (patched(plain, b"\xff\xc0", 1, b"\xc3"), False),
+        "arithmetic sof9": (patched(plain, b"\xff\xc0", 1, b"\xc9"), False),
+        "12-bit precision": (patched(plain, b"\xff\xc0", 4, b"\x0c"), False),
+        "height 0": (patched(plain, b"\xff\xc0", 5, b"\x00\x00"), False),
+        "orientation stored as LONG": (le_exif((0x0112, 4, 1, struct.pack("<L", 6))), False),
+        "exif not TIFF": (with_segments(plain, jpeg_segment(0xE1, b"Exif\x00\x00garbage!")), False),
+        "exif IFD offset past the end": (
+            with_segments(plain, exif_segment(b"II*\x00" + struct.pack("<L", 4000))),
+            False,
+        ),
+        "XResolution as BYTE": (le_exif((0x011A, 1, 1, b"\x05"), (0x0128, 3, 1, b"\x02\x00")), False),
+        "photoshop resource cut short": (with_segments(plain, jpeg_segment(0xED, irb[:20])), False),
+        "short JFIF": (with_segments(plain[:2] + plain[20:], jpeg_segment(0xE0, b"JFIF\x00")), False),
+        "short Adobe": (with_segments(plain, jpeg_segment(0xEE, b"Adobe")), False),
+        "DQT cut short": (patched(plain, b"\xff\xdb", 2, b"\x00\x42"), False),
+        "junk between segments": (plain[:20] + b"\x00" + plain[20:], False),
+    }
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on the damaged EXIF
+@pytest.mark.parametrize("name", list(unusual_jpegs()))
+def test_unusual_jpegs_agree_with_the_pillow_path(name):
+    data, fast = unusual_jpegs()[name]
+    assert_fast_path_agrees(data, fast=fast)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on the damaged EXIF
+def test_damaged_jpeg_headers_agree_with_the_pillow_path():
+    # Random damage before and around the first scan, the part the fast path
+    # reads itself: any disagreement in pixels, ImageInfo or error reason fails.
+    rng = np.random.default_rng(0)
+    bases = [
+        with_segments(encoded(gradient(), "JPEG"), exif_segment(tiff_block([orientation_entry(6)]))),
+        encoded(
+            Image.fromarray(gradient()).convert("L"), "JPEG", progressive=True, exif=exif_with_orientation(3)
+        ),
+    ]
+    taken = 0
+    for _ in range(300):
+        data = bytearray(bases[rng.integers(len(bases))])
+        header_end = data.index(b"\xff\xda") + 14
+        for _ in range(rng.integers(1, 4)):
+            at = int(rng.integers(2, header_end))
+            data[at] = int(rng.choice([0, 1, 2, 3, 6, 8, 9, 0x2A, 0xC2, 0xD9, 0xDA, 0xFF, rng.integers(256)]))
+        fast = decoding._jpeg_header(bytes(data)) is not None
+        assert_fast_path_agrees(bytes(data), fast=fast)
+        taken += fast
+    assert taken > 50  # the damage often leaves a header the fast path accepts
 
 
 # --- encoding and writing -----------------------------------------------------------------
