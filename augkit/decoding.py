@@ -19,7 +19,6 @@ a ``reason`` code a caller can count and a one-line message a person can act on.
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import re
 import struct
@@ -30,6 +29,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from augkit.files import write_atomic
 
 # We enforce our own limit (before decoding, with a better message); Pillow's
 # would warn at 89 Mpx and raise at twice that, independently of ours.
@@ -671,7 +672,6 @@ _ENCODERS = {  # fmt -> (OpenCV extension, the parameter that gets quality)
     "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY),
 }
 _PNG_COMPRESSION = 6  # zlib's default trade-off; fixed so output is reproducible
-_tmp_counter = itertools.count()
 
 
 def encode_image(image: np.ndarray, fmt: str = "jpg", quality: int = 95) -> bytes:
@@ -705,17 +705,4 @@ def write_image_atomic(path, image: np.ndarray, fmt: str | None = None, quality:
         if not fmt:
             raise ValueError(f"{path}: no suffix to infer the image format from; pass fmt")
     data = encode_image(image, fmt, quality)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # pid + counter keeps concurrent writers (processes or threads) apart; the
-    # leading dot hides the partial file from globbing and dataset discovery.
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{next(_tmp_counter)}")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, lambda f: f.write(data))
