@@ -210,6 +210,19 @@ class LocalEngine:
             for p in processes:
                 if p.is_alive():
                     p.terminate()
+            for p in processes:
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=5)
+            # A worker stopped while sending a result leaves half a message in the result
+            # pipe, and the executor's manager thread would wait for the rest for ever (the
+            # interpreter too, at exit: it joins that thread). Our copy of the pipe's write
+            # end is the only one left once the workers are gone; closing it ends that
+            # wait with EOF, which the thread treats as a broken pool and exits.
+            result_queue = getattr(executor, "_result_queue", None)
+            if result_queue is not None:
+                result_queue._writer.close()  # noqa: SLF001 - no public way to unblock it
         executor.shutdown(wait=not kill, cancel_futures=True)
         for p in processes:
             p.join(timeout=5)

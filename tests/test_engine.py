@@ -38,6 +38,13 @@ class BrokenSetup:
         return item
 
 
+class Big:
+    """A result large enough that a worker is still sending it when the run is stopped."""
+
+    def __call__(self, item):
+        return b"x" * 80_000_000
+
+
 class Pid:
     def __call__(self, item):
         time.sleep(0.01)
@@ -118,3 +125,15 @@ def test_workers_zero_runs_in_this_process():
 def test_unknown_engine_name_lists_the_known_ones():
     with pytest.raises(UsageError, match="known: local"):
         get_engine("spark")
+
+
+def test_stopping_while_a_worker_sends_a_result_does_not_hang_the_process():
+    engine = LocalEngine(workers=2, chunk_size=1, prefetch=1)
+    results = engine.map_unordered(Big(), range(6))
+    next(results)  # the other worker is now in the middle of sending its 80 MB
+    manager = engine._executor._executor_manager_thread
+    time.sleep(0.05)
+    results.close()
+    manager.join(10)
+    # The interpreter joins this thread at exit: alive here means a process that never exits.
+    assert not manager.is_alive()
