@@ -50,10 +50,8 @@ def main(argv=None) -> int:
 
     import cv2
     import numpy as np
-    from PIL import Image
 
     cv2.setNumThreads(1)
-    import io
 
     from augkit import decoding
     from augkit.augment import AugmentOptions, AugmentTask, plan_jobs
@@ -77,7 +75,7 @@ def main(argv=None) -> int:
         "loop: cv2.imread", "loop: cvtColor BGR2RGB", "loop: set_random_seed", "loop: Compose",
         "loop: cvtColor+cv2.imwrite", "loop: whole body",
         # augkit
-        "augkit: os.path.exists x outputs", "augkit: read bytes", "augkit: Pillow header+EXIF+frames",
+        "augkit: os.path.exists x outputs", "augkit: read bytes", "augkit: JPEG header walk",
         "augkit: truncation check", "augkit: cv2.imdecode", "augkit: to RGB (cvtColor)", "augkit: decode_image (all)",
         "augkit: derive_seed", "augkit: set_random_seed", "augkit: Compose", "augkit: encode_image",
         "augkit: mkdir+tmp write+os.replace", "augkit: write_image_atomic (all)", "augkit: AugmentTask (whole)",
@@ -124,15 +122,12 @@ def main(argv=None) -> int:
                 os.path.exists(os.path.join(str(out_parts), rel))
             keep("augkit: os.path.exists x outputs", i, clock() - t)
             t = clock(); data = bytes(Path(job.path).read_bytes()); keep("augkit: read bytes", i, clock() - t)
-            t = clock()
-            img = Image.open(io.BytesIO(data))
-            decoding._exif_orientation(img, data)
-            int(getattr(img, "n_frames", 1))
-            keep("augkit: Pillow header+EXIF+frames", i, clock() - t)
+            t = clock(); decoding._jpeg_header(data); keep("augkit: JPEG header walk", i, clock() - t)
             t = clock(); decoding._is_truncated(data, decoding._sniff(data)); keep("augkit: truncation check", i, clock() - t)
-            t = clock(); px = decoding._decode_opencv(data, img); keep("augkit: cv2.imdecode", i, clock() - t)
+            t = clock()
+            px = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+            keep("augkit: cv2.imdecode", i, clock() - t)
             t = clock(); decoding._to_rgb_uint8(px, True, job.path, []); keep("augkit: to RGB (cvtColor)", i, clock() - t)
-            img.close()
             t = clock(); image = decoding.decode_image(job.path); keep("augkit: decode_image (all)", i, clock() - t)
             s_derive = s_seed = s_comp = s_enc = s_file = s_write = 0.0
             for rel, c in job.outputs:
