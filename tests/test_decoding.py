@@ -11,7 +11,6 @@ import pickle
 import struct
 import time
 import tracemalloc
-import zlib
 
 import cv2
 import numpy as np
@@ -19,6 +18,8 @@ import pytest
 from PIL import ExifTags, Image, ImageOps
 
 from augkit import decoding
+from imagefiles import encoded
+from imagefiles import png_claiming_size as png_with_size
 from augkit.decoding import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
@@ -50,14 +51,6 @@ def gradient(h: int = 48, w: int = 64) -> np.ndarray:
     return np.stack(channels, -1).astype(np.uint8)
 
 
-def encoded(image: Image.Image | np.ndarray, fmt: str, **kw) -> bytes:
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    buf = io.BytesIO()
-    image.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
 def write(tmp_path, name: str, data: bytes):
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,16 +60,6 @@ def write(tmp_path, name: str, data: bytes):
 
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int32) - b.astype(np.int32)).mean())
-
-
-def png_with_size(width: int, height: int) -> bytes:
-    """A real 1x1 PNG whose IHDR is patched to claim another size (valid CRC)."""
-    data = bytearray(encoded(np.zeros((1, 1, 3), np.uint8), "PNG"))
-    ihdr = data[12:29]  # type + 13-byte body
-    ihdr[4:12] = struct.pack(">II", width, height)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
-    return bytes(data)
 
 
 def decode_error(path_or_data, **kw) -> DecodeError:
