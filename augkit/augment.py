@@ -55,7 +55,8 @@ class Job:
     path: str
     key: str
     label: str | None
-    outputs: tuple[tuple[str, int | None], ...]
+    outputs: tuple[tuple[str, int | None], ...]  # still to write
+    present: tuple[tuple[str, int | None], ...] = ()  # written by an earlier run
 
 
 def plan_jobs(samples, options: AugmentOptions) -> list[Job]:
@@ -96,15 +97,14 @@ class AugmentTask:
 
         opts = self.options
         base = {"source": job.key, "label": job.label or ""}
-        todo = [(rel, k) for rel, k in job.outputs if not os.path.exists(os.path.join(self.out_dir, rel))]
-        rows = [{**base, "output": rel, "copy": k, "status": "exists"} for rel, k in job.outputs if (rel, k) not in todo]
-        if not todo:
+        rows = [{**base, "output": rel, "copy": k, "status": "exists"} for rel, k in job.present]
+        if not job.outputs:
             return rows
         try:
             image = decode_image(job.path, max_pixels=opts.max_pixels)
         except DecodeError as exc:
             return [{**base, "output": "", "copy": None, "status": "failed", "reason": exc.reason, "message": str(exc)}]
-        for rel, k in todo:
+        for rel, k in job.outputs:
             row = {**base, "output": rel, "copy": k}
             try:
                 result = image if k is None else self.recipe(image, seed=_copy_seed(opts.seed, job.key, k))
@@ -112,12 +112,28 @@ class AugmentTask:
                 rows.append({**row, "status": "failed", "reason": "transform_error", "message": f"{job.key}: copy {k}: {type(exc).__name__}: {exc}"})
                 continue
             try:
-                write_image_atomic(os.path.join(self.out_dir, rel), result, fmt=opts.fmt, quality=opts.quality)
+                write_image_atomic(os.path.join(self.out_dir, rel), result, fmt=opts.fmt, quality=opts.quality,
+                                   parents=False)  # made by prepare_jobs
             except (OSError, ValueError) as exc:
                 rows.append({**row, "status": "failed", "reason": "write_error", "message": f"{rel}: cannot write: {exc}"})
                 continue
             rows.append({**row, "status": "written"})
         return rows
+
+
+def prepare_jobs(out: Path, jobs: list[Job]) -> list[Job]:
+    """Make every output folder once, and split each job's outputs into those an earlier
+    run already wrote (whole: writes are atomic) and those still to write. One listing
+    per folder here saves a stat and a mkdir per output in the workers."""
+    folders = sorted({os.path.dirname(rel) for job in jobs for rel, _ in job.outputs})
+    present: set[str] = set()
+    for folder in folders:
+        path = out / folder
+        path.mkdir(parents=True, exist_ok=True)
+        prefix = f"{folder}/" if folder else ""
+        present.update(prefix + entry.name for entry in os.scandir(path) if entry.is_file())
+    return [replace(job, outputs=tuple(o for o in job.outputs if o[0] not in present),
+                    present=tuple(o for o in job.outputs if o[0] in present)) for job in jobs]
 
 
 def _copy_seed(seed: int, key: str, copy: int) -> int:
@@ -257,6 +273,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
         jobs = plan_jobs(dataset.samples, options)
         task = AugmentTask(recipe, str(out), options)
         prepare_out(out, run_settings(recipe, options, str(src)), jobs, dataset.samples, overwrite)
+        jobs = prepare_jobs(out, jobs)
         summary = Summary(inputs=len(jobs), skipped_files=dict(dataset.skipped), out_dir=str(out))
         rows: list[dict[str, Any]] = []
         bar = _progress(len(jobs), progress)

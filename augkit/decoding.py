@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from augkit.files import write_atomic
+from augkit.files import write_bytes_atomic
 
 # We enforce our own limit (before decoding, with a better message); Pillow's
 # would warn at 89 Mpx and raise at twice that, independently of ours.
@@ -692,7 +692,8 @@ def encode_image(image: np.ndarray, fmt: str = "jpg", quality: int = 95) -> byte
     return buf.tobytes()
 
 
-def write_image_atomic(path, image: np.ndarray, fmt: str | None = None, quality: int = 95) -> None:
+def write_image_atomic(path, image: np.ndarray, fmt: str | None = None, quality: int = 95, *,
+                       parents: bool = True) -> None:
     """Write so that ``path`` is either absent/old or complete, never half-written.
 
     Encoding happens first, so a bad format or array leaves nothing behind.
@@ -704,5 +705,4 @@ def write_image_atomic(path, image: np.ndarray, fmt: str | None = None, quality:
         fmt = path.suffix.lstrip(".")
         if not fmt:
             raise ValueError(f"{path}: no suffix to infer the image format from; pass fmt")
-    data = encode_image(image, fmt, quality)
-    write_atomic(path, lambda f: f.write(data))
+    write_bytes_atomic(path, encode_image(image, fmt, quality), parents=parents)

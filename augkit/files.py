@@ -33,8 +33,33 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> N
         tmp.unlink(missing_ok=True)
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, parents: bool = True) -> None:
+    """``data`` into ``path``, whole or not at all; with plain system calls, as this is the
+    per-image path of ``augment`` (``parents=False`` when the caller made the folders)."""
+    path = os.fspath(path)
+    if parents:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{next(_counter)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def remove_temporaries(folder: str | os.PathLike) -> None:

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     cv2.setNumThreads(1)
 
     from augkit import decoding
-    from augkit.augment import AugmentOptions, AugmentTask, plan_jobs
+    from augkit.augment import AugmentOptions, AugmentTask, plan_jobs, prepare_jobs
     from augkit.discovery import discover
     from augkit.recipes import load_recipe
     from augkit.seeds import derive_seed
@@ -91,6 +91,7 @@ def main(argv=None) -> int:
         for d in (out_loop, out_task, out_parts):
             shutil.rmtree(d, ignore_errors=True)
         task = AugmentTask(recipe, str(out_task), opts)
+        task_jobs = prepare_jobs(out_task, jobs)  # output folders made once, as augment does
         for i, job in enumerate(jobs):
             # --- the loop, part by part, then whole
             cls, stem = job.key.split("/")[0], Path(job.key).stem
@@ -151,7 +152,8 @@ def main(argv=None) -> int:
             keep("augkit: encode_image", i, s_enc)
             keep("augkit: mkdir+tmp write+os.replace", i, s_file)
             keep("augkit: write_image_atomic (all)", i, s_write)
-            t = clock(); task(job); keep("augkit: AugmentTask (whole)", i, clock() - t)
+            t = clock(); rows = task(task_jobs[i]); keep("augkit: AugmentTask (whole)", i, clock() - t)
+            assert all(r["status"] == "written" for r in rows), rows
 
     print(f"{n} inputs x {k_copies} copies, min of {args.passes} passes per image, one thread, in one process")
     print(f"{'stage':40s} {'ms/input':>9s} {'ms/output':>10s}")
@@ -185,7 +187,7 @@ def main(argv=None) -> int:
         task = AugmentTask(recipe, str(tmp / "task"), opts)
         prof = cProfile.Profile()
         prof.enable()
-        for job in jobs:
+        for job in prepare_jobs(tmp / "task", jobs):
             task(job)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
