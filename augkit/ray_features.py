@@ -15,6 +15,7 @@ Every node must see the source images and the cache at the same paths.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class ShardWriter:
         self.dim = model.feature_dim
         self.cache, self.options = Path(cache), options
         self.written_rows = 0
+        self.busy_s = 0.0  # inside ONNX Runtime, for the summary's inference_s
         self._reset()
 
     def _reset(self) -> None:
@@ -56,7 +58,9 @@ class ShardWriter:
         import numpy as np
 
         if self.pending:
+            started = time.perf_counter()
             out = self.runner.run(np.stack(self.pending)).astype(self.options.dtype, copy=False)
+            self.busy_s += time.perf_counter() - started
             self.dim = self.dim or out.shape[1]
             self.parts.append(out)
             self.pending = []
@@ -82,15 +86,14 @@ class ShardWriter:
         self._reset()
         return 0
 
-    def rows_written(self) -> int:
-        return self.written_rows
+    def totals(self) -> tuple[int, float]:
+        """(rows written, seconds inside ONNX Runtime) since the actor started."""
+        return self.written_rows, self.busy_s
 
 
 def compute_on_ray(engine, task, model, backbone, cache: Path, samples, todo: list[Shard], options: FeatureOptions,
                    progress: bool) -> dict[str, Any]:
     """Compute the ``todo`` shards on the cluster ``engine`` is connected to."""
-    import time
-
     from tqdm import tqdm
 
     ray = engine._ray  # noqa: SLF001 - the engine owns the connection
@@ -102,7 +105,6 @@ def compute_on_ray(engine, task, model, backbone, cache: Path, samples, todo: li
     task_ref = ray.put(task)
     bar = tqdm(total=sum(s.stop - s.start for s in todo), unit="img", desc="features", disable=not progress,
                dynamic_ncols=True, leave=False)
-    started = time.perf_counter()
     in_flight: list[Any] = []  # the writers' pending calls: bounds what waits in the object store
     limit = 4 * max(1, cpus)
 
@@ -122,10 +124,10 @@ def compute_on_ray(engine, task, model, backbone, cache: Path, samples, todo: li
                 drain(limit)
             in_flight.append(writer.finish.remote(shard))
         drain(0)
-        rows = sum(ray.get([w.rows_written.remote() for w in writers]))
+        totals = ray.get([w.totals.remote() for w in writers])
     finally:
         bar.close()
         for writer in writers:
             ray.kill(writer)
-    elapsed = time.perf_counter() - started
-    return {"rows": rows, "rows_first": 0, "t_first": None, "t_last": None, "busy_s": elapsed}
+    return {"rows": sum(rows for rows, _ in totals), "rows_first": 0, "t_first": None, "t_last": None,
+            "busy_s": sum(busy for _, busy in totals)}
