@@ -28,7 +28,8 @@ import numpy as np
 from augkit.errors import UsageError
 from augkit.seeds import derive_seed
 
-# Keras/PyTorch conventions (see docs): name -> (scale to 0-1 first, mean, std, BGR)
+# Keras/PyTorch preprocessing conventions: "torch" is ImageNet mean/std on the 0-1 scale,
+# "caffe" subtracts these BGR means on the 0-255 scale (see Preprocess.table).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

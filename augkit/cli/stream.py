@@ -58,8 +58,8 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
         write_stream(batches, sys.stdout.buffer)
     except BrokenPipeError:
         # The reader went away (head, a script that stopped): stop quietly. Point stdout at
-        # /dev/null so that the interpreter's final flush does not complain again.
-        batches.close()
+        # /dev/null so that the interpreter's final flush does not complain again; the
+        # finally below stops the workers.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     finally:
