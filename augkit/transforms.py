@@ -82,7 +82,6 @@ RENAMED = {
         "num_flare_circles_lower": "num_flare_circles_range",
         "num_flare_circles_upper": "num_flare_circles_range",
     },
-    "RandomGravel": {"gravel_roi": "unchanged name; check the value", "number_of_patches": "unchanged"},
 }
 
 # Warnings albumentations gives for a well-formed transform, about its own design rather
