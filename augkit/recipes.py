@@ -302,7 +302,10 @@ class Recipe:
         from augkit._albu import albumentations
 
         A = albumentations()
-        return A.Compose(self._transforms, strict=True, seed=self.seed, save_applied_params=save_applied_params)
+        compose = A.Compose(self._transforms, strict=True, save_applied_params=save_applied_params)
+        if self.seed is not None:
+            seed_pipeline(compose, self.seed)
+        return compose
 
     # Pickled as its parsed steps and rebuilt on arrival, so a Recipe can be shipped to
     # worker processes without relying on albumentations objects pickling faithfully.
@@ -314,14 +317,14 @@ class Recipe:
 
     def __call__(self, image, seed: int | None = None):
         if seed is not None:
-            self.compose.set_random_seed(seed)
+            seed_pipeline(self.compose, seed)
         return self.compose(image=image)["image"]
 
     def trace(self, image, seed: int | None = None):
         """(augmented image, [(transform name, drawn params), ...] for the transforms that fired)."""
         compose = self._tracing_compose
         if seed is not None:
-            compose.set_random_seed(seed)
+            seed_pipeline(compose, seed)
         result = compose(image=image)
         return result["image"], list(result.get("applied_transforms", []))
 
@@ -363,6 +366,24 @@ class Recipe:
 
     def __repr__(self) -> str:
         return f"Recipe({self.source!r}, {len(self.steps)} steps, seed={self.seed})"
+
+
+def seed_pipeline(compose, seed: int) -> None:
+    """Seed ``compose`` and every transform in it with ONE random stream derived from ``seed``.
+
+    albumentations' own ``Compose.set_random_seed(s)`` gives every transform a generator of
+    its own, each seeded with the same ``s``. Their draws then coincide: every ``p`` test
+    compares the same first number, so with the standard recipe HorizontalFlip (p 0.5)
+    fired exactly when Affine (p 0.5) did, and RGBShift, CLAHE and CoarseDropout only
+    together with both: 4 of the 32 combinations ever occurred. Sharing one generator pair
+    makes each transform take the next draws of one stream, so its decisions are
+    independent of the others'. It is also 7x cheaper (two generators, not two per transform).
+    """
+    import random
+
+    import numpy as np
+
+    compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:

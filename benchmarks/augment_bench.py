@@ -9,8 +9,9 @@ What it does, in one run on one machine:
 2. Measures, alternating, ``--repeats`` times (default 3):
    - ``loop``: a fresh ``python -c`` process that imports cv2 + albumentations and, per
      image, does cv2.imread -> BGR2RGB -> Compose (the standard recipe, built by hand)
-     x2 copies, each seeded with ``set_random_seed(derive_seed(0, key, k))`` as augkit
-     does -> RGB2BGR -> cv2.imwrite(q95). One compute thread (cv2.setNumThreads(1) and
+     x2 copies, each seeded as augkit seeds it (one generator pair from
+     ``derive_seed(0, key, k)`` for the whole pipeline) -> RGB2BGR ->
+     cv2.imwrite(q95). One compute thread (cv2.setNumThreads(1) and
      OMP/BLAS=1), so it is a one-core reference.
    - ``loop-x2``: two such loops at once, each on every other image: what two processes
      do on this machine with no coordination at all (the practical ceiling for 2 workers).
@@ -84,8 +85,9 @@ os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 if threads > 0:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         os.environ[var] = str(threads)
-import hashlib
+import hashlib, random
 import cv2
+import numpy as np
 import albumentations as A
 if threads > 0:
     cv2.setNumThreads(threads)
@@ -124,7 +126,8 @@ for key in keys:
     bgr = cv2.imread(os.path.join(src, key), cv2.IMREAD_COLOR)
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     for k in range(copies):
-        compose.set_random_seed(derive_seed(seed, key, k))
+        s = derive_seed(seed, key, k)  # seeded as augkit seeds: one stream for the pipeline
+        compose.set_random_state(np.random.default_rng(s), random.Random(s))
         aug = compose(image=rgb)["image"]
         cv2.imwrite(os.path.join(out, cls, f"{stem}_{k:0{width}d}.jpg"), cv2.cvtColor(aug, cv2.COLOR_RGB2BGR), params)
         written += 1

@@ -44,7 +44,7 @@ if side == "flow":
                           channels_first=True, size=224, shuffle=True, seed=0)
     iterator = iter(batches)
 else:
-    import cv2, torch
+    import cv2, random, torch
     import albumentations as A
     from augkit.recipes import load_recipe
     from augkit.discovery import discover
@@ -60,7 +60,8 @@ else:
         def __getitem__(self, i):
             s = samples[i]
             image = cv2.cvtColor(cv2.imread(s.path), cv2.COLOR_BGR2RGB)
-            compose.set_random_seed(derive_seed(0, 0, s.key))
+            seed = derive_seed(0, 0, s.key)  # one stream for the pipeline, as augkit seeds
+            compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
             x = compose(image=image)["image"]
             return torch.from_numpy(x.transpose(2, 0, 1).copy()), classes[s.label]
 

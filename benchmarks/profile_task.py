@@ -4,11 +4,12 @@
 In one process, with one compute thread (as augkit's workers run), over the benchmark set
 of ``augment_bench.py`` (built or reused under ``benchmarks/_work/``), this times:
 
-- the plain loop's body per input: cv2.imread -> BGR2RGB -> 2 x (set_random_seed ->
-  Compose -> RGB2BGR -> cv2.imwrite q95), and its parts;
+- the plain loop's body per input: cv2.imread -> BGR2RGB -> 2 x (seed -> Compose ->
+  RGB2BGR -> cv2.imwrite q95), and its parts (seeded as augkit seeds: one generator pair
+  for the pipeline);
 - augkit's ``AugmentTask(job)`` per input (what a worker runs), and its parts: the
   ``os.path.exists`` checks, ``decode_image`` (read bytes, Pillow header, EXIF, truncation
-  check, cv2.imdecode, to RGB), ``derive_seed``, ``set_random_seed``, the Compose, and
+  check, cv2.imdecode, to RGB), ``derive_seed``, ``seed_pipeline``, the Compose, and
   ``write_image_atomic`` (encode, mkdir, temporary file, os.replace);
 - the engine's own cost per item: ``LocalEngine.map_unordered`` over a task that does
   nothing, with 1 and 2 workers (pool already started).
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     from augkit import decoding
     from augkit.augment import AugmentOptions, AugmentTask, plan_jobs, prepare_jobs
     from augkit.discovery import discover
-    from augkit.recipes import load_recipe
+    from augkit.recipes import load_recipe, seed_pipeline
     from augkit.seeds import derive_seed
 
     src, _ = build_set(args.images)
@@ -72,12 +73,12 @@ def main(argv=None) -> int:
 
     stages = [
         # loop
-        "loop: cv2.imread", "loop: cvtColor BGR2RGB", "loop: set_random_seed", "loop: Compose",
+        "loop: cv2.imread", "loop: cvtColor BGR2RGB", "loop: seed", "loop: Compose",
         "loop: cvtColor+cv2.imwrite", "loop: whole body",
         # augkit
         "augkit: os.path.exists x outputs", "augkit: read bytes", "augkit: JPEG header walk",
         "augkit: truncation check", "augkit: cv2.imdecode", "augkit: to RGB (cvtColor)", "augkit: decode_image (all)",
-        "augkit: derive_seed", "augkit: set_random_seed", "augkit: Compose", "augkit: encode_image",
+        "augkit: derive_seed", "augkit: seed_pipeline", "augkit: Compose", "augkit: encode_image",
         "augkit: mkdir+tmp write+os.replace", "augkit: write_image_atomic (all)", "augkit: AugmentTask (whole)",
     ]
     best = {s: np.full(n, np.inf) for s in stages}
@@ -101,18 +102,18 @@ def main(argv=None) -> int:
             s_seed = s_comp = s_write = 0.0
             for c in range(k_copies):
                 seed = derive_seed(0, job.key, c)
-                t = clock(); compose.set_random_seed(seed); s_seed += clock() - t
+                t = clock(); seed_pipeline(compose, seed); s_seed += clock() - t
                 t = clock(); aug = compose(image=rgb)["image"]; s_comp += clock() - t
                 t = clock()
                 cv2.imwrite(str(out_loop / cls / f"{stem}_p{c:02d}.jpg"), cv2.cvtColor(aug, cv2.COLOR_RGB2BGR), params)
                 s_write += clock() - t
-            keep("loop: set_random_seed", i, s_seed)
+            keep("loop: seed", i, s_seed)
             keep("loop: Compose", i, s_comp)
             keep("loop: cvtColor+cv2.imwrite", i, s_write)
             t = clock()
             rgb = cv2.cvtColor(cv2.imread(job.path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
             for c in range(k_copies):
-                compose.set_random_seed(derive_seed(0, job.key, c))
+                seed_pipeline(compose, derive_seed(0, job.key, c))
                 aug = compose(image=rgb)["image"]
                 cv2.imwrite(str(out_loop / cls / f"{stem}_{c:02d}.jpg"), cv2.cvtColor(aug, cv2.COLOR_RGB2BGR), params)
             keep("loop: whole body", i, clock() - t)
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
             s_derive = s_seed = s_comp = s_enc = s_file = s_write = 0.0
             for rel, c in job.outputs:
                 t = clock(); seed = derive_seed(0, job.key, c); s_derive += clock() - t
-                t = clock(); compose.set_random_seed(seed); s_seed += clock() - t
+                t = clock(); seed_pipeline(compose, seed); s_seed += clock() - t
                 t = clock(); aug = compose(image=image)["image"]; s_comp += clock() - t
                 t = clock(); payload = decoding.encode_image(aug, "jpg", 95); s_enc += clock() - t
                 path = out_parts / rel
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
                 t = clock(); decoding.write_image_atomic(out_parts / f"{rel}.w.jpg", aug, fmt="jpg", quality=95)
                 s_write += clock() - t
             keep("augkit: derive_seed", i, s_derive)
-            keep("augkit: set_random_seed", i, s_seed)
+            keep("augkit: seed_pipeline", i, s_seed)
             keep("augkit: Compose", i, s_comp)
             keep("augkit: encode_image", i, s_enc)
             keep("augkit: mkdir+tmp write+os.replace", i, s_file)

@@ -14,7 +14,7 @@ import pytest
 
 from augkit._albu import albumentations
 from augkit.errors import RecipeError, UsageError
-from augkit.recipes import Recipe, load_recipe, save_albumentations
+from augkit.recipes import Recipe, load_recipe, save_albumentations, seed_pipeline
 
 A = albumentations()
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -75,6 +75,34 @@ def test_trace_gives_the_same_image_as_a_call_and_names_what_fired(write_recipe,
         traced, applied = recipe.trace(photo_sized_rgb, seed=seed)
         assert np.array_equal(traced, recipe(photo_sized_rgb, seed=seed))
         assert "RandomCrop" in [name for name, _ in applied]  # p: 1 by default
+
+
+def _fired(recipe, image, seeds) -> list[frozenset]:
+    return [frozenset(name for name, _ in recipe.trace(image, seed=s)[1]) for s in seeds]
+
+
+def test_each_transform_decides_on_its_own_draws(small_rgb):
+    # albumentations' set_random_seed gives every transform the same first number, so
+    # p-decisions coincide (flip exactly when affine fired). One stream makes them independent.
+    recipe = load_recipe({"transforms": [
+        {"HorizontalFlip": {"p": 0.5}}, {"Affine": {"rotate": [-5, 5], "p": 0.5}},
+        {"RGBShift": {"p": 0.3}}, {"CLAHE": {"p": 0.2}}, {"CoarseDropout": {"p": 0.3}},
+    ]})
+    fired = _fired(recipe, small_rgb, range(600))
+    flip = np.array(["HorizontalFlip" in f for f in fired])
+    affine = np.array(["Affine" in f for f in fired])
+    shift = np.array(["RGBShift" in f for f in fired])
+
+    assert len(set(fired)) >= 28  # of 32 combinations; a shared first draw gives 4
+    assert 0.18 < np.mean(flip & affine) < 0.32  # independent: 0.25; coinciding: 0.5
+    assert 0.10 < np.mean(flip & ~affine) < 0.40  # coinciding: never
+    assert 0.05 < np.mean(shift & ~flip) < 0.25  # independent: 0.15; coinciding: never
+
+
+def test_the_recipe_seed_gives_independent_decisions_too(small_rgb):
+    recipe = load_recipe({"seed": 3, "transforms": [{"HorizontalFlip": {"p": 0.5}}, {"VerticalFlip": {"p": 0.5}}]})
+    outcomes = {tuple(sorted(n for n, _ in recipe.trace(small_rgb)[1])) for _ in range(60)}
+    assert len(outcomes) == 4
 
 
 def test_the_recipe_seed_makes_two_fresh_loads_agree(write_recipe, photo_sized_rgb):
@@ -273,7 +301,7 @@ def test_a_pipeline_saved_by_albumentations_loads_and_matches_it(data_format, tm
     recipe = load_recipe(path)
 
     for seed in range(6):
-        compose.set_random_seed(seed)
+        seed_pipeline(compose, seed)
         expected = compose(image=small_rgb)["image"]
         assert np.array_equal(recipe(small_rgb, seed=seed), expected), f"seed {seed}"
 
@@ -299,7 +327,7 @@ def test_save_albumentations_writes_what_albumentations_loads(tmp_path, small_rg
 
     assert json.loads(path.read_text())["transform"]["__class_fullname__"] == "Compose"
     for seed in range(6):
-        loaded.set_random_seed(seed)
+        seed_pipeline(loaded, seed)
         assert np.array_equal(loaded(image=small_rgb)["image"], recipe(small_rgb, seed=seed)), f"seed {seed}"
 
 

@@ -12,7 +12,8 @@ import pytest
 
 import augkit
 from augkit.stream import read_stream, write_stream
-from imagefiles import class_folders
+from conftest import make_structured_rgb
+from imagefiles import class_folders, encoded, write_tree
 
 NUMPY_ONLY_READER = textwrap.dedent("""
     import sys, numpy as np
@@ -37,6 +38,18 @@ def recipe(tmp_path_factory):
     path = tmp_path_factory.mktemp("recipe") / "r.yaml"
     path.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n  - RandomCrop: {height: 40, width: 40}\n")
     return path
+
+
+@pytest.fixture(scope="module")
+def learnable(tmp_path_factory):
+    """3 classes a linear model can tell apart: each tinted towards its own channel."""
+    files = {}
+    for c, name in enumerate(("red", "green", "blue")):
+        for i in range(3):
+            image = make_structured_rgb(60, 80, seed=100 * c + i).astype(np.int16)
+            image[..., c] += 70
+            files[f"{name}/{name}_{i}.jpg"] = encoded(np.clip(image, 0, 255).astype(np.uint8), "JPEG", quality=90)
+    return write_tree(tmp_path_factory.mktemp("learnable") / "data", files)
 
 
 def augkit_stream(*args) -> list[str]:
@@ -79,9 +92,9 @@ def test_a_stream_cut_inside_a_batch_is_an_error():
         list(read_stream(io.BytesIO(buffer.getvalue()[:-10])))
 
 
-def test_the_example_trains_a_classifier_from_the_stream(data, recipe):
+def test_the_example_trains_a_classifier_from_the_stream(learnable, recipe):
     example = __import__("pathlib").Path(__file__).parent.parent / "examples" / "train_from_stream.py"
-    producer = subprocess.Popen(augkit_stream(recipe, data, "--size", 16, "--preprocess", "tf", "--epochs", 10, "-b", 4),
+    producer = subprocess.Popen(augkit_stream(recipe, learnable, "--size", 16, "--preprocess", "tf", "--epochs", 10, "-b", 4),
                                 stdout=subprocess.PIPE)
     trainer = subprocess.run([sys.executable, str(example)], stdin=producer.stdout, capture_output=True, text=True)
     producer.stdout.close()
