@@ -104,10 +104,11 @@ class AugmentTask:
             image = decode_image(job.path, max_pixels=opts.max_pixels)
         except DecodeError as exc:
             return [{**base, "output": "", "copy": None, "status": "failed", "reason": exc.reason, "message": str(exc)}]
+        augment = self.recipe.for_image(image)  # a deterministic head (resize) runs once for all copies
         for rel, k in job.outputs:
             row = {**base, "output": rel, "copy": k}
             try:
-                result = image if k is None else self.recipe(image, seed=_copy_seed(opts.seed, job.key, k))
+                result = image if k is None else augment(_copy_seed(opts.seed, job.key, k))
             except Exception as exc:  # noqa: BLE001 - one transform failure is one row
                 rows.append({**row, "status": "failed", "reason": "transform_error", "message": f"{job.key}: copy {k}: {type(exc).__name__}: {exc}"})
                 continue

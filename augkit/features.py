@@ -147,11 +147,12 @@ class FeatureTask:
         except DecodeError as exc:
             return {"reason": exc.reason, "message": str(exc)}
         views = []
+        augment = self.recipe.for_image(image) if self.recipe is not None else None
         for v in range(opts.views):
             view = image
-            if self.recipe is not None and not (v == 0 and opts.plain_first):
+            if augment is not None and not (v == 0 and opts.plain_first):
                 try:
-                    view = self.recipe(image, seed=derive_seed(opts.seed, key, v))
+                    view = augment(derive_seed(opts.seed, key, v))
                 except Exception as exc:  # noqa: BLE001 - one transform failure is one row
                     return {"reason": "transform_error", "message": f"{key}: view {v}: {type(exc).__name__}: {exc}"}
             views.append(crop_to_input(view, self.prep))

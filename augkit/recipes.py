@@ -298,11 +298,12 @@ class Recipe:
     def _tracing_compose(self):
         return self._make_compose(save_applied_params=True)
 
-    def _make_compose(self, save_applied_params: bool):
+    def _make_compose(self, save_applied_params: bool, transforms: list | None = None):
         from augkit._albu import albumentations
 
         A = albumentations()
-        compose = A.Compose(self._transforms, strict=True, save_applied_params=save_applied_params)
+        compose = A.Compose(self._transforms if transforms is None else transforms, strict=True,
+                            save_applied_params=save_applied_params)
         if self.seed is not None:
             seed_pipeline(compose, self.seed)
         return compose
@@ -327,6 +328,29 @@ class Recipe:
             seed_pipeline(compose, seed)
         result = compose(image=image)
         return result["image"], list(result.get("applied_transforms", []))
+
+    def for_image(self, image) -> ImageAugmenter:
+        """``augment = recipe.for_image(image)``; ``augment(seed)`` equals ``recipe(image,
+        seed=seed)``, for many seeds at less cost: see :class:`ImageAugmenter`."""
+        return ImageAugmenter(self, image)
+
+    @functools.cached_property
+    def _always_applied(self) -> list:
+        """The leading transforms that always apply: those an :class:`ImageAugmenter` may
+        run once per image (it checks that they draw no random number)."""
+        head = []
+        for transform in self._transforms:
+            if not hasattr(transform, "should_apply") or transform.p < 1:  # a composition, or may skip
+                break
+            head.append(transform)
+        return head
+
+    def _tail(self, start: int):
+        """A Compose of the transforms from ``start`` on (cached: one per start used)."""
+        tails = self.__dict__.setdefault("_tails", {})
+        if start not in tails:
+            tails[start] = self._make_compose(False, self._transforms[start:])
+        return tails[start]
 
     def to_albumentations(self) -> dict[str, Any]:
         """The pipeline in albumentations' ``A.to_dict`` format (what ``A.save`` writes)."""
@@ -384,6 +408,74 @@ def seed_pipeline(compose, seed: int) -> None:
     import numpy as np
 
     compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+class _UsedRandomness(Exception):
+    pass
+
+
+class _Tripwire:
+    """Stands in for a transform's generators while :class:`ImageAugmenter` runs the head:
+    any use of it means the head's result could depend on the seed."""
+
+    touched = False
+
+    def __getattr__(self, name: str):
+        self.touched = True
+        raise _UsedRandomness(name)
+
+
+class ImageAugmenter:
+    """Augmented versions of one image: ``augmenter(seed)`` is ``recipe(image, seed=seed)``,
+    byte for byte.
+
+    A recipe often starts with transforms that always apply and draw no random number
+    (``SmallestMaxSize``, ``Resize``, ``CenterCrop``; ``ToGray`` with ``p: 1``): their result is
+    the same for every seed, so it is computed once, on the first call, and each seed runs
+    only the rest of the pipeline. Which transforms draw is not guessed from their names:
+    the leading always-applied ones run with generators that refuse every use, and the
+    head ends before the first that uses one (``RandomCrop``; ``SmallestMaxSize(max_size=
+    [224, 256])``, which picks a size). With one shared stream (:func:`seed_pipeline`) and
+    a head that draws nothing, the rest of the pipeline sees exactly the draws it sees in
+    a full run.
+    """
+
+    def __init__(self, recipe: Recipe, image):
+        self.recipe = recipe
+        self.image = image
+        self._head: tuple[int, Any] | None = None  # (transforms run once, their output)
+
+    def __call__(self, seed: int):
+        if self._head is None:
+            self._head = (0, self.image)  # if the head raises, every seed raises it below
+            self._head = _run_head(self.recipe._always_applied, self.image)
+        done, output = self._head
+        if done == 0:
+            return self.recipe(self.image, seed=seed)
+        tail = self.recipe._tail(done)
+        seed_pipeline(tail, seed)
+        return tail(image=output)["image"]
+
+
+def _run_head(candidates: list, image) -> tuple[int, Any]:
+    """(how many of ``candidates`` ran without touching a random generator, their output)."""
+    saved = [(t.random_generator, t.py_random) for t in candidates]
+    done = 0
+    try:
+        for t in candidates:
+            trip = _Tripwire()
+            t.set_random_state(trip, trip)
+            try:
+                result = t(image=image)["image"]
+            except _UsedRandomness:
+                break
+            if trip.touched:  # used, and the exception swallowed on the way
+                break
+            image, done = result, done + 1
+    finally:
+        for t, (generator, py_random) in zip(candidates, saved):
+            t.set_random_state(generator, py_random)
+    return done, image
 
 
 def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:

@@ -9,7 +9,8 @@ of ``augment_bench.py`` (built or reused under ``benchmarks/_work/``), this time
   for the pipeline);
 - augkit's ``AugmentTask(job)`` per input (what a worker runs), and its parts: the
   ``os.path.exists`` checks, ``decode_image`` (read bytes, Pillow header, EXIF, truncation
-  check, cv2.imdecode, to RGB), ``derive_seed``, ``seed_pipeline``, the Compose, and
+  check, cv2.imdecode, to RGB), ``derive_seed``, the recipe (``recipe.for_image``: seeding,
+  and the deterministic head run once per input), and
   ``write_image_atomic`` (encode, mkdir, temporary file, os.replace);
 - the engine's own cost per item: ``LocalEngine.map_unordered`` over a task that does
   nothing, with 1 and 2 workers (pool already started).
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
         # augkit
         "augkit: os.path.exists x outputs", "augkit: read bytes", "augkit: JPEG header walk",
         "augkit: truncation check", "augkit: cv2.imdecode", "augkit: to RGB (cvtColor)", "augkit: decode_image (all)",
-        "augkit: derive_seed", "augkit: seed_pipeline", "augkit: Compose", "augkit: encode_image",
+        "augkit: derive_seed", "augkit: seed + recipe (head once)", "augkit: encode_image",
         "augkit: mkdir+tmp write+os.replace", "augkit: write_image_atomic (all)", "augkit: AugmentTask (whole)",
     ]
     best = {s: np.full(n, np.inf) for s in stages}
@@ -131,11 +132,11 @@ def main(argv=None) -> int:
             keep("augkit: cv2.imdecode", i, clock() - t)
             t = clock(); decoding._to_rgb_uint8(px, True, job.path, []); keep("augkit: to RGB (cvtColor)", i, clock() - t)
             t = clock(); image = decoding.decode_image(job.path); keep("augkit: decode_image (all)", i, clock() - t)
-            s_derive = s_seed = s_comp = s_enc = s_file = s_write = 0.0
+            s_derive = s_comp = s_enc = s_file = s_write = 0.0
+            augment = recipe.for_image(image)
             for rel, c in job.outputs:
                 t = clock(); seed = derive_seed(0, job.key, c); s_derive += clock() - t
-                t = clock(); seed_pipeline(compose, seed); s_seed += clock() - t
-                t = clock(); aug = compose(image=image)["image"]; s_comp += clock() - t
+                t = clock(); aug = augment(seed); s_comp += clock() - t
                 t = clock(); payload = decoding.encode_image(aug, "jpg", 95); s_enc += clock() - t
                 path = out_parts / rel
                 t = clock()
@@ -148,8 +149,7 @@ def main(argv=None) -> int:
                 t = clock(); decoding.write_image_atomic(out_parts / f"{rel}.w.jpg", aug, fmt="jpg", quality=95)
                 s_write += clock() - t
             keep("augkit: derive_seed", i, s_derive)
-            keep("augkit: seed_pipeline", i, s_seed)
-            keep("augkit: Compose", i, s_comp)
+            keep("augkit: seed + recipe (head once)", i, s_comp)
             keep("augkit: encode_image", i, s_enc)
             keep("augkit: mkdir+tmp write+os.replace", i, s_file)
             keep("augkit: write_image_atomic (all)", i, s_write)

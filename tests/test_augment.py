@@ -11,10 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from augkit.cli import cli
+from augkit.decoding import decode_image
+from augkit.recipes import load_recipe
+from augkit.seeds import derive_seed
 from imagefiles import bad_images, class_folders, encoded, good_images, tree_bytes, write_tree
 from conftest import make_structured_rgb
 
@@ -85,6 +89,22 @@ def test_copies_of_one_image_differ(recipe, dataset, tmp_path):
     run("augment", recipe, dataset, tmp_path / "out", "-k", 4, "-w", 0)
     copies = {(tmp_path / "out" / "cat" / f"cat_0_{k:02d}.jpg").read_bytes() for k in range(4)}
     assert len(copies) == 4
+
+
+def test_copy_k_is_the_recipe_seeded_with_the_run_seed_key_and_k(tmp_path):
+    # The documented formula, with a recipe whose deterministic head (the resize) augkit runs
+    # once per input rather than once per copy: the outputs do not show it.
+    dataset = class_folders(tmp_path / "data", per_class=2)
+    recipe = tmp_path / "head.yaml"
+    recipe.write_text("transforms:\n  - SmallestMaxSize: {max_size: 40}\n  - RandomCrop: {height: 32, width: 32}\n"
+                      "  - HorizontalFlip: {p: 0.5}\n  - RGBShift: {p: 0.5}\n")
+    run("augment", recipe, dataset, tmp_path / "out", "-k", 3, "--seed", 9, "--format", "png", "-w", 0)
+
+    loaded = load_recipe(recipe)
+    for row in read_csv(tmp_path / "out" / "manifest.csv"):
+        image = decode_image(dataset / row["source"])
+        expected = loaded(image, seed=derive_seed(9, row["source"], int(row["copy"])))
+        assert np.array_equal(decode_image(tmp_path / "out" / row["path"]), expected), row["path"]
 
 
 def test_a_mix_of_good_and_bad_images_finishes_and_reports_every_bad_one(recipe, tmp_path):

@@ -105,6 +105,52 @@ def test_the_recipe_seed_gives_independent_decisions_too(small_rgb):
     assert len(outcomes) == 4
 
 
+def test_for_image_equals_a_call_for_every_seed(photo_sized_rgb):
+    recipe = load_recipe(RECIPES_DIR / "standard.yaml")
+    augment = recipe.for_image(photo_sized_rgb)
+    for seed in range(12):
+        assert np.array_equal(augment(seed), recipe(photo_sized_rgb, seed=seed)), f"seed {seed}"
+
+
+def test_for_image_runs_the_deterministic_head_once(photo_sized_rgb, monkeypatch):
+    recipe = load_recipe({"transforms": [
+        {"SmallestMaxSize": {"max_size": 128}}, {"CenterCrop": {"height": 120, "width": 120}},
+        {"RandomCrop": {"height": 100, "width": 100}}, {"HorizontalFlip": {"p": 0.5}},
+    ]})
+    smallest = recipe.compose.transforms[0]
+    calls = []
+    original = type(smallest).__call__
+    monkeypatch.setattr(type(smallest), "__call__", lambda self, **data: calls.append(1) or original(self, **data))
+
+    augment = recipe.for_image(photo_sized_rgb)
+    outputs = [augment(seed) for seed in range(5)]
+
+    assert len(calls) == 1
+    monkeypatch.undo()
+    for seed, out in enumerate(outputs):
+        assert np.array_equal(out, recipe(photo_sized_rgb, seed=seed))
+
+
+def test_for_image_runs_a_head_that_draws_for_every_seed(photo_sized_rgb):
+    # max_size as a list picks a size at random: not the same for every seed
+    recipe = load_recipe({"transforms": [{"SmallestMaxSize": {"max_size": [100, 140, 180]}}, "HorizontalFlip"]})
+    augment = recipe.for_image(photo_sized_rgb)
+    shapes = set()
+    for seed in range(20):
+        out = augment(seed)
+        assert np.array_equal(out, recipe(photo_sized_rgb, seed=seed))
+        shapes.add(out.shape)
+    assert len(shapes) == 3
+
+
+def test_for_image_raises_a_failing_head_for_every_seed(small_rgb):
+    recipe = load_recipe({"transforms": [{"CenterCrop": {"height": 500, "width": 500}}, "HorizontalFlip"]})
+    augment = recipe.for_image(small_rgb)
+    for seed in range(2):
+        with pytest.raises(Exception, match="500"):
+            augment(seed)
+
+
 def test_the_recipe_seed_makes_two_fresh_loads_agree(write_recipe, photo_sized_rgb):
     path = write_recipe(ISSUE_EXAMPLE)
     assert np.array_equal(load_recipe(path)(photo_sized_rgb), load_recipe(path)(photo_sized_rgb))
