@@ -528,12 +528,25 @@ def _decode_jpeg_fast(
         raise _too_large(name, width, height, limit)
     if _jpeg_is_truncated(data, header.scan):
         raise _truncated(name)
-    pixels = _decode_opencv(data, (width, height), may_have_alpha=False)
-    if pixels is None:
-        return None  # OpenCV refused it: _decode_general has Pillow try, as it always did
     notes: list[str] = []
-    rgb = _to_rgb_uint8(pixels, True, name, notes)
+    if header.mode == "RGB" and _IMREAD_RGB is not None:
+        # libjpeg writes RGB instead of BGR: the same pixels, no cvtColor (0.02 ms per 500x375).
+        try:
+            rgb = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB)
+        except cv2.error:
+            rgb = None
+        if rgb is None or rgb.shape != (height, width, 3):
+            return None  # OpenCV refused it: _decode_general has Pillow try, as it always did
+    else:
+        pixels = _decode_opencv(data, (width, height), may_have_alpha=False)
+        if pixels is None:
+            return None
+        rgb = _to_rgb_uint8(pixels, True, name, notes)
     return _upright(rgb, "JPEG", header.mode, 1, header.orientation, notes)
+
+
+# 8-bit RGB straight from the decoder, EXIF orientation left to _upright (OpenCV >= 4.10).
+_IMREAD_RGB = (cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION) if hasattr(cv2, "IMREAD_COLOR_RGB") else None
 
 
 # --- pixel decoding --------------------------------------------------------
