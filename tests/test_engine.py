@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from augkit.engine import LocalEngine, WorkerSetupError, get_engine
+from augkit.engine import MAX_CHUNK, LocalEngine, WorkerSetupError, get_engine
 from augkit.errors import UsageError
 
 
@@ -48,6 +48,19 @@ class Big:
 class Pid:
     def __call__(self, item):
         time.sleep(0.01)
+        return os.getpid()
+
+
+class Busy:
+    """Keeps a core busy for ``seconds`` per item."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def __call__(self, item):
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:
+            pass
         return os.getpid()
 
 
@@ -115,6 +128,20 @@ def test_a_consumer_that_stops_early_leaves_no_worker_behind():
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(p) for p in pids)
+
+
+def test_chunks_hold_about_a_tenth_of_a_second_of_work_unless_fixed():
+    # Every chunk costs the parent CPU that the workers need; cheap items travel many at once.
+    with LocalEngine(workers=2) as engine:
+        assert engine._next_chunk_size() == 1  # nothing measured yet: the first results come at once
+        list(engine.map_unordered(Busy(0.005), range(100)))
+        assert 10 <= engine._next_chunk_size() <= 21  # 0.1 s / 5 ms = 20, less when preempted
+        assert engine._next_chunk_size(left=12) == 3  # the last chunks shrink: 12 items, 2 workers
+        list(engine.map_unordered(Busy(0.0), range(50)))  # another task: measured afresh
+        assert engine._next_chunk_size() == MAX_CHUNK
+    with LocalEngine(workers=2, chunk_size=3) as engine:
+        list(engine.map_unordered(Busy(0.0), range(50)))
+        assert engine._next_chunk_size() == 3
 
 
 def test_workers_zero_runs_in_this_process():
