@@ -6,8 +6,10 @@ Thread limits must be set before NumPy/OpenCV load their thread pools, so this m
 sets them first.
 """
 
+from augkit._albu import defer_torch_bridge
 from augkit.engine import limit_threads
 
+defer_torch_bridge()  # workers need albumentations, not torch (1.4 s and 185 MB less)
 limit_threads()
 
 import augkit.recipes  # noqa: E402,F401

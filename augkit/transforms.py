@@ -114,12 +114,13 @@ class Entry:
 @functools.lru_cache(maxsize=None)
 def registry() -> dict[str, Entry]:
     """Every usable name -> Entry. Imports albumentations (slow): call it only when needed."""
+    from augkit._albu import albumentations
+
+    A = albumentations()  # first: the package's own import goes through augkit._albu
     from albumentations.core.transforms_interface import DualTransform, ImageOnlyTransform
 
-    from augkit._albu import albumentations
     from augkit.pca_color import PCAColor
 
-    A = albumentations()
     entries: dict[str, Entry] = {}
     for name in sorted(dir(A)):
         cls = getattr(A, name)

@@ -64,4 +64,7 @@ _register()
 
 
 def main() -> None:
+    from augkit._albu import defer_torch_bridge
+
+    defer_torch_bridge()  # this process never needs torch: see augkit/_albu.py
     cli(prog_name="augkit")
