@@ -9,7 +9,7 @@ of ``augment_bench.py`` (built or reused under ``benchmarks/_work/``), this time
   for the pipeline);
 - augkit's ``AugmentTask(job)`` per input (what a worker runs), and its parts: the
   ``os.path.exists`` checks, ``decode_image`` (read bytes, Pillow header, EXIF, truncation
-  check, cv2.imdecode, to RGB), ``derive_seed``, the recipe (``recipe.for_image``: seeding,
+  check, cv2.imdecode straight to RGB), ``derive_seed``, the recipe (``recipe.for_image``: seeding,
   and the deterministic head run once per input), and
   ``write_image_atomic`` (encode, mkdir, temporary file, os.replace);
 - the engine's own cost per item: ``LocalEngine.map_unordered`` over a task that does
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         "loop: cvtColor+cv2.imwrite", "loop: whole body",
         # augkit
         "augkit: os.path.exists x outputs", "augkit: read bytes", "augkit: JPEG header walk",
-        "augkit: truncation check", "augkit: cv2.imdecode", "augkit: to RGB (cvtColor)", "augkit: decode_image (all)",
+        "augkit: truncation check", "augkit: cv2.imdecode to RGB", "augkit: decode_image (all)",
         "augkit: derive_seed", "augkit: seed + recipe (head once)", "augkit: encode_image",
         "augkit: mkdir+tmp write+os.replace", "augkit: write_image_atomic (all)", "augkit: AugmentTask (whole)",
     ]
@@ -128,9 +128,8 @@ def main(argv=None) -> int:
             t = clock(); decoding._jpeg_header(data); keep("augkit: JPEG header walk", i, clock() - t)
             t = clock(); decoding._is_truncated(data, decoding._sniff(data)); keep("augkit: truncation check", i, clock() - t)
             t = clock()
-            px = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-            keep("augkit: cv2.imdecode", i, clock() - t)
-            t = clock(); decoding._to_rgb_uint8(px, True, job.path, []); keep("augkit: to RGB (cvtColor)", i, clock() - t)
+            cv2.imdecode(np.frombuffer(data, np.uint8), decoding._IMREAD_RGB)
+            keep("augkit: cv2.imdecode to RGB", i, clock() - t)
             t = clock(); image = decoding.decode_image(job.path); keep("augkit: decode_image (all)", i, clock() - t)
             s_derive = s_comp = s_enc = s_file = s_write = 0.0
             augment = recipe.for_image(image)
