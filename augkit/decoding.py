@@ -30,6 +30,11 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+try:  # libjpeg-turbo's TurboJPEG API: see _decode_turbojpeg
+    import simplejpeg
+except ImportError:  # a dependency, but OpenCV decodes the same pixels without it
+    simplejpeg = None
+
 from augkit.files import write_bytes_atomic
 
 # We enforce our own limit (before decoding, with a better message); Pillow's
@@ -529,20 +534,44 @@ def _decode_jpeg_fast(
     if _jpeg_is_truncated(data, header.scan):
         raise _truncated(name)
     notes: list[str] = []
+    rgb = _decode_turbojpeg(data, header)
+    if rgb is None:
+        rgb = _decode_jpeg_opencv(data, header, name, notes)
+    if rgb is None:
+        return None  # OpenCV refused it: _decode_general has Pillow try, as it always did
+    return _upright(rgb, "JPEG", header.mode, 1, header.orientation, notes)
+
+
+def _decode_jpeg_opencv(data: bytes, header: _JpegHeader, name: str, notes: list[str]) -> np.ndarray | None:
     if header.mode == "RGB" and _IMREAD_RGB is not None:
         # libjpeg writes RGB instead of BGR: the same pixels, no cvtColor (0.02 ms per 500x375).
         try:
             rgb = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB)
         except cv2.error:
-            rgb = None
-        if rgb is None or rgb.shape != (height, width, 3):
-            return None  # OpenCV refused it: _decode_general has Pillow try, as it always did
-    else:
-        pixels = _decode_opencv(data, (width, height), may_have_alpha=False)
-        if pixels is None:
             return None
-        rgb = _to_rgb_uint8(pixels, True, name, notes)
-    return _upright(rgb, "JPEG", header.mode, 1, header.orientation, notes)
+        return rgb if rgb is not None and rgb.shape == (header.height, header.width, 3) else None
+    pixels = _decode_opencv(data, (header.width, header.height), may_have_alpha=False)
+    return None if pixels is None else _to_rgb_uint8(pixels, True, name, notes)
+
+
+def _decode_turbojpeg(data: bytes, header: _JpegHeader) -> np.ndarray | None:
+    """RGB pixels from simplejpeg, or None to decode another way.
+
+    simplejpeg calls libjpeg-turbo's TurboJPEG API straight into the output array: 0.48 ms
+    for a 500x375 JPEG against 0.58 ms for OpenCV's imdecode, with the same libjpeg-turbo
+    (3.x), the same default (accurate) IDCT and upsampling, hence the same pixels (tests
+    compare them over subsamplings, progressive scans, restart markers and odd sizes).
+    ``strict`` makes any libjpeg warning an error; such files take the path they always
+    took, so damaged files get the same pixels or the same reason as before."""
+    if simplejpeg is None:
+        return None
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB" if header.mode == "RGB" else "GRAY", strict=True)
+    except (ValueError, RuntimeError):
+        return None
+    if pixels.shape[:2] != (header.height, header.width):
+        return None
+    return pixels if header.mode == "RGB" else cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
 
 
 # 8-bit RGB straight from the decoder, EXIF orientation left to _upright (OpenCV >= 4.10).

@@ -18,6 +18,7 @@ import pytest
 from PIL import ExifTags, Image, ImageOps
 
 from augkit import decoding
+from conftest import make_structured_rgb
 from imagefiles import encoded
 from imagefiles import png_claiming_size as png_with_size
 from augkit.decoding import (
@@ -549,6 +550,46 @@ def test_fast_path_matches_pillow_path(progressive, mode, orientation):
     portrait = orientation >= 5
     assert image.shape == ((60, 40, 3) if portrait else (40, 60, 3))
     assert (info.format, info.mode, info.frames, info.orientation) == ("JPEG", mode, 1, orientation)
+
+
+SAMPLINGS = {"444": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444, "422": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+             "420": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, "440": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_440,
+             "411": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_411}
+
+
+@pytest.mark.parametrize("restart", [0, 3], ids=["no-restarts", "restarts"])
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize("sampling", list(SAMPLINGS))
+@pytest.mark.parametrize(("height", "width", "quality"), [(37, 53, 95), (48, 64, 50), (1, 9, 75)])
+def test_turbojpeg_decodes_the_pixels_opencv_decodes(height, width, quality, sampling, progressive, restart):
+    # The fast path decodes with simplejpeg (libjpeg-turbo's TurboJPEG API); every output
+    # must be what OpenCV's decoder gives, or results would depend on which one ran.
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, SAMPLINGS[sampling],
+              cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive), cv2.IMWRITE_JPEG_RST_INTERVAL, restart]
+    data = cv2.imencode(".jpg", make_structured_rgb(height, width, seed=quality), params)[1].tobytes()
+    header = decoding._jpeg_header(data)
+
+    turbo = decoding._decode_turbojpeg(data, header)
+
+    assert turbo is not None
+    assert np.array_equal(turbo, cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    assert_fast_path_agrees(data)
+
+
+def test_turbojpeg_decodes_grey_jpegs_as_three_equal_channels():
+    data = encoded(Image.fromarray(gradient(40, 60)).convert("L"), "JPEG", quality=85)
+    turbo = decoding._decode_turbojpeg(data, decoding._jpeg_header(data))
+    assert turbo.shape == (40, 60, 3) and np.array_equal(turbo[..., 0], turbo[..., 2])
+    assert_fast_path_agrees(data)
+
+
+def test_a_jpeg_libjpeg_warns_about_takes_the_path_it_always_took():
+    data = bytearray(encoded(gradient(64, 96), "JPEG", quality=90))
+    scan = decoding._jpeg_header(bytes(data)).scan
+    data[scan + 40: scan + 44] = b"\xff\x00\xff\xd3"  # a stray restart marker inside the scan
+    data = bytes(data)
+    assert decoding._decode_turbojpeg(data, decoding._jpeg_header(data)) is None
+    assert_fast_path_agrees(data)
 
 
 def test_fast_path_without_exif():
