@@ -7,7 +7,7 @@ What it does, in one run on one machine:
    JPEGs, median 500x375) and a model with MobileNet v2 1.0's exact structure and random
    weights (``tests/mobilenet_like.py``: 224x224, ~300 M multiply-adds, 1280 features;
    the same parameter count as the zoo's ``mobilenetv2-12.onnx``).
-2. Throughput, alternating ``--repeats`` times (default 3), each side a fresh process:
+2. Throughput, alternating ``--repeats`` times (default 5), each side a fresh process:
    - ``inference``: pure ONNX Runtime on batches that are already decoded and
      preprocessed (in memory), the same cut graph, batch size and thread count as
      augkit uses (one thread per core): the rate augkit can at best approach.
@@ -25,7 +25,7 @@ What it does, in one run on one machine:
 Prints a table and the verdicts, saves raw figures as JSON. Exit code 0 whatever the
 figures: this is a measurement.
 
-Usage:  python benchmarks/features_bench.py [--images 600] [--repeats 3] [--skip-memory]
+Usage:  python benchmarks/features_bench.py [--images 1000] [--repeats 5] [--skip-memory]
 """
 
 from __future__ import annotations
@@ -232,8 +232,8 @@ def _median(values):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", type=int, default=600, help="images of the throughput set (default 600)")
-    ap.add_argument("--repeats", type=int, default=3, help="alternating runs of each side (default 3)")
+    ap.add_argument("--images", type=int, default=1000, help="images of the throughput set (default 1000)")
+    ap.add_argument("--repeats", type=int, default=5, help="alternating runs of each side (default 5)")
     ap.add_argument("--batch-size", type=int, default=None, help="both sides (default: cache-features' own)")
     ap.add_argument("--workers", type=int, default=None, help="cache-features --workers (default: its own)")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads, both sides (default: one per core)")
