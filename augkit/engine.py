@@ -283,7 +283,7 @@ class LocalEngine:
             return 1
         size = MAX_CHUNK if self._per_item * MAX_CHUNK <= CHUNK_SECONDS else max(1, int(CHUNK_SECONDS / self._per_item))
         if left is not None:  # guided: a few chunks per worker for what is left
-            size = min(size, max(1, left // (2 * max(1, self.workers))))
+            size = min(size, max(1, left // (2 * self.workers)))
         return size
 
     def _measured(self, items: int, seconds: float) -> None:
@@ -328,8 +328,7 @@ class LocalEngine:
                     else:
                         suspects.extend(chunk)
                     continue
-                if chunk:
-                    self._measured(len(chunk), seconds)
+                self._measured(len(chunk), seconds)  # never empty: see the loop above
                 yield from outcomes
             if broken:
                 for future, chunk in in_flight.items():

@@ -345,12 +345,15 @@ class Recipe:
             head.append(transform)
         return head
 
+    @functools.cached_property
+    def _tails(self) -> dict[int, Any]:
+        return {}
+
     def _tail(self, start: int):
-        """A Compose of the transforms from ``start`` on (cached: one per start used)."""
-        tails = self.__dict__.setdefault("_tails", {})
-        if start not in tails:
-            tails[start] = self._make_compose(False, self._transforms[start:])
-        return tails[start]
+        """A Compose of the transforms from ``start`` on (made once per start used)."""
+        if start not in self._tails:
+            self._tails[start] = self._make_compose(False, self._transforms[start:])
+        return self._tails[start]
 
     def to_albumentations(self) -> dict[str, Any]:
         """The pipeline in albumentations' ``A.to_dict`` format (what ``A.save`` writes)."""
