@@ -4,7 +4,7 @@ views of it), computed once, stored as ``.npy`` shards, loaded with :func:`load_
 Stages: discovery (parent) -> plan shards (parent) -> decode, recipe view, centre crop
 and resize to uint8 (one :class:`FeatureTask` call per image, run by the engine: in this
 process or in worker processes, see :func:`default_workers`) -> batches (parent's main
-thread) -> ONNX Runtime, which also normalises (inference streams: threads of the parent,
+thread) -> ONNX Runtime, which also normalises (:mod:`augkit.inference`: streams, threads of the parent,
 overlapped with the preparation of the next batches) -> shard files -> joined reports.
 
 What a user can rely on:
@@ -32,7 +32,6 @@ import json
 import os
 import queue
 import sys
-import threading
 import time
 from collections import Counter
 import dataclasses
@@ -42,6 +41,7 @@ from typing import Any
 
 from augkit.errors import AugkitError, UsageError
 from augkit.files import csv_text, remove_temporaries, write_atomic, write_text_atomic
+from augkit.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
 
 META = "meta.json"
 MANIFEST = "manifest.csv"
@@ -197,188 +197,6 @@ def _shard_done(cache: Path, shard: Shard) -> bool:
     except Exception:  # noqa: BLE001 - missing, cut short or unreadable: compute it again
         return False
     return record.get("plan") == shard.plan and rows == len(record.get("rows", ()))
-
-
-# --- inference -------------------------------------------------------------------------------
-
-
-def make_session(model, threads: int):
-    """An ONNX Runtime session for a :class:`~augkit.backbones.FeatureModel`."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(model.model_bytes, so, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-        raise AugkitError(f"ONNX Runtime cannot load the cut backbone ({' '.join(str(exc).split())[:300]})") from None
-
-
-GIL_SWITCH_S = 0.0002  # see _compute
-MAX_STREAMS = 4  # each holds a batch's activations (~12 MB per 224x224 MobileNet v2 image)
-
-
-def inference_plan(threads: int) -> tuple[int, int]:
-    """(streams, intra-op threads per stream) for ``threads`` ONNX Runtime threads."""
-    streams = max(1, min(threads, MAX_STREAMS))
-    return streams, max(1, threads // streams)
-
-
-def batch_size_for(threads: int) -> int:
-    """Two images per intra-op thread of a stream. Small batches keep a stream's activations
-    in cache: MobileNet v2 end to end on 2 cores (benchmarks/RESULTS.md) did 366 rows/s at
-    2, 313 at 4, ~285 at 8 (pure inference: 438, 380, 340 img/s); a ResNet-50-shaped model
-    runs alike at 2, 4 and 8. More intra-op threads need more images to share out."""
-    return 2 * inference_plan(threads)[1]
-
-
-class _Inference:
-    """Runs the backbone on the batches the main thread fills, one batch per stream at a
-    time (a thread and a session each), and writes a shard once all its batches are done.
-
-    Why streams rather than one session with N intra-op threads: the workers share the
-    cores with inference, and an intra-op thread that loses its core for a time slice
-    stalls the others at the next operator's barrier. Streams never wait for each other,
-    so the cores stay busy. A batch's result does not depend on which stream ran it.
-    Buffers go back to ``free`` after use, which bounds memory.
-    """
-
-    def __init__(self, sessions: list, model, cache: Path, dtype: str, expected_dim: int | None, free: queue.Queue,
-                 bar):
-        self.model, self.cache = model, cache
-        self.dtype, self.expected_dim = dtype, expected_dim
-        self.free, self.bar = free, bar
-        self.work: queue.Queue = queue.Queue()
-        self.error: BaseException | None = None
-        self.dim: int | None = model.feature_dim
-        self.lock = threading.Lock()
-        self.shards: dict[int, dict[str, Any]] = {}  # shard index -> parts, counts, rows
-        self.t_first = self.t_last = None
-        self.rows_first = self.rows = 0
-        self.busy_s = 0.0
-        self.backbone_runs = {id(session): BackboneRunner(session, model, expected_dim) for session in sessions}
-        self.threads = [threading.Thread(target=self._loop, args=(session,), name=f"augkit-inference-{i}", daemon=True)
-                        for i, session in enumerate(sessions)]
-        for thread in self.threads:
-            thread.start()
-
-    def _state(self, shard: Shard) -> dict[str, Any]:
-        return self.shards.setdefault(shard.index, {"shard": shard, "parts": {}, "submitted": 0, "done": 0,
-                                                    "closed": False, "rows": None, "failures": None})
-
-    def submit(self, buffer, shard: Shard, n: int) -> None:
-        with self.lock:
-            state = self._state(shard)
-            seq = state["submitted"]
-            state["submitted"] += 1
-        self.work.put((buffer, shard, n, seq))
-
-    def close_shard(self, shard: Shard, rows: list, failures: list) -> None:
-        """No more batches for ``shard``: it is written when the last one is done."""
-        with self.lock:
-            state = self._state(shard)
-            state.update(closed=True, rows=rows, failures=failures)
-            ready = state["done"] == state["submitted"] and self.shards.pop(shard.index)
-        if ready:
-            self._write(ready)
-
-    def finish(self, timeout: float | None = None) -> None:
-        for _ in self.threads:
-            self.work.put(None)
-        for thread in self.threads:
-            thread.join(timeout)
-
-    def _loop(self, session) -> None:
-        while True:
-            message = self.work.get()
-            if message is None:
-                return
-            buffer, shard, n, seq = message
-            try:
-                if self.error is None:
-                    self._batch(session, buffer, shard, n, seq)
-            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-                self.error = exc
-            finally:
-                self.free.put(buffer)
-
-    def _batch(self, session, buffer, shard: Shard, n: int, seq: int) -> None:
-        started = time.perf_counter()
-        out = self._run(session, buffer[:n]).astype(self.dtype, copy=False)
-        finished = time.perf_counter()
-        with self.lock:
-            self.busy_s += finished - started
-            self.rows += n
-            if self.t_first is None:
-                self.t_first, self.rows_first = finished, n
-            self.t_last = finished
-            state = self.shards[shard.index]
-            state["parts"][seq] = out
-            state["done"] += 1
-            ready = state["closed"] and state["done"] == state["submitted"] and self.shards.pop(shard.index)
-        self.bar.update(n)
-        if ready:
-            self._write(ready)
-
-    def _write(self, state: dict[str, Any]) -> None:
-        parts = state["parts"]
-        write_shard(self.cache, state["shard"], [parts.pop(i) for i in range(len(parts))], state["rows"],
-                    state["failures"], self.dtype, self.dim)
-
-    def _run(self, session, batch):
-        out = self.backbone_runs[id(session)].run(batch)
-        self.dim = self.dim or out.shape[1]
-        return out
-
-
-class BackboneRunner:
-    """Runs one ONNX Runtime session on uint8 batches: (n, S, S, 3) -> (n, feature_dim)."""
-
-    def __init__(self, session, model, expected_dim: int | None):
-        self.session, self.model, self.expected_dim = session, model, expected_dim
-        self.per_sample = False
-
-    def run(self, batch):
-        import numpy as np
-
-        session, feed = self.session, self.model.input_name
-        if not self.per_sample:
-            try:
-                out = session.run([self.model.output_name], {feed: batch})[0]
-            except Exception as exc:  # noqa: BLE001
-                if len(batch) == 1 or self.model.fixed_batch is None:
-                    raise AugkitError(f"the backbone failed on a batch of {len(batch)} "
-                                      f"({' '.join(str(exc).split())[:300]})") from None
-                self.per_sample = True  # the file was made for batch 1 and keeps it inside
-        if self.per_sample:
-            out = np.concatenate([session.run([self.model.output_name], {feed: batch[i:i + 1]})[0]
-                                  for i in range(len(batch))])
-        out = out.reshape(len(batch), -1)
-        if self.expected_dim and out.shape[1] != self.expected_dim:
-            raise AugkitError(f"the feature tensor {self.model.output_name!r} has {out.shape[1]} values per image, the "
-                              f"backbone entry says {self.expected_dim}; name the tensor with --feature-node NAME")
-        return out
-
-
-def write_shard(cache: Path, shard: Shard, parts: list, rows: list, failures: list, dtype: str, dim: int | None) -> None:
-    """A shard's .npy (its batches' features, in order), then its .json, which marks it done."""
-    import numpy as np
-
-    n = sum(len(p) for p in parts)
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (n, dim or 0)}
-
-    def write(f) -> None:  # the .npy format, part after part: no concatenated copy in memory
-        np.lib.format.write_array_header_1_0(f, header)
-        for part in parts:
-            f.write(np.ascontiguousarray(part).data)
-
-    write_atomic(cache / shard.npy, write)
-    record = {"plan": shard.plan, "rows": rows, "failures": failures}
-    write_text_atomic(cache / shard.json, json.dumps(record) + "\n")
 
 
 # --- the run in the parent -------------------------------------------------------------------
@@ -567,7 +385,7 @@ def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples
 
     total = sum(s.stop - s.start for s in todo) * options.views
     bar = tqdm(total=total, unit="row", desc="features", disable=not progress, dynamic_ncols=True, leave=False)
-    inference = _Inference(sessions, model, cache, options.dtype, backbone.feature_dim, free, bar)
+    inference = InferenceStreams(sessions, model, cache, options.dtype, backbone.feature_dim, free, bar)
 
     def take_buffer():
         while True:

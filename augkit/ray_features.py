@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from augkit.features import BackboneRunner, FeatureOptions, Shard, make_session, write_shard
+from augkit.features import FeatureOptions, Shard
+from augkit.inference import BackboneRunner, make_session, write_shard
 
 CHUNK_IMAGES = 32  # images per prepare task: big enough to amortise a task, small for balance
 
