@@ -36,6 +36,7 @@ import yaml
 from augkit import transforms as registry_mod
 from augkit.errors import RecipeError
 from augkit.files import write_text_atomic
+from augkit.seeds import seed_pipeline
 
 TOP_LEVEL_KEYS = ("seed", "transforms", "name", "description")
 
@@ -393,24 +394,6 @@ class Recipe:
 
     def __repr__(self) -> str:
         return f"Recipe({self.source!r}, {len(self.steps)} steps, seed={self.seed})"
-
-
-def seed_pipeline(compose, seed: int) -> None:
-    """Seed ``compose`` and every transform in it with ONE random stream derived from ``seed``.
-
-    albumentations' own ``Compose.set_random_seed(s)`` gives every transform a generator of
-    its own, each seeded with the same ``s``. Their draws then coincide: every ``p`` test
-    compares the same first number, so with the standard recipe HorizontalFlip (p 0.5)
-    fired exactly when Affine (p 0.5) did, and RGBShift, CLAHE and CoarseDropout only
-    together with both: 4 of the 32 combinations ever occurred. Sharing one generator pair
-    makes each transform take the next draws of one stream, so its decisions are
-    independent of the others'. It is also 7x cheaper (two generators, not two per transform).
-    """
-    import random
-
-    import numpy as np
-
-    compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 class _UsedRandomness(Exception):

@@ -2,8 +2,9 @@
 
 albumentations 2.0.8 does not reseed per worker process, so a pipeline pickled into N
 workers would repeat one random stream N times. augkit instead seeds the pipeline before
-every sample with ``derive_seed(run_seed, sample_key, copy_or_epoch)``: the output is
-the same for any worker count, scheduling order or rerun, and differs between seeds.
+every sample with ``derive_seed(run_seed, sample_key, copy_or_epoch)``, through
+:func:`seed_pipeline`: the output is the same for any worker count, scheduling order or
+rerun, and differs between seeds.
 """
 
 from __future__ import annotations
@@ -15,3 +16,21 @@ def derive_seed(*parts: object) -> int:
     """A 63-bit seed from the parts' text (stable across processes, Python and NumPy versions)."""
     text = "\x1f".join(str(p) for p in parts).encode("utf-8")
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+def seed_pipeline(compose, seed: int) -> None:
+    """Seed ``compose`` and every transform in it with ONE random stream derived from ``seed``.
+
+    albumentations' own ``Compose.set_random_seed(s)`` gives every transform a generator of
+    its own, each seeded with the same ``s``. Their draws then coincide: every ``p`` test
+    compares the same first number, so with the standard recipe HorizontalFlip (p 0.5)
+    fired exactly when Affine (p 0.5) did, and RGBShift, CLAHE and CoarseDropout only
+    together with both: 4 of the 32 combinations ever occurred. Sharing one generator pair
+    makes each transform take the next draws of one stream, so its decisions are
+    independent of the others'. It is also 7x cheaper (two generators, not two per transform).
+    """
+    import random
+
+    import numpy as np
+
+    compose.set_random_state(np.random.default_rng(seed), random.Random(seed))

@@ -58,8 +58,8 @@ def main(argv=None) -> int:
     from augkit import decoding
     from augkit.augment import AugmentOptions, AugmentTask, plan_jobs, prepare_jobs
     from augkit.discovery import discover
-    from augkit.recipes import load_recipe, seed_pipeline
-    from augkit.seeds import derive_seed
+    from augkit.recipes import load_recipe
+    from augkit.seeds import derive_seed, seed_pipeline
 
     src, _ = build_set(args.images)
     dataset = discover(src)

@@ -14,7 +14,8 @@ import pytest
 
 from augkit._albu import albumentations
 from augkit.errors import RecipeError, UsageError
-from augkit.recipes import Recipe, load_recipe, save_albumentations, seed_pipeline
+from augkit.recipes import Recipe, load_recipe, save_albumentations
+from augkit.seeds import seed_pipeline
 
 A = albumentations()
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
