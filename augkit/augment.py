@@ -29,6 +29,7 @@ from typing import Any
 
 from augkit.errors import UsageError
 from augkit.files import csv_text, remove_temporaries, write_text_atomic
+from augkit.seeds import SEEDING
 
 RUN_FILE = "augkit-run.json"
 MANIFEST = "manifest.csv"
@@ -189,6 +190,7 @@ def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
         "recipe": recipe.source,
         "recipe_fingerprint": recipe.fingerprint,
         "seed": options.seed,
+        "seeding": SEEDING,
         "copies": options.copies,
         "include_original": options.include_original,
         "format": options.fmt,
@@ -197,7 +199,7 @@ def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
     }
 
 
-_COMPARED = ("recipe_fingerprint", "seed", "copies", "include_original", "format", "quality")
+_COMPARED = ("recipe_fingerprint", "seed", "seeding", "copies", "include_original", "format", "quality")
 
 
 def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, overwrite: bool) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 from augkit.errors import AugkitError, UsageError
 from augkit.files import csv_text, remove_temporaries, write_atomic, write_text_atomic
 from augkit.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
+from augkit.seeds import SEEDING
 
 META = "meta.json"
 MANIFEST = "manifest.csv"
@@ -49,7 +50,8 @@ LABELS = "labels.npy"
 FAILURES = "failures.csv"
 SHARD_ROWS = 4096  # rows per shard (~10 MB of float16 MobileNet v2 features)
 DTYPES = ("float16", "float32")
-_COMPARED = ("weights_sha256", "preprocessing", "feature_node", "recipe_hash", "seed", "views", "plain_first", "dtype")
+_COMPARED = ("weights_sha256", "preprocessing", "feature_node", "recipe_hash", "seed", "seeding", "views", "plain_first",
+             "dtype")
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,7 @@ def _settings(backbone, weights_sha: str, model, recipe, options: FeatureOptions
         "recipe": None if recipe is None else recipe.source,
         "recipe_hash": None if recipe is None else recipe.fingerprint,
         "seed": options.seed,
+        "seeding": SEEDING,
         "views": options.views,
         "plain_first": options.plain_first,
         "dtype": options.dtype,
@@ -248,7 +251,7 @@ def _settings(backbone, weights_sha: str, model, recipe, options: FeatureOptions
 def _differences(previous: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     differs = []
     for key in _COMPARED:
-        if key == "seed" and previous.get("recipe_hash") is None and settings["recipe_hash"] is None:
+        if key in ("seed", "seeding") and previous.get("recipe_hash") is None and settings["recipe_hash"] is None:
             continue  # without a recipe the seed changes nothing
         if previous.get(key) != settings[key]:
             differs.append(key)

@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import hashlib
 
+# How a seed becomes augmentations, recorded with every augment run and feature cache so that
+# a resumed run never mixes outputs seeded one way with outputs seeded another. Change it
+# whenever the same seed would give other augmentations (before "one-stream", augkit used
+# albumentations' per-transform set_random_seed, and recorded nothing).
+SEEDING = "one-stream"
+
 
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed from the parts' text (stable across processes, Python and NumPy versions)."""

@@ -192,6 +192,23 @@ def test_a_different_seed_or_recipe_into_an_existing_out_is_refused_unless_overw
     assert tree_bytes(out) == tree_bytes(fresh)
 
 
+def test_an_out_seeded_the_old_way_is_not_resumed_into(recipe, dataset, tmp_path):
+    # Runs before "one-stream" seeding recorded none; their copies would not match new ones.
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-k", 2, "-w", 0)
+    settings = json.loads((out / "augkit-run.json").read_text())
+    del settings["seeding"]
+    (out / "augkit-run.json").write_text(json.dumps(settings))
+    (out / "cat" / "cat_0_01.jpg").unlink()  # as if interrupted
+
+    result = run("augment", recipe, dataset, out, "-k", 2, "-w", 0, expect=2)
+
+    assert "seeding None -> 'one-stream'" in result.output and "--overwrite" in result.output
+    run("augment", recipe, dataset, out, "-k", 2, "-w", 0, "--overwrite")
+    run("augment", recipe, dataset, tmp_path / "fresh", "-k", 2, "-w", 0)
+    assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
+
+
 def test_a_non_empty_folder_not_written_by_augkit_is_refused(recipe, dataset, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

@@ -286,6 +286,20 @@ def test_a_rerun_with_other_settings_is_refused_unless_overwrite(tiny_model, dat
     assert np.array_equal(augkit.load_features(cache).features, augkit.load_features(fresh).features)
 
 
+def test_a_cache_of_views_seeded_the_old_way_is_not_resumed_into(tiny_model, dataset, recipe, tmp_path):
+    cache = tmp_path / "cache"
+    args = ["cache-features", dataset, "-o", cache, "--backbone", tiny_model, "--input-size", 64, "--recipe", recipe,
+            "--views", 2, "--quiet", "-w", 0]
+    run(*args)
+    meta = json.loads((cache / "meta.json").read_text())
+    del meta["seeding"]  # what caches made before "one-stream" seeding hold
+    (cache / "meta.json").write_text(json.dumps(meta))
+
+    result = run(*args, expect=2)
+
+    assert "seeding" in result.output and "--overwrite" in result.output
+
+
 def test_a_folder_that_is_not_a_cache_is_refused(tiny_model, dataset, tmp_path):
     cache = tmp_path / "mine"
     cache.mkdir()
