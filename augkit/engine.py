@@ -35,6 +35,7 @@ from multiprocessing import context as mp_context
 from multiprocessing import popen_forkserver, spawn
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -79,6 +80,32 @@ def limit_threads() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def start_forkserver() -> None:
+    """Start the forkserver (once per process) with this process's import path.
+
+    multiprocessing starts it as ``python -c ...``, which puts the current folder first on
+    ``sys.path``, and up to Python 3.12 it ignores the parent's path. From a folder that
+    holds an ``augkit/`` folder (the parent of a clone), workers then imported that folder
+    as a namespace package instead of the augkit this process runs, and every task failed
+    to unpickle. ``PYTHONSAFEPATH`` (3.11+) keeps the current folder off, and
+    ``PYTHONPATH`` gives the forkserver this process's path, so a worker imports exactly
+    the modules its parent does (a user's own modules beside their script included).
+    """
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    path = [os.getcwd() if entry == "" else entry for entry in sys.path]
+    saved = {name: os.environ.get(name) for name in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    os.environ["PYTHONSAFEPATH"] = "1"
+    os.environ["PYTHONPATH"] = os.pathsep.join(path)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # --- worker side -----------------------------------------------------------------------
@@ -197,8 +224,7 @@ class LocalEngine:
         if self.workers > 0:
             # Start the forkserver now: its preload import overlaps the caller's own
             # imports (the recipe, albumentations) instead of following them.
-            multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-            multiprocessing.forkserver.ensure_running()
+            start_forkserver()
 
     # -- lifecycle
 

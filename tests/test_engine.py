@@ -164,3 +164,33 @@ def test_stopping_while_a_worker_sends_a_result_does_not_hang_the_process():
     manager.join(10)
     # The interpreter joins this thread at exit: alive here means a process that never exits.
     assert not manager.is_alive()
+
+
+def test_workers_import_the_augkit_of_their_parent_whatever_the_current_folder(tmp_path):
+    # The parent of a clone holds augkit/recipes/ (a folder, no __init__.py): the workers
+    # once imported it as a namespace package, and every task failed to unpickle.
+    import subprocess
+    import sys
+    import textwrap
+
+    shadow = tmp_path / "parent_of_clone"
+    (shadow / "augkit" / "recipes").mkdir(parents=True)
+    (shadow / "augkit" / "recipes" / "standard.yaml").write_text("transforms: []\n")
+    script = tmp_path / "scripts" / "run.py"
+    script.parent.mkdir()
+    script.write_text(textwrap.dedent("""
+        import functools
+        import numpy as np
+        from augkit.engine import LocalEngine
+        from augkit.recipes import Recipe, load_recipe
+
+        recipe = load_recipe({"transforms": [{"HorizontalFlip": {"p": 1.0}}]})
+        images = [np.full((4, 4, 3), i, np.uint8) for i in range(4)]
+        with LocalEngine(workers=2) as engine:
+            outcomes = list(engine.map(functools.partial(Recipe.__call__, recipe), images))
+        print([o.error for o in outcomes if o.error])
+        print(sum(o.value is not None for o in outcomes))
+    """))
+    done = subprocess.run([sys.executable, str(script)], cwd=shadow, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "4"]
