@@ -4,18 +4,42 @@ A source is one of:
 - a folder of class folders (``SRC/cat/x.jpg``: label ``cat``), searched recursively;
 - a flat folder of images (no labels);
 - a CSV manifest with a path column and, optionally, a label column (paths relative to
-  the CSV), such as ``augkit split`` writes; ``split=`` selects the rows of one split.
+  the CSV), such as ``augkit split`` writes.
 
 A sample's ``key`` is its path relative to the source, in POSIX form. Seeds and output
 names derive from it, so it must not depend on the machine or the order of listing.
 Hidden files and folders (``.DS_Store``, ``._x.jpg``, ``.git``) and files whose suffix is
 not an image suffix are skipped and counted. The order is sorted by key.
+
+What is refused, because it would leak a split or write outside an output folder:
+- **A split manifest without a split.** A manifest with a ``split`` column needs
+  ``split=NAME`` (its rows of that split) or ``split="all"`` (every row, on purpose).
+  ``"all"`` is accepted by every source: on a manifest without a split column and on a
+  folder it means what no split means, every image.
+- **A folder of split folders.** Class-level folders named like splits (train, val,
+  valid, validation, test; any case) are refused when one of them holds class folders
+  (``SRC/train/cat/x.jpg``), or when every class-level folder has such a name
+  (``SRC/train/x.jpg``, ``SRC/test/y.jpg``). A class named "test" that holds its images
+  directly, beside other classes, is kept: it may be a real class.
+- **A manifest label that is not a plain folder name**: labels name output folders
+  (``OUT/<label>/``), so ``.``, ``..``, a ``/`` or ``\\``, a Windows drive (``C:``), a
+  control character, or a hidden name (``.git``) is refused with its line.
+- **The same image twice**, as written or after normalising (``imgs/../imgs/x.jpg`` is
+  ``imgs/x.jpg``), in any rows of the manifest: across splits that would be a leak.
+
+A manifest key is the path as written, with ``\\`` as ``/``, normalised (``a/./b``, ``a//b``
+and ``a/../b`` collapse). An image outside the CSV's folder has a key that starts with
+``../`` or ``/`` (a Windows drive becomes ``/C:/...``); every other key is relative with
+no ``..`` part, so it stays inside any folder it is joined to.
 """
 
 from __future__ import annotations
 
 import csv
+import ntpath
 import os
+import posixpath
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -24,6 +48,8 @@ from augkit.errors import UsageError
 
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "category", "target")
+SPLIT_FOLDER_NAMES = ("train", "val", "valid", "validation", "test")
+ALL = "all"  # split= value meaning every row, on purpose
 
 
 @dataclass(frozen=True)
@@ -57,7 +83,9 @@ def is_hidden(name: str) -> bool:
 
 
 def discover(src: str | os.PathLike, *, split: str | None = None) -> Dataset:
-    """The samples of a folder or CSV manifest; raises UsageError for an unusable source."""
+    """The samples of a folder or CSV manifest; raises UsageError for an unusable source.
+
+    ``split``: the rows of one split of a split manifest, or ``"all"`` for every image."""
     path = Path(src)
     if not path.exists():
         raise UsageError(f"{src}: no such file or folder; pass a folder of images or a CSV manifest")
@@ -65,9 +93,23 @@ def discover(src: str | os.PathLike, *, split: str | None = None) -> Dataset:
         if path.suffix.lower() != ".csv":
             raise UsageError(f"{src}: is a file; pass a folder of images or a CSV manifest (.csv)")
         return _from_manifest(path, split)
-    if split is not None:
+    if split is not None and split != ALL:
+        folder = _child_folder(path, split)
+        if folder is not None:
+            raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder; "
+                             f"pass {folder} as SRC instead")
         raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder")
     return _from_folder(path)
+
+
+def _child_folder(root: Path, name: str) -> Path | None:
+    """The folder ``root/name``, its name matched case-insensitively, if there is one."""
+    try:
+        with os.scandir(root) as entries:
+            names = sorted(e.name for e in entries if e.name.lower() == name.lower() and e.is_dir())
+    except OSError:
+        return None
+    return root / names[0] if names else None
 
 
 def _from_folder(root: Path) -> Dataset:
@@ -99,9 +141,22 @@ def _from_folder(root: Path) -> Dataset:
     if not samples:
         raise UsageError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     samples.sort(key=lambda s: s.key)
+    _refuse_split_folders(root, samples)
     labelled = sum(s.label is not None for s in samples)
     kind = "folders" if labelled == len(samples) else "flat" if labelled == 0 else "mixed"
     return Dataset(root, samples, kind, skipped)
+
+
+def _refuse_split_folders(root: Path, samples: list[Sample]) -> None:
+    """Split folders read as classes would mix train and val into one training set."""
+    classes = {s.label for s in samples if s.label is not None}
+    split_like = sorted(c for c in classes if c.lower() in SPLIT_FOLDER_NAMES)
+    holding_classes = {s.label for s in samples if s.label in split_like and s.key.count("/") >= 2}
+    if holding_classes or (split_like and len(split_like) == len(classes)):
+        first = next((c for c in split_like if c.lower() == "train"), split_like[0])
+        raise UsageError(f"{root}: holds split folders ({', '.join(split_like)}), not classes: pass "
+                         f"{root / first} as SRC (each split folder is a source of its own), or list the images "
+                         f"in a CSV manifest with path, label and split columns")
 
 
 def _pick(columns: list[str], wanted: tuple[str, ...]) -> str | None:
@@ -113,7 +168,7 @@ def _from_manifest(csv_path: Path, split: str | None) -> Dataset:
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            rows = list(reader)
+            rows = [(reader.line_num, row) for row in reader]  # the line a row ends on
             columns = reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"{csv_path}: cannot read the manifest ({exc})") from None
@@ -122,27 +177,87 @@ def _from_manifest(csv_path: Path, split: str | None) -> Dataset:
         raise UsageError(f"{csv_path}: no path column; name one of: {', '.join(PATH_COLUMNS)}")
     label_col = _pick(columns, LABEL_COLUMNS)
     split_col = _pick(columns, ("split",))
-    if split is not None:
-        if split_col is None:
-            raise UsageError(f"{csv_path}: --split {split} given but the manifest has no 'split' column")
-        available = sorted({r[split_col] for r in rows})
-        rows = [r for r in rows if r[split_col] == split]
-        if not rows:
-            raise UsageError(f"{csv_path}: no rows with split {split!r}; the manifest has: {', '.join(available)}")
     base = csv_path.parent
-    samples = []
-    seen: set[str] = set()
-    for line_no, row in enumerate(rows, start=2):
+    base_key = _posix_key(str(base.absolute()))
+    listed = []
+    seen: dict[str, int] = {}  # the image's absolute normalised path -> its line
+    for line_no, row in rows:
         raw = (row.get(path_col) or "").strip()
         if not raw:
             raise UsageError(f"{csv_path}:{line_no}: empty {path_col!r}")
-        key = PurePosixPath(raw.replace("\\", "/")).as_posix()
-        if key in seen:
-            raise UsageError(f"{csv_path}:{line_no}: {raw} is listed twice; each image once")
-        seen.add(key)
+        key = _manifest_key(csv_path, line_no, raw)
+        where = key if key.startswith("/") else posixpath.normpath(f"{base_key}/{key}")
+        if where in seen:  # in any two rows, whatever their splits: across splits it is a leak
+            raise UsageError(f"{csv_path}:{line_no}: {raw} is listed twice (first on line {seen[where]}); each image once")
+        seen[where] = line_no
         label = (row.get(label_col) or "").strip() or None if label_col else None
-        samples.append(Sample(str(base / raw), key, label))
+        if label is not None:
+            _check_label(csv_path, line_no, label)
+        split_name = (row.get(split_col) or "").strip() if split_col else ""
+        listed.append((Sample(str(base / raw.replace("\\", "/")), key, label), split_name))
+    samples = _select_split(csv_path, listed, split, has_split_column=split_col is not None)
     if not samples:
         raise UsageError(f"{csv_path}: the manifest lists no images")
     samples.sort(key=lambda s: s.key)
     return Dataset(base, samples, "manifest")
+
+
+def _select_split(csv_path: Path, listed: list[tuple[Sample, str]], split: str | None,
+                  has_split_column: bool) -> list[Sample]:
+    names = sorted({name for _, name in listed if name})  # a column of empty cells holds no splits
+    if split == ALL:
+        if ALL in names:
+            raise UsageError(f"{csv_path}: has a split named {ALL!r}, which --split all (every row) cannot select; "
+                             f"rename that split")
+        return [sample for sample, _ in listed]
+    if split is None:
+        if names:
+            suggest = "train" if "train" in names else names[0]
+            raise UsageError(f"{csv_path} has splits {', '.join(names)}: pass --split {suggest} "
+                             f"(or split={suggest!r}), or --split all to use every row")
+        return [sample for sample, _ in listed]
+    if not has_split_column:
+        raise UsageError(f"{csv_path}: --split {split} given but the manifest has no 'split' column")
+    chosen = [sample for sample, name in listed if name == split]
+    if not chosen:
+        raise UsageError(f"{csv_path}: no rows with split {split!r}; the manifest has: {', '.join(names) or 'none'}")
+    return chosen
+
+
+def _manifest_key(csv_path: Path, line_no: int, raw: str) -> str:
+    """The path as written, in POSIX form and normalised; see the module docstring."""
+    if "\x00" in raw:
+        raise UsageError(f"{csv_path}:{line_no}: the path {raw!r} holds a NUL character; no file has such a name")
+    key = _posix_key(raw)
+    if raw.endswith(("/", "\\")) or PurePosixPath(key).name in ("", ".."):  # normpath leaves no other "."
+        raise UsageError(f"{csv_path}:{line_no}: the path {raw!r} names a folder, not an image; give an image file")
+    return key
+
+
+def _posix_key(path: str) -> str:
+    key = posixpath.normpath(path.replace("\\", "/"))
+    if ntpath.splitdrive(path)[0][1:2] == ":":  # C:/x.jpg, or C:x.jpg: not relative on Windows
+        key = "/" + key
+    return key
+
+
+def _label_problem(label: str) -> str | None:
+    """Why ``label`` cannot be one folder name under OUT, or None if it can."""
+    if label in (".", ".."):
+        return "it names a folder relative to OUT"
+    if "/" in label or "\\" in label:
+        return "it holds a path separator"
+    if ntpath.splitdrive(label)[0]:
+        return "it starts with a Windows drive"
+    if any(unicodedata.category(ch) == "Cc" for ch in label):
+        return "it holds a control character"
+    if is_hidden(label):
+        return "a name starting with '.' is hidden, and hidden folders are skipped as sources"
+    return None
+
+
+def _check_label(csv_path: Path, line_no: int, label: str) -> None:
+    problem = _label_problem(label)
+    if problem:
+        raise UsageError(f"{csv_path}:{line_no}: label {label!r} is not a plain folder name ({problem}); labels name "
+                         f"the output folders OUT/<label>/, so use a name such as 'cat' or 'golden retriever'")

@@ -6,10 +6,13 @@ Discovery only lists files, so the "images" here are empty files with image suff
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import ntpath
+from pathlib import Path, PurePosixPath
 
 import pytest
+from click.testing import CliRunner
 
+from augkit.cli import cli
 from augkit.discovery import discover
 from augkit.errors import UsageError
 
@@ -158,7 +161,7 @@ def split_manifest(tmp_path):
 
 
 def test_a_manifest_gives_paths_relative_to_the_csv_and_labels(split_manifest):
-    dataset = discover(split_manifest)
+    dataset = discover(split_manifest, split="all")
     assert dataset.kind == "manifest"
     assert [(s.key, s.label) for s in dataset.samples] == [
         ("../images/a.jpg", "cat"), ("../images/b.jpg", "dog"), ("../images/c.jpg", "cat"),
@@ -214,4 +217,197 @@ def test_an_empty_path_cell_names_its_line(tmp_path):
 def test_a_manifest_with_no_rows_is_a_usage_error(tmp_path):
     manifest = write_csv(tmp_path / "m.csv", "path,label\n")
     with pytest.raises(UsageError, match="lists no images"):
+        discover(manifest)
+
+
+def one_line_error(*args) -> str:
+    """Run the CLI, expect bad usage: exit 2 with one line on stderr, no traceback."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+# --- a split manifest needs a split -------------------------------------------------------------
+
+
+def test_a_split_manifest_without_a_split_names_its_splits_and_the_fix(split_manifest):
+    with pytest.raises(UsageError) as error:
+        discover(split_manifest)
+    assert str(error.value) == (f"{split_manifest} has splits train, val: pass --split train (or split='train'), "
+                                "or --split all to use every row")
+
+
+def test_split_all_uses_every_row_of_a_split_manifest(split_manifest):
+    assert len(discover(split_manifest, split="all")) == 3
+
+
+def test_split_all_on_a_manifest_without_a_split_column_uses_every_row(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", "path,label\na.jpg,cat\nb.jpg,dog\n")
+    assert [s.key for s in discover(manifest, split="all").samples] == ["a.jpg", "b.jpg"]
+
+
+def test_split_all_on_a_folder_uses_every_image(class_folders):
+    assert len(discover(class_folders, split="all")) == 4
+
+
+def test_a_split_named_all_cannot_be_selected_by_split_all(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", "path,split\na.jpg,all\nb.jpg,train\n")
+    with pytest.raises(UsageError, match=r"has a split named 'all'.*rename that split"):
+        discover(manifest, split="all")
+
+
+def test_split_names_are_matched_without_the_spaces_around_them(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", "path, label, split\na.jpg, cat, train\nb.jpg, dog, val\n")
+    assert [s.key for s in discover(manifest, split="train").samples] == ["a.jpg"]
+
+
+def test_an_image_in_two_splits_is_refused_whichever_split_is_chosen(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", "path,label,split\na.jpg,cat,train\nb.jpg,cat,train\na.jpg,cat,val\n")
+    with pytest.raises(UsageError, match=r"m\.csv:4: a\.jpg is listed twice \(first on line 2\)"):
+        discover(manifest, split="train")
+
+
+def test_a_bad_row_names_its_line_in_the_file_when_a_split_is_chosen(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", "path,label,split\na.jpg,cat,val\nb.jpg,dog,val\n,dog,train\n")
+    with pytest.raises(UsageError, match=r"m\.csv:4: empty 'path'"):
+        discover(manifest, split="train")
+
+
+@pytest.mark.parametrize("command", ["stats", "augment"])
+def test_the_cli_refuses_a_split_manifest_without_split_in_one_line(tmp_path, split_manifest, command):
+    recipe = write_csv(tmp_path / "r.yaml", "transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    args = ["stats", split_manifest, "-o", tmp_path / "s.json"] if command == "stats" else \
+        ["augment", recipe, split_manifest, tmp_path / "out"]
+    message = one_line_error(*args)
+    assert "has splits train, val: pass --split train" in message and "--split all" in message
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "out").exists()
+
+
+# --- a folder of split folders is not a folder of classes ---------------------------------------
+
+
+@pytest.mark.parametrize("files", [
+    ("train/ants/a.jpg", "train/bees/b.jpg", "val/ants/c.jpg", "val/bees/d.jpg"),  # hymenoptera_data
+    ("Train/cat/a.jpg", "Validation/cat/b.jpg"),
+    ("train/cat/a.jpg", "cat/b.jpg", "dog/c.jpg"),  # one split folder holding classes is enough
+    ("train/a.jpg", "test/b.jpg"),  # every class-level folder is a split
+    ("valid/a.jpg", "loose.jpg"),
+])
+def test_a_folder_of_split_folders_is_refused_naming_the_folder_to_pass(tmp_path, files):
+    touch(tmp_path / "data", *files)
+    first = files[0].split("/")[0]
+    with pytest.raises(UsageError, match=r"holds split folders \(.*\), not classes: pass ") as error:
+        discover(tmp_path / "data")
+    assert f"pass {tmp_path / 'data' / first} as SRC" in str(error.value)
+
+
+def test_a_class_named_test_that_holds_its_images_beside_real_classes_is_kept(tmp_path):
+    touch(tmp_path, "cat/a.jpg", "dog/b.jpg", "test/c.jpg", "Val/d.jpg")
+    assert discover(tmp_path).classes == ["Val", "cat", "dog", "test"]
+
+
+def test_split_on_a_folder_with_that_split_folder_names_it(tmp_path):
+    touch(tmp_path / "data", "train/ants/a.jpg", "val/ants/b.jpg")
+    with pytest.raises(UsageError, match=r"is a folder; pass .*data[/\\]train as SRC instead"):
+        discover(tmp_path / "data", split="train")
+
+
+def test_the_cli_refuses_a_folder_of_split_folders_in_one_line(tmp_path):
+    touch(tmp_path / "hymenoptera_data", "train/ants/a.jpg", "val/bees/b.jpg")
+    message = one_line_error("stats", tmp_path / "hymenoptera_data", "-o", tmp_path / "s.json")
+    assert "holds split folders (train, val), not classes" in message
+    assert str(tmp_path / "hymenoptera_data" / "train") in message
+
+
+# --- labels name output folders -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("label", [
+    "/data/photos", "../../x", "..", ".", "a/b", "a\\b", "C:", "C:photos", "nul\x00byte", "bell\x07", "del\x7f",
+    "new\nline", ".git", ".hidden class",
+])
+def test_a_label_that_is_not_a_plain_folder_name_is_refused_with_its_line(tmp_path, label):
+    manifest = tmp_path / "m.csv"
+    quoted = '"' + label.replace('"', '""') + '"'
+    manifest.write_text(f"path,label\ngood.jpg,cat\nbad.jpg,{quoted}\n", encoding="utf-8", newline="")
+    with pytest.raises(UsageError) as error:
+        discover(manifest)
+    message = str(error.value)
+    assert message.startswith(f"{manifest}:{3 + label.count(chr(10))}: label {label!r} is not a plain folder name")
+    assert "\n" not in message and "\x00" not in message
+
+
+@pytest.mark.parametrize("label", ["n01440764", "golden retriever", "class.1", "chat-noir", "犬", "été 2", "a..b"])
+def test_plain_folder_names_are_kept_as_labels(tmp_path, label):
+    manifest = write_csv(tmp_path / "m.csv", f"path,label\na.jpg,{label}\n")
+    assert discover(manifest).classes == [label]
+
+
+def test_augment_refuses_a_label_that_would_write_outside_out(tmp_path):
+    # An image outside the CSV's folder is written to OUT/<label>/, so this label would
+    # have put the copies in tmp_path/victim.
+    from imagefiles import class_folders as jpeg_class_folders
+
+    jpeg_class_folders(tmp_path / "images", classes=("cat",), per_class=1)
+    manifest = write_csv(tmp_path / "lists" / "m.csv", "path,label\n../images/cat/cat_0.jpg,../../victim\n")
+    recipe = write_csv(tmp_path / "r.yaml", "transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    message = one_line_error("augment", recipe, manifest, tmp_path / "out", "-w", 0)
+    assert f"{manifest}:2: label '../../victim' is not a plain folder name" in message
+    assert not (tmp_path / "victim").exists() and not (tmp_path / "out").exists()
+
+
+# --- manifest keys ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first, again", [
+    ("imgs/x.jpg", "imgs/../imgs/x.jpg"),
+    ("imgs/x.jpg", "./imgs//x.jpg"),
+    ("imgs/x.jpg", "imgs\\x.jpg"),
+    ("../shared/x.jpg", "../lists/../shared/x.jpg"),
+])
+def test_the_same_image_written_two_ways_is_listed_twice(tmp_path, first, again):
+    manifest = write_csv(tmp_path / "lists" / "m.csv", f"path,label\n{first},cat\n{again},cat\n")
+    with pytest.raises(UsageError, match=r"m\.csv:3: .* is listed twice \(first on line 2\)"):
+        discover(manifest)
+
+
+def test_an_absolute_path_to_an_image_listed_by_a_relative_one_is_listed_twice(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", f"path\nimgs/x.jpg\n{(tmp_path / 'imgs' / 'x.jpg').as_posix()}\n")
+    with pytest.raises(UsageError, match=r"m\.csv:3: .* is listed twice"):
+        discover(manifest)
+
+
+def test_manifest_keys_are_normalised_and_only_outside_keys_leave_the_source(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", "path\n" + "\n".join([
+        "a/./b.jpg", "a//c.jpg", "a/../d.jpg", "a/../../e.jpg", "../f.jpg", "/abs/g.jpg", "C:\\\\photos\\\\h.jpg",
+        "C:i.jpg", "sub\\\\j.jpg",
+    ]) + "\n")
+    keys = [s.key for s in discover(manifest).samples]
+    assert sorted(keys) == sorted([
+        "a/b.jpg", "a/c.jpg", "d.jpg", "../e.jpg", "../f.jpg", "/abs/g.jpg", "/C:/photos/h.jpg", "/C:i.jpg", "sub/j.jpg",
+    ])
+    for key in keys:  # joined under OUT, a key stays inside unless it says it is outside
+        outside = key.startswith(("../", "/"))
+        parts = PurePosixPath(key).parts
+        assert outside or (".." not in parts and not ntpath.splitdrive(key)[0]), key
+
+
+def test_a_backslash_path_is_read_where_its_key_says(tmp_path):
+    touch(tmp_path, "sub/j.jpg")
+    manifest = write_csv(tmp_path / "m.csv", "path\nsub\\j.jpg\n")
+    assert Path(discover(manifest).samples[0].path).is_file()
+
+
+@pytest.mark.parametrize("path", [".", "imgs/..", "imgs/", "/"])
+def test_a_path_that_names_a_folder_is_refused_with_its_line(tmp_path, path):
+    manifest = write_csv(tmp_path / "m.csv", f"path\na.jpg\n{path}\n")
+    with pytest.raises(UsageError, match=r"m\.csv:3: the path .* names a folder, not an image"):
+        discover(manifest)
+
+
+def test_a_path_with_a_nul_character_is_refused_with_its_line(tmp_path):
+    manifest = write_csv(tmp_path / "m.csv", "path\na\x00.jpg\n")
+    with pytest.raises(UsageError, match=r"m\.csv:2: the path 'a\\x00\.jpg' holds a NUL character"):
         discover(manifest)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from augkit.cli import cli
 from augkit.discovery import Sample, discover
+from augkit.errors import UsageError
 from augkit.split import SPLITS, quotas, split_samples
 from conftest import make_structured_rgb
 from imagefiles import encoded, tree_bytes, write_tree
@@ -185,7 +186,15 @@ def test_manifest_paths_are_relative_to_the_csv_and_discovery_reads_them(uneven,
 
 def test_by_default_the_manifest_goes_next_to_the_images_with_the_same_keys(uneven):
     assert f"wrote {uneven / 'split.csv'}" in run("split", uneven).output
-    assert {s.key for s in discover(uneven / "split.csv").samples} == {s.key for s in discover(uneven).samples}
+    assert {s.key for s in discover(uneven / "split.csv", split="all").samples} == {s.key for s in discover(uneven).samples}
+
+
+def test_the_manifest_without_split_is_refused_so_val_and_test_cannot_leak(uneven, tmp_path):
+    run("split", uneven)
+    result = run("stats", uneven / "split.csv", "-o", tmp_path / "s.json", expect=2)
+    assert result.stderr == (f"Error: {uneven / 'split.csv'} has splits test, train, val: pass --split train "
+                             "(or split='train'), or --split all to use every row\n")
+    assert len(discover(uneven / "split.csv", split="all")) == 20
 
 
 def test_augment_one_split_of_the_manifest(uneven, tmp_path):
@@ -215,6 +224,21 @@ def test_materialize_hard_links_class_folders_and_leaves_the_source_alone(uneven
         assert (out / rel).stat().st_ino == inodes[uneven / label / name]
     assert tree_bytes(uneven) == before and {p: p.stat().st_ino for p in uneven.rglob("*.png")} == inodes
     assert discover(out / "train").classes == ["ant", "bee", "fly"]
+
+
+def test_a_materialized_folder_is_refused_as_one_source_and_each_split_is_one(uneven, tmp_path):
+    out = tmp_path / "split"
+    run("split", uneven, "-o", tmp_path / "s.csv", "--materialize", out)
+    with pytest.raises(UsageError, match=r"holds split folders \(test, train, val\), not classes: pass .*split[/\\]train"):
+        discover(out)
+    assert [discover(out / s).classes for s in SPLITS] == [["ant", "bee", "fly"]] * 2 + [["ant", "bee"]]
+
+
+def test_splitting_a_folder_of_split_folders_is_refused_and_writes_nothing(uneven, tmp_path):
+    run("split", uneven, "-o", tmp_path / "s.csv", "--materialize", tmp_path / "split")
+    result = run("split", tmp_path / "split", "-o", tmp_path / "again.csv", expect=2)
+    assert result.stderr.count("\n") == 1 and "holds split folders (test, train, val), not classes" in result.stderr
+    assert not (tmp_path / "again.csv").exists() and not (tmp_path / "split" / "split.csv").exists()
 
 
 def test_materialize_with_copy(uneven, tmp_path):

@@ -14,7 +14,8 @@ seed = click.option(
 )
 split = click.option(
     "--split", default=None, metavar="NAME",
-    help="With a split manifest as SRC: use only the rows of this split (train, val, test).",
+    help="With a split manifest as SRC: use only the rows of this split (train, val, test), or "
+         "`all` for every row. Required when the manifest has a split column.",
 )
 max_pixels = click.option(
     "--max-pixels", type=click.IntRange(min=1), default=None,
