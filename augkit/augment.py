@@ -10,8 +10,14 @@ What a user can rely on:
   ``derive_seed(seed, key, k)``: byte-identical for any worker count and any rerun.
 - Every file appears whole or not at all (temporary name, then ``os.replace``). A rerun
   of an interrupted run writes only what is missing, so it ends exactly where an
-  uninterrupted run would. ``OUT/augkit-run.json`` records the settings; a rerun with
-  other settings is refused unless ``--overwrite``.
+  uninterrupted run would. ``OUT/augkit-run.json`` records the settings and
+  ``OUT/augkit-inputs.csv`` every input (size and mtime), both before any output; a rerun
+  with other settings, or whose outputs would come from changed or removed inputs, is
+  refused unless ``--overwrite``, which removes exactly what the recorded run may have
+  written.
+- Nothing outside OUT is ever written, and nothing inside it that augkit did not write:
+  every output path is a plain relative path whose folders resolve inside OUT, and an OUT
+  that holds files but no run record is refused, ``--overwrite`` or not.
 - ``manifest.csv`` lists every output; ``failures.csv`` every input that failed, with its
   reason; ``summary.json`` the counts. None of them depends on timing or on resuming.
 """
@@ -28,14 +34,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from augkit.errors import UsageError
-from augkit.files import csv_text, remove_temporaries, write_text_atomic
+from augkit.files import csv_text, file_stamp, remove_temporaries, write_text_atomic
 from augkit.seeds import SEEDING
 
 RUN_FILE = "augkit-run.json"
+INPUTS = "augkit-inputs.csv"
 MANIFEST = "manifest.csv"
 FAILURES = "failures.csv"
 SUMMARY = "summary.json"
-REPORTS = (RUN_FILE, MANIFEST, FAILURES, SUMMARY)
+REPORTS = (RUN_FILE, INPUTS, MANIFEST, FAILURES, SUMMARY)
 FORMATS = ("jpg", "png", "webp")
 
 
@@ -62,14 +69,21 @@ class Job:
 
 def plan_jobs(samples, options: AugmentOptions) -> list[Job]:
     """Output names for every input. Class folders are mirrored; a manifest's images go
-    to ``<label>/``. Deterministic: it depends only on the samples' keys and labels."""
+    to ``<label>/``. Deterministic: it depends only on the samples' keys and labels.
+    Every name is a plain relative path (no ``..``, no root, no empty part), so joined to
+    OUT it stays below OUT whatever a manifest says."""
     width = max(2, len(str(max(options.copies - 1, 0))))
 
     def folder_and_stem(sample) -> tuple[str, str]:
         key = PurePosixPath(sample.key)
-        inside = not key.is_absolute() and ".." not in key.parts
-        parent = key.parent.as_posix() if inside else (sample.label or "")
-        return ("" if parent == "." else parent), key.stem
+        if not key.is_absolute() and ".." not in key.parts:
+            parts = key.parent.parts  # () for a key without a folder
+        else:  # outside the manifest's folder: the output goes to <label>/
+            parts = (sample.label,) if sample.label else ()
+        if not all(_plain_name(part) for part in parts):
+            raise UsageError(f"{sample.key}: its output folder {'/'.join(parts)!r} is not a plain folder name; "
+                             f"labels name folders inside OUT: use a name without '/', '\\' or '..'")
+        return "/".join(parts), key.stem
 
     places = [folder_and_stem(s) for s in samples]
     taken = Counter((folder, stem.lower()) for folder, stem in places)
@@ -83,6 +97,10 @@ def plan_jobs(samples, options: AugmentOptions) -> list[Job]:
             outputs.insert(0, (f"{prefix}_orig.{options.fmt}", None))
         jobs.append(Job(sample.path, sample.key, sample.label, tuple(outputs)))
     return jobs
+
+
+def _plain_name(part: str) -> bool:
+    return part not in ("", ".", "..") and not any(c in part for c in "/\\\0") and part.isprintable()
 
 
 class AugmentTask:
@@ -126,16 +144,44 @@ class AugmentTask:
 def prepare_jobs(out: Path, jobs: list[Job]) -> list[Job]:
     """Make every output folder once, and split each job's outputs into those an earlier
     run already wrote (whole: writes are atomic) and those still to write. One listing
-    per folder here saves a stat and a mkdir per output in the workers."""
-    folders = sorted({os.path.dirname(rel) for job in jobs for rel, _ in job.outputs})
-    present: set[str] = set()
+    per folder here saves a stat and a mkdir per output in the workers. A folder that
+    resolves outside OUT (a symlink inside it) is refused before anything is written."""
+    folders = _folders(jobs)
+    root = out.resolve()
     for folder in folders:
         path = out / folder
         path.mkdir(parents=True, exist_ok=True)
-        prefix = f"{folder}/" if folder else ""
-        present.update(prefix + entry.name for entry in os.scandir(path) if entry.is_file())
+        if not _is_within(path.resolve(), root):
+            raise UsageError(f"{path}: resolves to {path.resolve()}, outside OUT; augkit writes only inside OUT: "
+                             f"remove the link or choose another OUT")
+    _sweep(out, jobs)
+    present = _listing(out, folders)
     return [replace(job, outputs=tuple(o for o in job.outputs if o[0] not in present),
                     present=tuple(o for o in job.outputs if o[0] in present)) for job in jobs]
+
+
+def _sweep(out: Path, jobs: list[Job]) -> None:
+    """Remove the temporaries a killed run left for these jobs' outputs (and only those)."""
+    planned = {rel for job in jobs for rel, _ in job.outputs}
+    for folder in _folders(jobs):
+        prefix = f"{folder}/" if folder else ""
+        remove_temporaries(out / folder, lambda name: prefix + name in planned)
+
+
+def _folders(jobs: list[Job]) -> list[str]:
+    return sorted({os.path.dirname(rel) for job in jobs for rel, _ in job.outputs})
+
+
+def _listing(out: Path, folders: list[str]) -> set[str]:
+    """The files in these folders of OUT, as paths relative to OUT."""
+    present: set[str] = set()
+    for folder in folders:
+        prefix = f"{folder}/" if folder else ""
+        try:
+            present.update(prefix + entry.name for entry in os.scandir(out / folder) if entry.is_file())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return present
 
 
 def _copy_seed(seed: int, key: str, copy: int) -> int:
@@ -202,35 +248,119 @@ def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
 _COMPARED = ("recipe_fingerprint", "seed", "seeding", "copies", "include_original", "format", "quality")
 
 
-def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, overwrite: bool) -> None:
-    """Refuse to mix runs; with ``overwrite``, remove what the earlier run wrote (and only that)."""
-    run_file = out / RUN_FILE
+@dataclass(frozen=True)
+class RecordedInput:
+    """An input as ``augkit-inputs.csv`` records it: enough to plan its outputs again and to
+    tell whether its file changed since."""
+
+    key: str
+    label: str | None
+    stamp: tuple[int, int] | None  # file_stamp: (size, mtime_ns), None when unreadable
+    path: str = ""
+
+
+def record_inputs(samples) -> list[RecordedInput]:
+    return [RecordedInput(s.key, s.label, file_stamp(s.path), s.path) for s in samples]
+
+
+def _inputs_text(inputs: list[RecordedInput]) -> str:
+    rows = [[i.key, i.label or "", *(i.stamp or ("", ""))] for i in inputs]
+    return csv_text(["key", "label", "size", "mtime_ns"], rows)
+
+
+def _read_inputs(path: Path) -> list[RecordedInput] | None:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [RecordedInput(r["key"], r["label"] or None,
+                              (int(r["size"]), int(r["mtime_ns"])) if r["size"] else None) for r in rows]
+    except (OSError, ValueError, KeyError, csv.Error):
+        return None
+
+
+def _previous_run(out: Path) -> tuple[dict[str, Any], list[RecordedInput] | None] | None:
+    """The run recorded in OUT (settings, inputs), None for a new or empty OUT; an OUT that
+    holds anything else is refused: augkit replaces and removes only what it wrote."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; choose another OUT")
-    if run_file.exists():
+    run_file = out / RUN_FILE
+    if run_file.is_file():
         try:
-            previous = json.loads(run_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = {}
+            settings = json.loads(run_file.read_text(encoding="utf-8"))
+            if not isinstance(settings, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{run_file}: cannot be read ({exc}); it says which files augkit wrote in {out}, so "
+                             f"nothing there is replaced without it: choose another OUT") from None
+        return settings, _read_inputs(out / INPUTS)
+    if out.is_dir():
+        first = next(iter(sorted(p.name for p in out.iterdir())), None)
+        if first is not None:
+            raise UsageError(f"{out}: holds files augkit did not write (e.g. {first}) and no {RUN_FILE}; "
+                             f"augkit writes only into a new or empty folder, or one `augkit augment` made, "
+                             f"so nothing of yours is replaced: choose another OUT")
+    return None
+
+
+def _stale_outputs(out: Path, previous: dict[str, Any], recorded: list[RecordedInput], jobs: list[Job],
+                   inputs: list[RecordedInput]) -> list[str]:
+    """Outputs in OUT that this run would not make from the same file: of inputs removed or
+    changed since, or named differently now (a new input made two stems collide)."""
+    old_jobs = plan_jobs(recorded, _recorded_options(previous))
+    now = {rel: job.key for job in jobs for rel, _ in job.outputs}
+    stamps = {i.key: i.stamp for i in inputs}
+    old_stamps = {i.key: i.stamp for i in recorded}
+    present = _listing(out, _folders(old_jobs))
+    return sorted(rel for job in old_jobs for rel, _ in job.outputs
+                  if rel in present and (now.get(rel) != job.key or stamps.get(job.key) != old_stamps[job.key]))
+
+
+def _recorded_options(previous: dict[str, Any]) -> AugmentOptions:
+    return AugmentOptions(copies=previous.get("copies", 1), include_original=previous.get("include_original", False),
+                          fmt=previous.get("format", "jpg"))
+
+
+def _remove_run(out: Path, previous: dict[str, Any], recorded) -> None:
+    """Remove what the recorded run may have written: its planned outputs and its reports."""
+    for job in plan_jobs(recorded, _recorded_options(previous)):
+        for rel, _ in job.outputs:
+            path = out / rel
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+    for name in REPORTS:
+        (out / name).unlink(missing_ok=True)
+
+
+def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, overwrite: bool) -> None:
+    """Refuse to mix runs; with ``overwrite``, remove what the earlier run wrote (and only that).
+    Then record this run (settings and inputs) before any output is written."""
+    recorded_run = _previous_run(out)
+    inputs = record_inputs(samples)
+    if recorded_run is not None:
+        previous, recorded = recorded_run
         differs = [k for k in _COMPARED if previous.get(k) != settings[k]]
-        if differs and not overwrite:
-            what = ", ".join(f"{k} {previous.get(k)!r} -> {settings[k]!r}" for k in differs if k != "recipe_fingerprint")
-            if "recipe_fingerprint" in differs:
-                what = "the recipe" + (f", {what}" if what else "")
-            raise UsageError(f"{out}: holds a run with different settings ({what}); use another OUT or --overwrite to replace it")
-        if differs:
-            old = AugmentOptions(copies=previous.get("copies", 1), include_original=previous.get("include_original", False),
-                                 fmt=previous.get("format", "jpg"))
-            for job in plan_jobs(samples, old):
-                for rel, _ in job.outputs:
-                    (out / rel).unlink(missing_ok=True)
-            for name in REPORTS:
-                (out / name).unlink(missing_ok=True)
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"{out}: is not empty and was not written by `augkit augment`; use an empty OUT or --overwrite")
+        what = ", ".join(f"{k} {previous.get(k)!r} -> {settings[k]!r}" for k in differs if k != "recipe_fingerprint")
+        if "recipe_fingerprint" in differs:
+            what = "the recipe" + (f", {what}" if what else "")
+        if recorded is None:  # made by an augkit that recorded no inputs: nothing to compare
+            what = what or f"no record of its inputs ({INPUTS})"
+            recorded = samples
+        elif not differs:
+            stale = _stale_outputs(out, previous, recorded, jobs, inputs)
+            if stale:
+                what = (f"{len(stale)} of its outputs come from source files changed or removed since, "
+                        f"e.g. {stale[0]}; source {previous.get('source')} -> {settings['source']}")
+        if what and not overwrite:
+            raise UsageError(f"{out}: holds a run with different settings or sources ({what}); "
+                             f"use another OUT or --overwrite to replace it")
+        if what:
+            _remove_run(out, previous, recorded)
     out.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(out)
+    remove_temporaries(out, lambda name: name in REPORTS)
     write_text_atomic(out / RUN_FILE, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(out / INPUTS, _inputs_text(inputs))
 
 
 def write_reports(out: Path, rows: list[dict[str, Any]], summary: Summary, classes: list[str]) -> None:
@@ -291,7 +421,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
                     rows.extend(outcome.value)
                 bar.update(1)
         except BaseException:
-            remove_temporaries(out)
+            _sweep(out, jobs)
             raise
         finally:
             bar.close()

@@ -286,7 +286,7 @@ def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool) -> Non
     elif cache.exists() and any(cache.iterdir()) and not overwrite:
         raise UsageError(f"{cache}: is not empty and holds no feature cache; use an empty CACHE or --overwrite")
     cache.mkdir(parents=True, exist_ok=True)
-    remove_temporaries(cache)
+    remove_temporaries(cache, _is_ours)
     # Incomplete until the reports are joined again: a run stopped half-way is never read
     # as a finished cache, even when it was resuming (or extending) a finished one.
     write_text_atomic(meta, json.dumps({"complete": False, **settings}, indent=2) + "\n")
@@ -362,7 +362,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
                 summary.first_batch_s = timing["t_first"] - started
                 if timing["t_last"] > timing["t_first"]:
                     summary.steady_rows_per_s = (timing["rows"] - timing["rows_first"]) / (timing["t_last"] - timing["t_first"])
-    remove_temporaries(cache)
+    remove_temporaries(cache, _is_ours)
     _join(cache, shards, dataset, settings, summary)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -442,7 +442,7 @@ def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples
     except BaseException:
         inference.error = inference.error or KeyboardInterrupt()  # the streams drop what is queued
         inference.finish(timeout=30)
-        remove_temporaries(cache)
+        remove_temporaries(cache, _is_ours)
         raise
     finally:
         sys.setswitchinterval(switch)

@@ -1,9 +1,10 @@
 """The file helpers every stage shares: whole-or-nothing writes, and CSV text.
 
 A file augkit writes appears complete or not at all: it is written under a temporary name
-in the same folder (``.<name>.tmp-<pid>-<n>``) and renamed into place with ``os.replace``.
-A run killed mid-write leaves only such a temporary, which the next run sweeps away with
-:func:`remove_temporaries`. (No fsync: a power cut may lose recent files, never leave a
+in the same folder (``.<name>.augkit-tmp-<pid>-<n>``) and renamed into place with
+``os.replace``. A run killed mid-write leaves only such a temporary, which the next run
+sweeps away with :func:`remove_temporaries`, and only where the file it would have become
+is one of that run's own: a user's ``.notes.tmp-draft`` is never taken for one. (No fsync: a power cut may lose recent files, never leave a
 half-written one under its real name on the journaling filesystems in common use.)
 """
 
@@ -13,18 +14,24 @@ import csv
 import io
 import itertools
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 _counter = itertools.count()  # unique temporaries for threads of one process
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.augkit-tmp-\d+-\d+")
+
+
+def temporary_name(name: str) -> str:
+    return f".{name}.augkit-tmp-{os.getpid()}-{next(_counter)}"
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> None:
     """Call ``write(f)`` on a temporary file, then move it to ``path`` (parents created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{next(_counter)}")
+    tmp = path.with_name(temporary_name(path.name))
     try:
         with open(tmp, "xb") as f:
             write(f)
@@ -40,7 +47,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, parents: bool = 
     if parents:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{next(_counter)}")
+    tmp = os.path.join(folder, temporary_name(name))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
@@ -62,11 +69,30 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def remove_temporaries(folder: str | os.PathLike) -> None:
-    """Delete the temporaries a killed run left below ``folder``."""
-    for path in Path(folder).rglob(".*.tmp-*"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
+def remove_temporaries(folder: str | os.PathLike, ours: Callable[[str], bool]) -> None:
+    """Delete the temporaries a killed run left in ``folder`` (not below it) for the files
+    ``ours(name)`` says the run writes there; anything else is left as it is."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match and ours(match["target"]) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+
+def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(size, mtime in ns) of a source file, or None when it cannot be read: enough to tell
+    that a file was replaced or edited since a run recorded it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def csv_text(header: list[str], rows: Iterable[Iterable[Any]]) -> str:

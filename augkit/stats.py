@@ -275,15 +275,9 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
 
 
 def write_json_atomic(path, data: dict[str, Any]) -> None:
-    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from augkit.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def summary_lines(stats: dict[str, Any]) -> list[str]:

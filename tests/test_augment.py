@@ -209,13 +209,14 @@ def test_an_out_seeded_the_old_way_is_not_resumed_into(recipe, dataset, tmp_path
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
 
 
-def test_a_non_empty_folder_not_written_by_augkit_is_refused(recipe, dataset, tmp_path):
+def test_a_non_empty_folder_not_written_by_augkit_is_refused_even_with_overwrite(recipe, dataset, tmp_path):
     out = tmp_path / "mine"
-    out.mkdir()
-    (out / "notes.txt").write_text("keep me")
-    assert "not written by `augkit augment`" in run("augment", recipe, dataset, out, expect=2).output
-    run("augment", recipe, dataset, out, "--overwrite", "-w", 0)
-    assert (out / "notes.txt").read_text() == "keep me"
+    files = {"notes.txt": b"keep me", ".notes.tmp-draft": b"a draft", "cat/cat_0_00.jpg": b"my own picture"}
+    write_tree(out, files)
+    for extra in ([], ["--overwrite"]):
+        result = run("augment", recipe, dataset, out, "-w", 0, *extra, expect=2)
+        assert "holds files augkit did not write" in result.output and "choose another OUT" in result.output
+    assert tree_bytes(out) == files  # nothing deleted, adopted or replaced
 
 
 def test_rerun_of_a_finished_run_writes_nothing(recipe, dataset, tmp_path):
@@ -299,4 +300,133 @@ def test_a_manifest_in_the_working_folder_may_write_next_to_itself(recipe, datas
     manifest.write_text("path,label,split\ndata/cat/cat_0.jpg,cat,train\ndata/dog/dog_0.jpg,dog,train\n")
     run("augment", recipe, manifest, tmp_path / "out", "--split", "train", "-w", 0)
     assert len(read_csv(tmp_path / "out" / "manifest.csv")) == 2
-    assert "inside SRC" in run("augment", recipe, manifest, dataset / "cat" / "out", "-w", 0, expect=2).output
+    assert "inside SRC" in run("augment", recipe, manifest, dataset / "cat" / "out", "--split", "train", "-w", 0,
+                               expect=2).output
+
+
+# --- what augkit may touch: only OUT, and in OUT only what it wrote ---------------------------
+
+
+def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file below root (links not followed) with its content and mtime."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+HOSTILE_LABELS = ["/ABS", "../../escaped", "..", ".", "a/../../escaped", "cat/../..", "a\\..\\..\\x", "ok/../../up"]
+
+
+@pytest.mark.parametrize("label", HOSTILE_LABELS)
+def test_a_manifest_label_never_makes_augkit_write_outside_out(recipe, tmp_path, label):
+    work = tmp_path / "work"
+    data = class_folders(work / "data", classes=("cat",), per_class=2)
+    label = label.replace("/ABS", str(work / "data" / "cat"))  # the source images' own folder
+    manifest = work / "lists" / "m.csv"
+    manifest.parent.mkdir()
+    rows = "".join(f'../data/cat/cat_{i}.jpg,"{label}"\n' for i in range(2))
+    manifest.write_text("path,label\n" + rows)
+    out = work / "deep" / "er" / "out"
+    before = snapshot(work)
+
+    for extra in ([], ["--overwrite"]):
+        result = run("augment", recipe, manifest, out, "-w", 0, "-k", 2, *extra, expect=2)
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+    assert snapshot(work) == before
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+
+
+@pytest.mark.parametrize("label", HOSTILE_LABELS)
+def test_output_names_stay_inside_out_even_from_the_library(label):
+    from augkit.augment import AugmentOptions, plan_jobs
+    from augkit.discovery import Sample
+    from augkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a plain folder name"):
+        plan_jobs([Sample("/x/y.jpg", "../y.jpg", label)], AugmentOptions(copies=2))
+
+
+def test_a_class_folder_in_out_that_links_outside_is_refused(recipe, dataset, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-w", 0)
+    for p in (out / "cat").iterdir():
+        p.unlink()
+    (out / "cat").rmdir()
+    (out / "cat").symlink_to(elsewhere, target_is_directory=True)
+
+    assert "outside OUT" in run("augment", recipe, dataset, out, "-w", 0, expect=2).output
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_temporaries_swept_are_only_augkits_own_for_this_runs_outputs(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-w", 0)
+    (out / "cat" / "cat_0_00.jpg").unlink()  # as if killed while writing it
+    ours = out / "cat" / ".cat_0_00.jpg.augkit-tmp-123-0"
+    ours.write_bytes(b"half a jpeg")
+    lookalikes = {"cat/.notes.tmp-draft": b"a draft", "cat/.cat_0_00.jpg.tmp-123-0": b"old-style name",
+                  "cat/.mine.jpg.augkit-tmp-1-1": b"not an output of this run"}
+    write_tree(out, lookalikes)
+
+    run("augment", recipe, dataset, out, "-w", 0)
+
+    assert not ours.exists() and (out / "cat" / "cat_0_00.jpg").is_file()
+    assert {k: v for k, v in tree_bytes(out).items() if k in lookalikes} == lookalikes
+
+
+def test_the_same_out_for_another_source_is_refused_unless_overwrite(recipe, tmp_path):
+    first = class_folders(tmp_path / "first")
+    second = write_tree(tmp_path / "second", {k: encoded(make_structured_rgb(60, 80, 900 + i), "JPEG")
+                                              for i, k in enumerate(sorted(tree_bytes(first)))})
+    out = tmp_path / "out"
+    run("augment", recipe, first, out, "-w", 0)
+
+    result = run("augment", recipe, second, out, "-w", 0, expect=2)
+
+    assert "changed or removed" in result.output and "--overwrite" in result.output
+    run("augment", recipe, second, out, "-w", 0, "--overwrite")
+    run("augment", recipe, second, tmp_path / "fresh", "-w", 0)
+    fresh, redone = tree_bytes(tmp_path / "fresh"), tree_bytes(out)
+    assert {k: v for k, v in redone.items() if k.endswith(".jpg")} == {k: v for k, v in fresh.items() if k.endswith(".jpg")}
+
+
+def test_a_source_file_edited_since_the_run_is_refused_unless_overwrite(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-w", 0)
+    (dataset / "dog" / "dog_1.jpg").write_bytes(encoded(make_structured_rgb(60, 80, 77), "JPEG"))
+
+    result = run("augment", recipe, dataset, out, "-w", 0, expect=2)
+
+    assert "dog/dog_1_00.jpg" in result.output
+    run("augment", recipe, dataset, out, "-w", 0, "--overwrite")
+    run("augment", recipe, dataset, tmp_path / "fresh", "-w", 0)
+    assert tree_bytes(out) == {**tree_bytes(tmp_path / "fresh"),
+                               "augkit-run.json": (out / "augkit-run.json").read_bytes()}
+
+
+def test_images_added_to_the_source_are_written_on_rerun_and_nothing_else_changes(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-w", 0)
+    before = tree_bytes(out)
+    write_tree(dataset, {"owl/owl_new.jpg": encoded(make_structured_rgb(60, 80, 55), "JPEG")})
+
+    assert "1 written, 12 already there" in run("augment", recipe, dataset, out, "-w", 0).output
+
+    after = tree_bytes(out)
+    assert {k: after[k] for k in before if k.endswith(".jpg")} == {k: v for k, v in before.items() if k.endswith(".jpg")}
+    assert "owl/owl_new_00.jpg" in after
+
+
+def test_a_fixed_input_that_had_failed_is_retried_without_overwrite(recipe, dataset, tmp_path):
+    good = (dataset / "cat" / "cat_2.jpg").read_bytes()
+    (dataset / "cat" / "cat_2.jpg").write_bytes(good[: len(good) // 2])
+    out = tmp_path / "out"
+    assert "1 inputs failed" in run("augment", recipe, dataset, out, "-w", 0).output
+    (dataset / "cat" / "cat_2.jpg").write_bytes(good)
+
+    result = run("augment", recipe, dataset, out, "-w", 0)
+
+    assert "1 written, 11 already there" in result.output
+    assert read_csv(out / "failures.csv") == []
