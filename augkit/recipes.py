@@ -17,6 +17,12 @@ fix. Warnings albumentations would only print become errors too.
 
 A file saved by albumentations' own ``A.save`` (JSON or YAML) loads the same way, and
 :meth:`Recipe.to_albumentations` writes that format back.
+
+Every augkit command takes what a recipe returns as a uint8 RGB image (HxWx3). A recipe
+that can return anything else (``Normalize``, ``ToFloat`` without ``FromFloat``, one-channel
+``ToGray``, in any branch that may fire) still runs from Python, ``recipe(image)``, but
+:meth:`Recipe.require_image_output` refuses it for a command, naming the step and the fix;
+:func:`require_image` catches at run time what no step declares (a ``Lambda``).
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ import json
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from augkit import transforms as registry_mod
@@ -392,8 +399,149 @@ class Recipe:
             walk(node, 1)
         return "\n".join(lines)
 
+    @functools.cached_property
+    def _outputs(self) -> frozenset[_Output]:
+        return _sequence_outputs(self.steps, self._transforms, frozenset({_Output()}))
+
+    @property
+    def _not_an_image(self) -> _Output | None:
+        """The earliest step whose output a command cannot use, if any may reach the end."""
+        bad = [o for o in self._outputs if not o.is_image]
+        return min(bad, key=lambda o: (o.line or 0, o.name)) if bad else None
+
+    def describe_output(self) -> str:
+        """What the recipe returns, for ``augkit recipe check``: ``uint8 RGB``, or what a
+        step makes of it and that the commands cannot use it."""
+        bad = self._not_an_image
+        if bad is None:
+            return "uint8 RGB"
+        when = " (when it fires)" if any(o.is_image for o in self._outputs) else ""
+        return (f"{bad.label} after {bad.name}{_at_line(bad.line)}{when}: usable only from Python (recipe(image)), "
+                f"not by augkit's commands")
+
+    def require_image_output(self, fix: str) -> None:
+        """Raise :class:`RecipeError` unless every run of the recipe returns a uint8 RGB image.
+
+        What augkit's commands and ``flow`` call before using a recipe. ``fix`` is the
+        consumer's advice for a step that changes the value range (``Normalize``,
+        ``ToFloat``), with ``{name}`` for the step; a step with a fix of its own (one-channel
+        ``ToGray``) says that instead."""
+        bad = self._not_an_image
+        if bad is None:
+            return
+        advice = bad.fix or fix.format(name=bad.name)
+        raise _Where(self.source).error(bad.line, f"{bad.name} {bad.problem}, but augkit's commands take uint8 RGB "
+                                                  f"images; {advice}")
+
     def __repr__(self) -> str:
         return f"Recipe({self.source!r}, {len(self.steps)} steps, seed={self.seed})"
+
+
+# --- what a recipe returns ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Output:
+    """What a pipeline may return at some point: dtype and channels, and when that is not
+    uint8 RGB, the step that made it so (the first one: later steps only carry it on)."""
+
+    dtype: str = "uint8"
+    channels: int = 3
+    name: str = ""  # the step that stopped it being uint8 RGB
+    line: int | None = None
+    problem: str = ""  # "makes float32 images"
+    fix: str | None = None  # the step's own fix; None: the consumer's (normalise elsewhere)
+
+    @property
+    def is_image(self) -> bool:
+        return self.dtype == "uint8" and self.channels == 3
+
+    @property
+    def label(self) -> str:
+        return self.dtype if self.channels == 3 else f"{self.dtype} with {self.channels} channel(s)"
+
+
+def _at_line(line: int | None) -> str:
+    return f" at line {line}" if line else ""
+
+
+def _leaf_output(step: Step, transform: Any, before: _Output) -> _Output:
+    """What one transform makes of ``before``. Of albumentations 2.0.8's transforms, only
+    these change the dtype or channels of a uint8 RGB image (each registered transform that
+    builds on its defaults was run on one to check); a Lambda is left to require_image."""
+    kind = type(transform).__name__
+    dtype, channels = before.dtype, before.channels
+    if kind in ("Normalize", "ToFloat"):
+        dtype, problem, fix = "float32", "makes float32 images", None
+    elif kind == "FromFloat" and before.dtype.startswith("float"):
+        dtype = str(transform.dtype)
+        problem, fix = f"makes {dtype} images", "set dtype: uint8"
+    elif kind == "FromFloat":  # multiplies 0-255 values by 255: not an image any more
+        dtype = "float"
+        problem = "turns uint8 images into float ones (it expects ToFloat's output)"
+        fix = "drop it, or put ToFloat before it"
+    elif kind in ("ToGray", "ToRGB"):
+        channels = int(transform.num_output_channels)
+        problem, fix = f"makes {channels}-channel images", "set num_output_channels: 3"
+    else:
+        return before
+    after = _Output(dtype, channels)
+    if after.is_image:
+        return after  # FromFloat after ToFloat: an image again
+    # The first step to go wrong stays the cause, unless this one now decides alone what
+    # was wrong (FromFloat picks the dtype of a float RGB image).
+    decides = kind == "FromFloat" and before.dtype.startswith("float") and before.channels == 3
+    if not before.is_image and not decides:
+        return replace(before, dtype=dtype, channels=channels)
+    return _Output(dtype, channels, kind, step.line, problem, fix)
+
+
+def _sequence_outputs(steps: list[Step], transforms: list, before: frozenset[_Output]) -> frozenset[_Output]:
+    for step, transform in zip(steps, transforms, strict=True):
+        before = _step_outputs(step, transform, before)
+    return before
+
+
+def _step_outputs(step: Step, transform: Any, before: frozenset[_Output], forced: bool = False) -> frozenset[_Output]:
+    """Every output the step may give for the possible inputs ``before``: a transform or
+    branch that may fire counts as firing, and as not firing when its p is below 1."""
+    kind = type(transform).__name__
+    p = getattr(transform, "p", 1.0)
+    if p <= 0 and not forced:
+        return before
+    if step.children is None:
+        fired = frozenset(_leaf_output(step, transform, o) for o in before)
+    elif kind == "OneOf":  # runs one child, chosen with weight p, whatever its p
+        children = [(c, t) for c, t in zip(step.children, transform.transforms, strict=True) if t.p > 0]
+        fired = frozenset().union(*(_step_outputs(c, t, before, forced=True) for c, t in children)) or before
+    elif kind in ("SomeOf", "RandomOrder"):  # any of them, in any order: grow to a fixed point
+        fired = before
+        while True:
+            grown = fired.union(*(_step_outputs(c, t, fired) for c, t in zip(step.children, transform.transforms,
+                                                                             strict=True)))
+            if grown == fired:
+                break
+            fired = grown
+        forced = False  # SomeOf draws against its own p even when a OneOf chose it
+    else:  # Sequential
+        fired = _sequence_outputs(step.children, transform.transforms, before)
+    return fired if forced or p >= 1 else before | fired
+
+
+class NotAnImageError(ValueError):
+    """A recipe returned something other than a uint8 RGB image at run time."""
+
+
+def require_image(result: Any) -> np.ndarray:
+    """``result`` if it is a uint8 HxWx3 array, else :class:`NotAnImageError`.
+
+    The run-time guard behind the static check (:meth:`Recipe.require_image_output`), for
+    what no step declares (a ``Lambda``): every consumer that feeds a recipe's result on
+    calls it, and its per-sample error handling turns the error into a failure row."""
+    if isinstance(result, np.ndarray) and result.dtype == np.uint8 and result.ndim == 3 and result.shape[2] == 3:
+        return result
+    what = f"{result.dtype} {result.shape}" if isinstance(result, np.ndarray) else type(result).__name__
+    raise NotAnImageError(f"the recipe returned {what}, not a uint8 RGB image (HxWx3)")
 
 
 class _UsedRandomness(Exception):
@@ -413,7 +561,9 @@ class _Tripwire:
 
 class ImageAugmenter:
     """Augmented versions of one image: ``augmenter(seed)`` is ``recipe(image, seed=seed)``,
-    byte for byte.
+    byte for byte, and always an image: a result that is not uint8 RGB raises
+    :class:`NotAnImageError` (see :func:`require_image`), which the commands that use an
+    ImageAugmenter record as a failed sample.
 
     A recipe often starts with transforms that always apply and draw no random number
     (``SmallestMaxSize``, ``Resize``, ``CenterCrop``; ``ToGray`` with ``p: 1``): their result is
@@ -437,10 +587,10 @@ class ImageAugmenter:
             self._head = _run_head(self.recipe._always_applied, self.image)
         done, output = self._head
         if done == 0:
-            return self.recipe(self.image, seed=seed)
+            return require_image(self.recipe(self.image, seed=seed))
         tail = self.recipe._tail(done)
         seed_pipeline(tail, seed)
-        return tail(image=output)["image"]
+        return require_image(tail(image=output)["image"])
 
 
 def _run_head(candidates: list, image) -> tuple[int, Any]:

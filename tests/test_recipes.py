@@ -11,8 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from augkit._albu import albumentations
+from augkit.cli import cli
 from augkit.errors import RecipeError, UsageError
 from augkit.recipes import Recipe, load_recipe, save_albumentations
 from augkit.seeds import seed_pipeline
@@ -417,6 +419,92 @@ def test_fingerprint_changes_when_an_argument_changes(write_recipe):
     assert three.fingerprint != five.fingerprint
 
 
+# --- what a recipe returns: augkit's commands take uint8 RGB only ---------------------------------
+
+
+def to_unit_float(image, **_):
+    """A Lambda's image function (at module level: Lambda refuses a lambda)."""
+    return image.astype(np.float32) / 255
+
+
+NORMALIZED = """\
+    transforms:
+      - HorizontalFlip: {p: 0.5}
+      - Normalize
+    """
+
+
+def test_a_recipe_ending_in_normalize_runs_from_python_but_is_refused_for_the_commands(write_recipe, small_rgb):
+    recipe = load_recipe(write_recipe(NORMALIZED))
+    assert recipe(small_rgb, seed=0).dtype == np.float32  # recipe(image) keeps working
+
+    with pytest.raises(RecipeError) as caught:
+        recipe.require_image_output("drop {name}: the consumer's advice")
+
+    assert isinstance(caught.value, UsageError)  # exit code 2 at the command line
+    assert str(caught.value) == (f"{recipe.source}:3: Normalize makes float32 images, but augkit's commands take "
+                                 f"uint8 RGB images; drop Normalize: the consumer's advice")
+
+
+def test_a_normalize_inside_a_one_of_is_refused_at_its_own_line(write_recipe):
+    recipe = load_recipe(write_recipe("""\
+        transforms:
+          - OneOf:
+              transforms:
+                - Blur: {blur_limit: 3}
+                - Normalize: {p: 0.2}
+        """))
+    assert "(when it fires)" in recipe.describe_output()
+    with pytest.raises(RecipeError, match=r"recipe\.yaml:5: Normalize makes float32 images"):
+        recipe.require_image_output("drop {name}")
+
+
+def test_to_float_then_from_float_is_accepted(write_recipe, small_rgb):
+    recipe = load_recipe(write_recipe("transforms:\n  - ToFloat\n  - Blur: {p: 1}\n  - FromFloat\n"))
+    recipe.require_image_output("drop {name}")
+    assert recipe.describe_output() == "uint8 RGB"
+    assert recipe(small_rgb, seed=0).dtype == np.uint8
+
+
+@pytest.mark.parametrize("steps, message", [
+    ("  - ToFloat\n  - HorizontalFlip\n", ":2: ToFloat makes float32 images, .*; drop ToFloat$"),
+    ("  - ToFloat\n  - FromFloat: {dtype: uint16}\n", ":3: FromFloat makes uint16 images, .*; set dtype: uint8$"),
+    ("  - ToGray: {num_output_channels: 1}\n", ":2: ToGray makes 1-channel images, .*; set num_output_channels: 3$"),
+    ("  - FromFloat\n", ":2: FromFloat turns uint8 images into float ones .*; drop it, or put ToFloat before it$"),
+    ("  - Sequential:\n      p: 0.5\n      transforms: [ToFloat]\n  - FromFloat: {p: 1}\n",
+     ":5: FromFloat turns uint8 images into float ones"),  # when the Sequential does not fire
+    ("  - SomeOf:\n      n: 1\n      transforms: [Blur, ToFloat]\n", ":4: ToFloat makes float32 images"),
+], ids=["to-float", "from-float-uint16", "one-channel-gray", "from-float-alone", "skipped-branch", "some-of"])
+def test_every_step_that_changes_dtype_or_channels_is_refused_with_its_fix(write_recipe, steps, message):
+    recipe = load_recipe(write_recipe("transforms:\n" + steps))
+    with pytest.raises(RecipeError, match=message):
+        recipe.require_image_output("drop {name}")
+
+
+def test_recipe_check_reports_the_output(write_recipe):
+    runner = CliRunner()
+    plain_recipe = write_recipe("transforms:\n  - HorizontalFlip\n", "plain.yaml")
+    plain = runner.invoke(cli, ["recipe", "check", str(plain_recipe)])
+    normalized = runner.invoke(cli, ["recipe", "check", str(write_recipe(NORMALIZED, "normalized.yaml"))])
+
+    assert plain.exit_code == 0 and "\noutput: uint8 RGB\n" in plain.stdout
+    assert normalized.exit_code == 0
+    assert ("\noutput: float32 after Normalize at line 3: usable only from Python (recipe(image)), "
+            "not by augkit's commands\n") in normalized.stdout
+
+
+@pytest.mark.parametrize("where", ["head", "tail"])
+def test_for_image_turns_a_result_that_is_not_a_uint8_rgb_image_into_an_error(small_rgb, where):
+    # A Lambda declares nothing: only the result shows what it made. "head": it runs once
+    # per image (p 1, draws nothing); "tail": after a flip, for every seed.
+    steps = [{"Lambda": {"image": to_unit_float}}, {"HorizontalFlip": {"p": 0.5}}]
+    recipe = load_recipe({"transforms": steps if where == "head" else steps[::-1]})
+    assert recipe(small_rgb, seed=0).dtype == np.float32
+    for seed in range(2):
+        with pytest.raises(ValueError, match=r"the recipe returned float32 \(120, 160, 3\), not a uint8 RGB image"):
+            recipe.for_image(small_rgb)(seed)
+
+
 # --- the recipes shipped in recipes/ ----------------------------------------------------------------
 
 SHIPPED = sorted(RECIPES_DIR.glob("*.yaml"))
@@ -429,6 +517,7 @@ def test_recipes_are_shipped():
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_every_shipped_recipe_gives_224_rgb(path, photo_sized_rgb):
     recipe = load_recipe(path)
+    assert recipe.describe_output() == "uint8 RGB"  # usable by every command
     for seed in range(4):
         out = recipe(photo_sized_rgb, seed=seed)
         assert out.shape == (224, 224, 3) and out.dtype == np.uint8

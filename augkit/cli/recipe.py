@@ -15,11 +15,13 @@ def recipe() -> None:
 @recipe.command()
 @click.argument("recipe_path", metavar="RECIPE")
 def check(recipe_path: str) -> None:
-    """Validate RECIPE and print the resolved pipeline (every argument, defaults included)."""
+    """Validate RECIPE and print the resolved pipeline (every argument, defaults included)
+    and what it returns: augkit's commands use only a recipe that returns uint8 RGB."""
     from augkit.recipes import load_recipe
 
     loaded = load_recipe(recipe_path)
     click.echo(loaded.describe())
+    click.echo(f"output: {loaded.describe_output()}")
     click.echo(f"OK: {recipe_path} is valid")
 
 
