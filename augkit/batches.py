@@ -35,6 +35,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 PREPROCESS_MODES = ("tf", "torch", "caffe")
 
+# What to do instead of normalising in the recipe (see Recipe.require_image_output).
+NORMALISE_WITH_PREPROCESS = "drop {name} and use preprocess='torch', 'tf' or (mean, std) (--preprocess) instead"
+
 
 @dataclass(frozen=True)
 class Preprocess:
@@ -98,11 +101,15 @@ class SamplePipeline:
     """decode -> augment (seeded by epoch and key) -> final size -> preprocessed array.
 
     The one definition of "a training sample", shared by ``flow``, ``stream`` and the
-    PyTorch and Keras adapters, so they all give the same arrays.
+    PyTorch and Keras adapters, so they all give the same arrays. A recipe that does not
+    return uint8 RGB is refused here (RecipeError), and a sample it turns into something
+    else at run time raises NotAnImageError instead of becoming garbage.
     """
 
     def __init__(self, recipe, *, seed: int = 0, size: tuple[int, int] | None = None, preprocess: Any = None,
                  channels_first: bool = False, max_pixels: int | None = None):
+        if recipe is not None:
+            recipe.require_image_output(NORMALISE_WITH_PREPROCESS)
         self.recipe = recipe
         self.seed = seed
         self.size = size
@@ -115,10 +122,11 @@ class SamplePipeline:
         import cv2
 
         from augkit.decoding import decode_image
+        from augkit.recipes import require_image
 
         image = decode_image(path, max_pixels=self.max_pixels)
         if self.recipe is not None:
-            image = self.recipe(image, seed=derive_seed(self.seed, epoch, key))
+            image = require_image(self.recipe(image, seed=derive_seed(self.seed, epoch, key)))
         if self.size is not None and image.shape[:2] != tuple(self.size):
             h, w = self.size
             shrink = h * w < image.shape[0] * image.shape[1]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import augkit
-from augkit.batches import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from augkit.errors import UsageError
+from augkit.batches import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SamplePipeline
+from augkit.errors import RecipeError, UsageError
+from augkit.recipes import load_recipe
 from imagefiles import class_folders, write_tree
 
 RECIPE = {"transforms": [{"HorizontalFlip": {"p": 0.5}}, {"RandomResizedCrop": {"size": [24, 24], "scale": [0.4, 1.0]}},
@@ -122,3 +123,41 @@ def test_channels_first_is_the_transpose_of_channels_last(mode):
     pre(image, last)
     pre(image, first, channels_first=True)
     assert np.array_equal(first, last.transpose(2, 0, 1))
+
+
+# --- a recipe must return uint8 RGB: flow normalises with preprocess= ---------------------
+
+
+def to_unit_float(image, **_):
+    """A Lambda's image function (at module level: Lambda refuses a lambda)."""
+    return image.astype(np.float32) / 255
+
+
+@pytest.fixture
+def normalized_recipe(tmp_path):
+    path = tmp_path / "normalized.yaml"
+    path.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n  - Normalize\n")
+    return path
+
+
+def test_flow_refuses_a_recipe_ending_in_normalize_and_names_preprocess(dataset, normalized_recipe):
+    with pytest.raises(RecipeError) as caught:
+        augkit.flow(dataset, normalized_recipe, workers=0)
+    assert str(caught.value) == (f"{normalized_recipe}:3: Normalize makes float32 images, but augkit's commands take "
+                                 f"uint8 RGB images; drop Normalize and use preprocess='torch', 'tf' or (mean, std) "
+                                 f"(--preprocess) instead")
+
+
+def test_the_sample_pipeline_of_the_torch_and_keras_adapters_refuses_it_too(normalized_recipe):
+    with pytest.raises(RecipeError, match=r"normalized\.yaml:3: Normalize makes float32 images"):
+        SamplePipeline(load_recipe(normalized_recipe), preprocess="torch")
+
+
+def test_a_sample_the_recipe_turns_into_floats_at_run_time_is_a_failure_row(dataset):
+    recipe = {"transforms": [{"Lambda": {"image": to_unit_float}}]}  # declares nothing: passes the static check
+    with augkit.flow(dataset, recipe, batch_size=4, workers=0, shuffle=False) as batches:
+        got = list(batches)
+    assert got == []
+    assert len(batches.failures) == 15
+    assert {f["reason"] for f in batches.failures} == {"transform_error"}
+    assert "the recipe returned float32 (60, 80, 3), not a uint8 RGB image" in batches.failures[0]["message"]

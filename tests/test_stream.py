@@ -102,3 +102,15 @@ def test_the_example_trains_a_classifier_from_the_stream(learnable, recipe):
     words = trainer.stdout.split()
     first, last = float(words[words.index("loss") + 1]), float(words[words.index("loss") + 3].rstrip(","))
     assert words[0] == "90" and last < first  # 9 images x 10 epochs, and it learned something
+
+
+def test_stream_refuses_a_recipe_ending_in_normalize_in_one_line_with_exit_2(data, tmp_path):
+    recipe = tmp_path / "normalized.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n  - Normalize\n")
+    done = subprocess.run(augkit_stream(recipe, data, "--preprocess", "tf"), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (f"Error: {recipe}:3: Normalize makes float32 images, but augkit's commands take uint8 RGB "
+                           f"images; drop Normalize and use preprocess='torch', 'tf' or (mean, std) (--preprocess) "
+                           f"instead\n")
