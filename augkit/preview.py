@@ -16,7 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from augkit.errors import AugkitError
+from augkit.recipes import NotAnImageError, require_image
 from augkit.seeds import derive_seed
+
+# What to do about a recipe that does not return uint8 RGB (see Recipe.require_image_output).
+EIGHT_BIT_IMAGES = "drop {name}: images are written as 8-bit"
 
 # Drawn values that say little in a caption.
 _HIDDEN = {
@@ -110,11 +115,19 @@ def _tile(image: np.ndarray, caption_lines: list[str], size: int, n_lines: int) 
 
 
 def sample_captions(recipe, image: np.ndarray, key: str, n: int, seed: int) -> list[tuple[np.ndarray, list[str]]]:
-    """The original and n augmented samples of one image, each with its caption items."""
+    """The original and n augmented samples of one image, each with its caption items.
+
+    Raises RecipeError for a recipe that does not return uint8 RGB images, and AugkitError
+    when a sample is not one all the same (a Lambda): a grid cannot show either."""
+    recipe.require_image_output(EIGHT_BIT_IMAGES)
     h, w = image.shape[:2]
     out: list[tuple[np.ndarray, list[str]]] = [(image, [_ascii(f"original {w}x{h}"), _ascii(key)])]
     for i in range(n):
         augmented, applied = recipe.trace(image, seed=derive_seed(seed, key, i))
+        try:
+            require_image(augmented)
+        except NotAnImageError as exc:
+            raise AugkitError(f"{key}: sample #{i + 1}: {exc}") from None
         ah, aw = augmented.shape[:2]
         items = [caption_for(name, params) for name, params in applied] or ["(no transform fired)"]
         out.append((augmented, [f"#{i + 1} {aw}x{ah}", *items]))

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from augkit.cli import cli
+from augkit.errors import AugkitError
 from augkit.preview import caption_for, preview, sample_captions
 from augkit.recipes import load_recipe
 
@@ -112,3 +116,31 @@ def test_different_seeds_give_different_grids(small_rgb, varied_recipe):
     first = preview(varied_recipe, [(small_rgb, "a.png")], n=4, seed=3, tile=64)
     other = preview(varied_recipe, [(small_rgb, "a.png")], n=4, seed=4, tile=64)
     assert not np.array_equal(first, other)
+
+
+# --- a grid shows uint8 RGB images only ---------------------------------------------------
+
+
+def to_unit_float(image, **_):
+    """A Lambda's image function (at module level: Lambda refuses a lambda)."""
+    return image.astype(np.float32) / 255
+
+
+def test_preview_cli_refuses_a_recipe_ending_in_normalize(tmp_path, small_rgb):
+    recipe = tmp_path / "normalized.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n  - Normalize\n")
+    image, grid = tmp_path / "photo.png", tmp_path / "grid.png"
+    cv2.imwrite(str(image), small_rgb)
+
+    result = CliRunner().invoke(cli, ["preview", str(recipe), str(image), "-o", str(grid)])
+
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: {recipe}:3: Normalize makes float32 images, but augkit's commands take uint8 "
+                             f"RGB images; drop Normalize: images are written as 8-bit\n")
+    assert not grid.exists()
+
+
+def test_a_sample_that_is_not_an_image_at_run_time_is_an_error_not_a_tile(small_rgb):
+    recipe = load_recipe({"transforms": [{"Lambda": {"image": to_unit_float}}]})
+    with pytest.raises(AugkitError, match=r"^photo: sample #1: the recipe returned float32 \(120, 160, 3\)"):
+        sample_captions(recipe, small_rgb, "photo", n=2, seed=0)
