@@ -138,19 +138,27 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
             may_have_alpha = "A" in img.mode or "transparency" in img.info
             pixels = _decode_opencv(data, img.size, may_have_alpha)
         is_bgr = pixels is not None
+        already_upright = False
         if pixels is None:  # Pillow: the rare modes, and anything OpenCV refused
             pixels = _decode_pillow(img, name, notes)
+            # Pillow's TIFF reader turns the image upright as it loads it and
+            # drops the tag (TiffImagePlugin.load_end); turning it again would
+            # rotate a 6 by 180 degrees. Asking the loaded image, rather than
+            # naming TIFF, stays right if Pillow does this for more formats, or stops.
+            already_upright = orientation != 1 and _exif_orientation(img, data) == 1
     rgb = _to_rgb_uint8(pixels, is_bgr, name, notes)
     if frames > 1 and fmt != "MPO":  # an MPO's extra frames are camera previews
         notes.insert(0, f"first frame of {frames}")
-    return _upright(rgb, fmt, mode, frames, orientation, notes)
+    return _upright(rgb, fmt, mode, frames, orientation, notes, already_upright=already_upright)
 
 
 def _upright(
-    rgb: np.ndarray, fmt: str, mode: str, frames: int, orientation: int, notes: list[str]
+    rgb: np.ndarray, fmt: str, mode: str, frames: int, orientation: int, notes: list[str],
+    *, already_upright: bool = False,
 ) -> tuple[np.ndarray, ImageInfo]:
     if orientation in _ORIENT_OPS:
-        rgb = _ORIENT_OPS[orientation](rgb)
+        if not already_upright:
+            rgb = _ORIENT_OPS[orientation](rgb)
         notes.append(f"EXIF orientation {orientation} applied")
     rgb = np.ascontiguousarray(rgb)
     info = ImageInfo(fmt, rgb.shape[1], rgb.shape[0], mode, frames, orientation, tuple(notes))

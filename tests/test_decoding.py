@@ -139,16 +139,43 @@ def test_exif_orientation_6_jpeg_is_rotated_clockwise(tmp_path):
     assert "EXIF orientation 6 applied" in info.notes
 
 
+def with_orientation(container: str, image: np.ndarray, orientation: int) -> bytes:
+    """``image`` stored as ``container`` with EXIF orientation ``orientation``, where that container keeps it."""
+    exif = exif_with_orientation(orientation)
+    if container == "JPEG":
+        return encoded(image, "JPEG", quality=95, exif=exif)
+    if container == "progressive JPEG":
+        return encoded(image, "JPEG", quality=95, progressive=True, exif=exif)
+    if container == "CMYK JPEG":  # pixels from Pillow, not libjpeg-turbo's RGB output
+        return encoded(Image.fromarray(image).convert("CMYK"), "JPEG", quality=95, exif=exif)
+    if container == "MPO":
+        preview = Image.fromarray(image[::-1])
+        return encoded(Image.fromarray(image), "MPO", save_all=True, append_images=[preview], exif=exif)
+    if container == "PNG":  # an eXIf chunk
+        return encoded(image, "PNG", exif=exif)
+    if container == "WEBP":  # an EXIF chunk in the RIFF container
+        return encoded(image, "WEBP", lossless=True, exif=exif)
+    if container == "TIFF":  # tag 274 in the image's own IFD
+        return encoded(image, "TIFF", tiffinfo={0x0112: orientation})
+    raise ValueError(container)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_every_exif_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
-    # PNG keeps this exact; the eXIf chunk also covers the non-JPEG path.
-    data = encoded(gradient(40, 60), "PNG", exif=exif_with_orientation(orientation))
-    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+@pytest.mark.parametrize("container", ["JPEG", "progressive JPEG", "CMYK JPEG", "MPO", "PNG", "WEBP", "TIFF"])
+def test_every_exif_orientation_in_every_format_matches_pillow_exif_transpose(container, orientation):
+    # gradient() changes under every flip and rotation, so each of the 8 values
+    # gives a different expected image.
+    data = with_orientation(container, gradient(40, 60), orientation)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.getexif().get(0x0112) == orientation
+        expected = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
     image, info = decode_bytes(data)
 
     assert info.orientation == orientation
+    assert image.shape == expected.shape
     assert np.array_equal(image, expected)
+    assert (f"EXIF orientation {orientation} applied" in info.notes) == (orientation != 1)
 
 
 def test_orientation_out_of_range_is_ignored():
