@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -28,6 +31,22 @@ def same(a, b):
     return all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b)) and len(a) == len(b)
 
 
+def epochs_through(dataset, epochs, **loader_options):
+    """The batches of each epoch, through ONE DataLoader, calling set_epoch before each."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=5, **loader_options)
+    seen = []
+    for e in epochs:
+        dataset.set_epoch(e)
+        seen.append([(x.clone(), y.clone()) for x, y in loader])
+    return seen
+
+
+def start_method(name):
+    if name not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {name!r} start method on this platform")
+    return name
+
+
 def test_items_are_tensors_in_torch_layout(dataset):
     x, y = dataset[0]
     assert x.shape == (3, 20, 20) and x.dtype == torch.float32 and y == 0
@@ -52,6 +71,37 @@ def test_no_two_samples_share_an_augmentation_across_workers(tmp_path):
 def test_set_epoch_gives_new_augmentations(dataset):
     assert not same(epoch_batches(dataset, 0, epoch=0), epoch_batches(dataset, 0, epoch=1))
     assert same(epoch_batches(dataset, 0, epoch=1), epoch_batches(dataset, 0, epoch=1))
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])
+def test_persistent_workers_see_every_epoch(dataset, context):
+    # Workers that outlive an epoch were started with the dataset as it was then: the epoch
+    # must reach them afterwards, through fork's inherited memory or spawn's pickles alike.
+    epochs = (0, 1, 2)
+    seen = epochs_through(dataset, epochs, num_workers=2, persistent_workers=True,
+                          multiprocessing_context=start_method(context))
+    assert not same(seen[0], seen[1]) and not same(seen[1], seen[2])
+    assert all(same(got, epoch_batches(dataset, 0, epoch=e)) for got, e in zip(seen, epochs))
+
+
+@pytest.mark.parametrize("num_workers", [1, 2])
+def test_epoch_e_is_the_same_with_and_without_persistent_workers(dataset, num_workers):
+    epochs = (0, 1, 2, 1)
+    options = dict(num_workers=num_workers, multiprocessing_context=start_method("fork"))
+    persistent = epochs_through(dataset, epochs, persistent_workers=True, **options)
+    assert all(same(a, b) for a, b in zip(persistent, epochs_through(dataset, epochs, **options)))
+    assert same(persistent[1], persistent[3]) and not same(persistent[0], persistent[1])
+
+
+def test_a_copy_keeps_its_epoch_and_its_own_persistent_workers_follow_it(dataset):
+    dataset.set_epoch(3)
+    copy = pickle.loads(pickle.dumps(dataset))  # a copy is not a worker: it gets a cell of its own
+    dataset.set_epoch(0)
+    assert copy.epoch == 3 and dataset.epoch == 0
+    seen = epochs_through(copy, (1, 2), num_workers=2, persistent_workers=True,
+                          multiprocessing_context=start_method("fork"))
+    assert dataset.epoch == 0
+    assert same(seen[0], epoch_batches(dataset, 0, epoch=1)) and same(seen[1], epoch_batches(dataset, 0, epoch=2))
 
 
 def test_a_torch_model_trains_for_an_epoch(dataset):
