@@ -401,6 +401,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
         dataset = discover(src, split=split)
         check_paths(source_folders(dataset), out)
         recipe = load_recipe(recipe)  # after the engine: its workers import while we do
+        recipe.require_image_output("drop {name}: images are written as 8-bit")
         if options.seed is None:
             options = replace(options, seed=recipe.seed or 0)
         jobs = plan_jobs(dataset.samples, options)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from augkit.errors import AugkitError, UsageError
-from augkit.files import csv_text, remove_temporaries, write_atomic, write_text_atomic
+from augkit.files import csv_text, file_stamp, remove_temporaries, write_atomic, write_text_atomic
 from augkit.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
 from augkit.seeds import SEEDING
 
@@ -169,7 +169,9 @@ class Shard:
     index: int
     start: int  # sample indices [start, stop)
     stop: int
-    plan: str  # hash of what the shard holds: its images, labels and views
+    plan: str  # hash of what the shard holds: its images (and their files' stamps), labels and views
+    sources: tuple[tuple[str, int | None, int | None], ...] = ()  # (key, size, mtime_ns) per image
+    max_pixels: int | None = None  # the decoding limit its failures were judged by
 
     @property
     def npy(self) -> str:
@@ -185,20 +187,50 @@ def plan_shards(samples, options: FeatureOptions) -> list[Shard]:
     shards = []
     for index, start in enumerate(range(0, len(samples), per)):
         stop = min(start + per, len(samples))
-        text = json.dumps([[s.key, s.label] for s in samples[start:stop]] + [options.views, options.plain_first])
-        shards.append(Shard(index, start, stop, hashlib.sha256(text.encode()).hexdigest()))
+        sources = tuple((s.key, *(file_stamp(s.path) or (None, None))) for s in samples[start:stop])
+        text = json.dumps([[s.key, s.label] for s in samples[start:stop]] + [options.views, options.plain_first]
+                          + [sources])
+        shards.append(Shard(index, start, stop, hashlib.sha256(text.encode()).hexdigest(), sources,
+                            options.max_pixels))
     return shards
 
 
+def _shard_record(cache: Path, shard_json: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads((cache / shard_json).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def _shard_done(cache: Path, shard: Shard) -> bool:
+    """Written whole for this very plan; a shard whose images failed to decode under another
+    --max-pixels is done again (its files changing changes the plan itself)."""
     import numpy as np
 
+    record = _shard_record(cache, shard.json)
     try:
-        record = json.loads((cache / shard.json).read_text(encoding="utf-8"))
         rows = np.load(cache / shard.npy, mmap_mode="r").shape[0]
     except Exception:  # noqa: BLE001 - missing, cut short or unreadable: compute it again
         return False
-    return record.get("plan") == shard.plan and rows == len(record.get("rows", ()))
+    if record is None or record.get("plan") != shard.plan or rows != len(record.get("rows", ())):
+        return False
+    return record.get("max_pixels") == shard.max_pixels or not record.get("failures")
+
+
+def _stale_sources(cache: Path, samples) -> list[str]:
+    """Images whose features the cache holds but whose file is gone or changed since (or
+    not recorded: a cache from before augkit recorded its sources)."""
+    now = {s.key: file_stamp(s.path) for s in samples}
+    stale = []
+    for shard_json in sorted(p.name for p in cache.glob("features-*.json")):
+        record = _shard_record(cache, shard_json) or {}
+        recorded = {key: (size, mtime) for key, size, mtime in record.get("sources", ())}
+        for key in dict.fromkeys(row[0] for row in record.get("rows", ())):
+            stamp = recorded.get(key, "unrecorded")
+            if stamp != (now.get(key) or (None, None)) or key not in now:
+                stale.append(key)
+    return stale
 
 
 # --- the run in the parent -------------------------------------------------------------------
@@ -262,8 +294,10 @@ def _is_ours(name: str) -> bool:
     return name in (META, MANIFEST, LABELS, FAILURES) or (name.startswith("features-") and name.endswith((".npy", ".json")))
 
 
-def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool) -> None:
-    """Refuse to mix runs; with ``overwrite``, remove the earlier cache's files (only those)."""
+def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool, samples=()) -> None:
+    """Refuse to mix runs (other settings, or features of source files changed or removed
+    since); with ``overwrite``, remove the earlier cache's files (only those). A folder that
+    holds anything but a cache is refused, ``overwrite`` or not."""
 
     if cache.exists() and not cache.is_dir():
         raise UsageError(f"{cache}: exists and is not a folder; choose another CACHE")
@@ -274,17 +308,24 @@ def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool) -> Non
         except (OSError, ValueError):
             previous = {}
         differs = _differences(previous, settings)
-        if differs and not overwrite:
-            names = {"weights_sha256": "backbone weights", "recipe_hash": "recipe", "feature_node": "feature tensor"}
-            what = ", ".join(f"{names.get(k, k)} {_short(previous.get(k))} -> {_short(settings[k])}" for k in differs)
-            raise UsageError(f"{cache}: holds features made with other settings ({what}); "
+        names = {"weights_sha256": "backbone weights", "recipe_hash": "recipe", "feature_node": "feature tensor"}
+        what = ", ".join(f"{names.get(k, k)} {_short(previous.get(k))} -> {_short(settings[k])}" for k in differs)
+        stale = [] if differs else _stale_sources(cache, samples)
+        if stale:
+            what = (f"features of {len(stale)} images whose files changed or are gone since, e.g. {stale[0]}; "
+                    f"source {previous.get('source', '?')}")
+        if what and not overwrite:
+            raise UsageError(f"{cache}: holds features made with other settings or sources ({what}); "
                              f"use another CACHE or --overwrite to replace them")
-        if differs:
+        if what:
             for path in cache.iterdir():
                 if path.is_file() and _is_ours(path.name):
                     path.unlink()
-    elif cache.exists() and any(cache.iterdir()) and not overwrite:
-        raise UsageError(f"{cache}: is not empty and holds no feature cache; use an empty CACHE or --overwrite")
+    elif cache.exists() and any(cache.iterdir()):
+        first = sorted(p.name for p in cache.iterdir())[0]
+        raise UsageError(f"{cache}: holds files augkit did not write (e.g. {first}) and no {META}; "
+                         f"a CACHE must be a new or empty folder, or one `augkit cache-features` made: "
+                         f"choose another CACHE")
     cache.mkdir(parents=True, exist_ok=True)
     remove_temporaries(cache, _is_ours)
     # Incomplete until the reports are joined again: a run stopped half-way is never read
@@ -327,13 +368,15 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     runner = get_engine(engine, **{**(engine_options or {}), "workers": workers})  # a forkserver starts now
     with runner:
         recipe = load_recipe(recipe) if recipe is not None else None
+        if recipe is not None:
+            recipe.require_image_output("drop {name}: the backbone applies its own normalisation")
         if not isinstance(backbone, Backbone):
             backbone = resolve_backbone(backbone, weights=weights)
         path, sha = weights_file(backbone, cache_dir=cache_dir, mirror=mirror, progress=progress)
         model = feature_model(path, backbone, pixels=True)
         settings = _settings(backbone, sha, model, recipe, options)
-        prepare_cache(cache, settings, overwrite)
         samples = dataset.samples
+        prepare_cache(cache, settings, overwrite, samples)
         shards = plan_shards(samples, options)
         for stale in cache.glob("features-*.*"):  # shards of an earlier plan beyond this one
             index = stale.name[len("features-"):].split(".")[0]

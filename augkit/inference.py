@@ -199,5 +199,6 @@ def write_shard(cache: Path, shard: Shard, parts: list, rows: list, failures: li
             f.write(np.ascontiguousarray(part).data)
 
     write_atomic(cache / shard.npy, write)
-    record = {"plan": shard.plan, "rows": rows, "failures": failures}
+    record = {"plan": shard.plan, "rows": rows, "failures": failures, "sources": shard.sources,
+              "max_pixels": shard.max_pixels}
     write_text_atomic(cache / shard.json, json.dumps(record) + "\n")

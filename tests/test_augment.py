@@ -430,3 +430,20 @@ def test_a_fixed_input_that_had_failed_is_retried_without_overwrite(recipe, data
 
     assert "1 written, 11 already there" in result.output
     assert read_csv(out / "failures.csv") == []
+
+
+def test_a_recipe_that_does_not_return_uint8_images_is_refused_before_anything_is_written(dataset, tmp_path):
+    recipe = tmp_path / "normalized.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n  - Normalize: {}\n")
+    out = tmp_path / "out"
+    result = run("augment", recipe, dataset, out, "-w", 0, expect=2)
+    assert "Normalize" in result.output and "8-bit" in result.output
+    assert not out.exists()
+
+
+def test_a_run_where_every_input_failed_exits_1_after_writing_its_reports(recipe, tmp_path):
+    data = write_tree(tmp_path / "bad", {f"cat/{name}": content for name, (content, _) in bad_images().items()})
+    out = tmp_path / "out"
+    result = run("augment", recipe, data, out, "-w", 0, expect=1)
+    assert "none of the 4 inputs gave an output" in result.output and "failures.csv" in result.output
+    assert len(read_csv(out / "failures.csv")) == 4

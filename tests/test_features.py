@@ -22,11 +22,11 @@ import mobilenet_like
 from augkit.backbones import resolve_backbone
 from augkit.cli import cli
 from augkit.errors import AugkitError
-from augkit.features import to_input
+from augkit.features import load_features, to_input
 from augkit.recipes import load_recipe
 from augkit.seeds import derive_seed
 from conftest import make_structured_rgb
-from imagefiles import encoded, write_tree
+from imagefiles import encoded, tree_bytes, write_tree
 from test_backbones import ModelServer, entry_file, leftovers, sha
 
 RECIPE = """\
@@ -256,7 +256,7 @@ def test_a_rerun_computes_only_missing_shards_with_the_same_result(tiny_model, d
     before = {p.name: p.read_bytes() for p in cache.iterdir()}
     (cache / "features-00002.npy").unlink()
     (cache / "features-00001.json").unlink()
-    (cache / ".features-00003.npy.tmp-999-0").write_bytes(b"left by a killed run")
+    (cache / ".features-00003.npy.augkit-tmp-999-0").write_bytes(b"left by a killed run")
     assert "(6 computed, 4 from earlier runs" in run(*args).output
     assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
     assert "(0 computed, 10 from earlier runs" in run(*args).output
@@ -300,13 +300,16 @@ def test_a_cache_of_views_seeded_the_old_way_is_not_resumed_into(tiny_model, dat
     assert "seeding" in result.output and "--overwrite" in result.output
 
 
-def test_a_folder_that_is_not_a_cache_is_refused(tiny_model, dataset, tmp_path):
+def test_a_folder_that_is_not_a_cache_is_refused_even_with_overwrite(tiny_model, dataset, tmp_path):
     cache = tmp_path / "mine"
     cache.mkdir()
     (cache / "notes.txt").write_text("keep me")
-    assert "holds no feature cache" in run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model), expect=2).output
-    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "--overwrite", "-w", 0))
-    assert (cache / "notes.txt").read_text() == "keep me"
+    (cache / "manifest.csv").write_text("my own list")
+    for extra in ([], ["--overwrite"]):
+        result = run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0, *extra), expect=2)
+        assert "holds files augkit did not write" in result.output
+    assert sorted(p.name for p in cache.iterdir()) == ["manifest.csv", "notes.txt"]
+    assert (cache / "manifest.csv").read_text() == "my own list"
 
 
 def test_cache_inside_src_is_refused(tiny_model, dataset):
@@ -419,3 +422,73 @@ def test_the_centre_square_is_the_one_resize_then_crop_keeps():
 
     one_step = crop_to_input(rgb, prep).astype(np.float64)
     assert np.abs(one_step - two_step).mean() < 0.5  # a 3-pixel shift costs 2.5
+
+
+# --- a cache holds one source's features, and retries what failed -----------------------------
+
+
+def test_a_cache_of_another_source_is_refused_unless_overwrite(tiny_model, dataset, tmp_path):
+    other = write_tree(tmp_path / "other", {k: encoded(make_structured_rgb(40, 50, seed=500 + i), "PNG")
+                                            for i, k in enumerate(sorted(tree_bytes(dataset)))})
+    cache = tmp_path / "cache"
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0))
+    before = tree_bytes(cache)
+
+    result = run("cache-features", other, "-o", cache, *tiny_args(tiny_model, "-w", 0), expect=2)
+
+    assert "changed or are gone" in result.output and "--overwrite" in result.output
+    assert tree_bytes(cache) == before
+    run("cache-features", other, "-o", cache, *tiny_args(tiny_model, "-w", 0, "--overwrite"))
+    run("cache-features", other, "-o", tmp_path / "fresh", *tiny_args(tiny_model, "-w", 0))
+    assert np.array_equal(load_features(cache).features, load_features(tmp_path / "fresh").features)
+
+
+def test_a_source_image_edited_since_is_refused_unless_overwrite(tiny_model, dataset, tmp_path):
+    cache = tmp_path / "cache"
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0))
+    (dataset / "dog" / "dog_1.png").write_bytes(encoded(make_structured_rgb(40, 50, seed=77), "PNG"))
+
+    assert "dog/dog_1.png" in run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0),
+                                  expect=2).output
+
+
+def test_a_failed_image_fixed_since_is_computed_on_rerun(tiny_model, dataset, tmp_path):
+    good = (dataset / "cat" / "cat_1.png").read_bytes()
+    (dataset / "cat" / "cat_1.png").write_bytes(good[: len(good) // 2])
+    cache = tmp_path / "cache"
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0))
+    assert [r["reason"] for r in read_csv(cache / "failures.csv")] == ["truncated"]
+    (dataset / "cat" / "cat_1.png").write_bytes(good)
+
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0))
+
+    assert read_csv(cache / "failures.csv") == []
+    run("cache-features", dataset, "-o", tmp_path / "fresh", *tiny_args(tiny_model, "-w", 0))
+    assert np.array_equal(load_features(cache).features, load_features(tmp_path / "fresh").features)
+
+
+def test_images_too_large_under_one_max_pixels_are_retried_without_it(tiny_model, dataset, tmp_path):
+    cache = tmp_path / "cache"
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0, "--max-pixels", 100), expect=1)
+    assert {r["reason"] for r in read_csv(cache / "failures.csv")} == {"too_large"}
+
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0))
+
+    assert read_csv(cache / "failures.csv") == []
+    assert load_features(cache).features.shape[0] == len(tree_bytes(dataset))
+
+
+def test_a_recipe_that_normalizes_is_refused_and_names_the_backbones_own_normalisation(tiny_model, dataset, tmp_path):
+    recipe = tmp_path / "normalized.yaml"
+    recipe.write_text("transforms:\n  - ToFloat: {}\n")
+    result = run("cache-features", dataset, "-o", tmp_path / "cache", *tiny_args(tiny_model, "--recipe", recipe),
+                 expect=2)
+    assert "ToFloat" in result.output and "backbone applies its own normalisation" in result.output
+
+
+def test_a_run_where_every_image_failed_exits_1(tiny_model, tmp_path):
+    data = write_tree(tmp_path / "bad", {"cat/empty.png": b"", "dog/page.png": b"<html></html>"})
+    cache = tmp_path / "cache"
+    result = run("cache-features", data, "-o", cache, *tiny_args(tiny_model, "-w", 0), expect=1)
+    assert "none of the 2 images gave features" in result.output and "None" not in result.output
+    assert len(read_csv(cache / "failures.csv")) == 2

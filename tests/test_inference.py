@@ -62,7 +62,7 @@ def test_write_shard_joins_the_parts_in_order_then_marks_the_shard_done(tmp_path
     features = np.load(tmp_path / "features-00003.npy", mmap_mode="r")
     assert features.dtype == np.float16 and np.array_equal(features, np.concatenate(parts))
     record = json.loads((tmp_path / "features-00003.json").read_text())
-    assert record == {"plan": "abc", "rows": rows, "failures": failures}
+    assert record == {"plan": "abc", "rows": rows, "failures": failures, "sources": [], "max_pixels": None}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features-00003.json", "features-00003.npy"]
 
 

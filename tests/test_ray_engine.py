@@ -69,7 +69,7 @@ def test_augment_on_ray_is_byte_identical_to_local_and_resumes(local_ray, tmp_pa
         path.unlink()
     for report in ("manifest.csv", "failures.csv", "summary.json"):
         (out / report).unlink()
-    (out / "cat" / ".cat_0_00.jpg.tmp-1-0").write_bytes(b"half")
+    (out / "cat" / ".cat_0_00.jpg.augkit-tmp-1-0").write_bytes(b"half")
     result = augment(recipe, data, out, "-k", 2, "--engine", "ray")
     assert "already there" in result.output
     assert tree_bytes(out) == tree_bytes(tmp_path / "local")

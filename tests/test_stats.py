@@ -144,7 +144,7 @@ def test_result_is_identical_for_any_worker_count(tmp_path):
 def test_one_split_of_a_manifest(tmp_path):
     data = class_folders(tmp_path / "data")
     run("split", data, "-o", data / "split.csv", "--val", 0.25, "--test", 0.25)
-    stats_all = json.loads(run("stats", data / "split.csv", "-o", tmp_path / "all.json", "-w", 0, "--json").output)
+    stats_all = json.loads(run("stats", data / "split.csv", "--split", "all", "-o", tmp_path / "all.json", "-w", 0, "--json").output)
     val = json.loads(run("stats", data / "split.csv", "--split", "val", "-o", tmp_path / "val.json", "-w", 0, "--json").output)
     assert stats_all["images"] == 12 and val["images"] == 3 and val["split"] == "val"
     assert val["classes"] == {"cat": 1, "dog": 1, "owl": 1}

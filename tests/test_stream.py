@@ -114,3 +114,12 @@ def test_stream_refuses_a_recipe_ending_in_normalize_in_one_line_with_exit_2(dat
     assert done.stderr == (f"Error: {recipe}:3: Normalize makes float32 images, but augkit's commands take uint8 RGB "
                            f"images; drop Normalize and use preprocess='torch', 'tf' or (mean, std) (--preprocess) "
                            f"instead\n")
+
+
+def test_a_stream_where_every_image_failed_exits_1_with_one_line_per_image(recipe, tmp_path):
+    data = write_tree(tmp_path / "bad", {"cat/empty.jpg": b"", "dog/page.jpg": b"<html></html>"})
+    done = subprocess.run(augkit_stream(recipe, data, "-w", 0, "-b", 2), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == ("Error: no batch was written: every image failed (1 empty, "
+                                            "1 not_an_image); see the lines above")

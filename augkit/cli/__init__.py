@@ -4,6 +4,11 @@ Each command parses its options, calls the library, and reports. Nothing here im
 albumentations, NumPy or OpenCV at module level, so ``augkit --help`` answers at once.
 Library errors (:class:`augkit.errors.AugkitError`) become one line on stderr and their
 exit code: 2 for bad usage, 1 for a failure; a traceback means a bug in augkit.
+
+One exit-code rule for every command that reads a dataset: 0 when it produced something
+usable (bad images are rows in its report, not failures of the run); 1 when it produced
+nothing usable (every input failed, every worker crashed), or with ``--strict`` when any
+input failed; 2 for bad usage; 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -61,6 +66,12 @@ def _register() -> None:
 
 
 _register()
+
+
+def nothing_usable(what: str, failures: dict[str, int], report: str) -> AugkitError:
+    """The error a command ends with when every input failed: exit 1, with the reasons."""
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "no input"
+    return AugkitError(f"{what} ({reasons}); see {report}")
 
 
 def main() -> None:

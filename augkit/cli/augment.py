@@ -63,5 +63,10 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
         if summary.failed_inputs:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.failures.items()))
             click.echo(f"{summary.failed_inputs} inputs failed ({reasons}); see {out}/failures.csv", err=True)
+    if summary.inputs and not summary.outputs:
+        from augkit.cli import nothing_usable
+
+        raise nothing_usable(f"none of the {summary.inputs} inputs gave an output", summary.failures,
+                             f"{out}/failures.csv")
     if strict and summary.failed_inputs:
         sys.exit(1)

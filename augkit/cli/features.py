@@ -101,14 +101,20 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
         sys.exit(130)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
-        return
-    rate = f", {summary.steady_rows_per_s:.0f} rows/s" if summary.steady_rows_per_s else ""
-    click.echo(f"{summary.images} images -> {summary.rows} feature rows ({summary.feature_dim} values, {summary.dtype}) "
-               f"in {cache} ({summary.computed_rows} computed, {summary.rows - summary.computed_rows} from earlier runs; "
-               f"{summary.seconds:.1f} s{rate})")
-    if summary.failed_images:
-        reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.failures.items()))
-        click.echo(f"{summary.failed_images} images failed ({reasons}); see {cache}/failures.csv", err=True)
+    else:
+        rate = f", {summary.steady_rows_per_s:.0f} rows/s" if summary.steady_rows_per_s else ""
+        values = f"{summary.feature_dim} values, " if summary.feature_dim else ""
+        click.echo(f"{summary.images} images -> {summary.rows} feature rows ({values}{summary.dtype}) in {cache} "
+                   f"({summary.computed_rows} computed, {summary.rows - summary.computed_rows} from earlier runs; "
+                   f"{summary.seconds:.1f} s{rate})")
+        if summary.failed_images:
+            reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.failures.items()))
+            click.echo(f"{summary.failed_images} images failed ({reasons}); see {cache}/failures.csv", err=True)
+    if summary.images and not summary.rows:
+        from augkit.cli import nothing_usable
+
+        raise nothing_usable(f"none of the {summary.images} images gave features", summary.failures,
+                             f"{cache}/failures.csv")
 
 
 @click.command()

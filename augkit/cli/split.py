@@ -6,6 +6,8 @@ import os
 
 import click
 
+from augkit.cli import options
+
 
 @click.command()
 @click.argument("src")
@@ -21,7 +23,8 @@ import click
               help="Also build DIR/<split>/<class>/ from hard links (copies where linking fails).")
 @click.option("--copy", "copy_files", is_flag=True, help="With --materialize: copy files instead of hard-linking.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing manifest that holds another split.")
-def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, overwrite) -> None:
+@options.split
+def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, overwrite, split) -> None:
     """Assign every image of SRC to train, val or test and write the manifest OUTPUT.
 
     Each class of n images gets floor(n * fraction) per split, and the images left over
@@ -35,7 +38,7 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
 
     if copy_files and not materialize_dir:
         raise UsageError("--copy only applies with --materialize DIR")
-    dataset = discover(src)
+    dataset = discover(src, split=split)
     if output is None:
         output = os.path.join(dataset.root, "split.csv")
     result = split_samples(dataset.samples, val=val, test=test, seed=seed, stratify=stratify)

@@ -33,7 +33,7 @@ def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engi
     SRC is a folder of class folders, a flat folder, or a CSV manifest (`--split` picks
     the rows of one split of an `augkit split` manifest). stats.json holds the image and
     per-class counts, sizes, bad files with their reasons, the per-channel mean and
-    standard deviation (RGB, 0-1 scale, ready for a Normalize step), channel histograms,
+    standard deviation (RGB, 0-1 scale, ready for flow's preprocess=(mean, std)), channel histograms,
     and the RGB PCA that `PCAColor` (source: dataset) reads. Exact unless --sample.
     Without --workers, datasets under 1000 images are read in this process.
     """

@@ -55,7 +55,7 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
                    workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
                    channels_first=channels_first, drop_last=drop_last, split=split, max_pixels=max_pixels)
     try:
-        write_stream(batches, sys.stdout.buffer)
+        written = write_stream(batches, sys.stdout.buffer)
     except BrokenPipeError:
         # The reader went away (head, a script that stopped): stop quietly. Point stdout at
         # /dev/null so that the interpreter's final flush does not complain again; the
@@ -66,3 +66,13 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
         batches.close()
     for failure in batches.failures:
         click.echo(f"skipped: {failure['message']}", err=True)
+    if not written:
+        from collections import Counter
+
+        from augkit.cli import nothing_usable
+
+        if batches.failures:
+            raise nothing_usable("no batch was written: every image failed",
+                                 dict(Counter(f["reason"] for f in batches.failures)), "the lines above")
+        raise click.UsageError(f"no batch was written: {len(batches)} batches per epoch "
+                               f"(fewer images than --batch-size {batch_size} with --drop-last?)")
