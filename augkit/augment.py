@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ntpath  # a stem like 'C:x' would be drive-relative on Windows
 import os
 import time
 from collections import Counter
@@ -80,9 +81,9 @@ def plan_jobs(samples, options: AugmentOptions) -> list[Job]:
             parts = key.parent.parts  # () for a key without a folder
         else:  # outside the manifest's folder: the output goes to <label>/
             parts = (sample.label,) if sample.label else ()
-        if not all(_plain_name(part) for part in parts):
-            raise UsageError(f"{sample.key}: its output folder {'/'.join(parts)!r} is not a plain folder name; "
-                             f"labels name folders inside OUT: use a name without '/', '\\' or '..'")
+        if not all(_plain_name(part) for part in parts) or ntpath.splitdrive(key.stem)[0]:
+            raise UsageError(f"{sample.key}: its output path {'/'.join((*parts, key.stem))!r} would not be a plain "
+                             f"path inside OUT; a label must be a folder name without '/', '\\' or '..'")
         return "/".join(parts), key.stem
 
     places = [folder_and_stem(s) for s in samples]

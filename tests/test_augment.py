@@ -342,7 +342,7 @@ def test_output_names_stay_inside_out_even_from_the_library(label):
     from augkit.discovery import Sample
     from augkit.errors import UsageError
 
-    with pytest.raises(UsageError, match="not a plain folder name"):
+    with pytest.raises(UsageError, match="would not be a plain path inside OUT"):
         plan_jobs([Sample("/x/y.jpg", "../y.jpg", label)], AugmentOptions(copies=2))
 
 
