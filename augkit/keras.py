@@ -8,6 +8,17 @@ Works with Keras 3 on any backend. Batch ``b`` of epoch ``e`` holds the same sam
 the same augmentations whatever Keras's ``workers`` / ``use_multiprocessing`` settings are
 (the order comes from ``(seed, e)``, sample ``i``'s augmentation from ``(seed, e, key_i)``);
 every epoch differs. ``model.fit`` calls ``on_epoch_end``, which moves to the next epoch.
+
+``on_epoch_end`` runs in the main process. That is enough: Keras starts its worker threads
+or processes afresh for every epoch, after ``on_epoch_end``, and a process receives the
+dataset as it is then (fork, spawn and forkserver alike). Two habits of Keras (3.15) shift
+``fit``'s epochs against augkit's: before training, ``fit`` reads one batch to build the
+model and ends an epoch there, so training starts at epoch 1; and with workers, Keras keeps
+the batches it prefetched for that read and trains on them first, so each of ``fit``'s
+epochs may begin with the last batches of the epoch before (the batches still follow one
+another in order, none twice, but such an epoch can hold a sample twice and miss another).
+``failures`` lists the images left out in this process and its threads; with
+``use_multiprocessing=True`` the worker processes keep theirs.
 """
 
 from __future__ import annotations

@@ -31,6 +31,22 @@ def same(a, b):
     return len(a) == len(b) and all(np.array_equal(x1, x2) and np.array_equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
 
 
+class BatchRecorder(keras.Model):
+    """A model whose training step only keeps the batch it is given (as model.fit gave it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+        self.batches = []
+
+    def call(self, x):
+        return self.dense(x)
+
+    def train_step(self, data):
+        self.batches.append(tuple(t.detach().cpu().numpy().copy() for t in data))  # torch tensors
+        return {}
+
+
 def test_batches_shapes_and_classes(data):
     ds = AugkitPyDataset(data, RECIPE, batch_size=5, preprocess="tf")
     x, y = ds[0]
@@ -61,3 +77,28 @@ def test_model_fit_trains_for_an_epoch_and_moves_to_the_next(data):
     history = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert ds.epoch >= 1  # on_epoch_end moved it on: the next epoch gets new augmentations
+
+
+KERAS_WORKERS = {"one worker": {}, "two threads": dict(workers=2),
+                 "two processes": dict(workers=2, use_multiprocessing=True)}
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="BatchRecorder overrides the torch train_step")
+@pytest.mark.parametrize("settings", KERAS_WORKERS.values(), ids=KERAS_WORKERS)
+def test_model_fit_trains_on_every_epoch_in_order_whatever_the_keras_worker_settings(data, settings):
+    # on_epoch_end runs in the main process; with use_multiprocessing the batches are built
+    # in worker processes, which must see the new epoch too.
+    ds = AugkitPyDataset(data, RECIPE, batch_size=5, **settings)
+    model = BatchRecorder()
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(ds, epochs=3, shuffle=False, verbose=0)
+    reference = AugkitPyDataset(data, RECIPE, batch_size=5)
+    where = {x.tobytes(): (e, b) for e in range(5) for b, (x, _) in enumerate(epoch(reference, e))}
+    trained = [where.get(x.tobytes()) for x, _ in model.batches]
+    # Keras looks at one batch before training (to build the model) and ends an epoch there;
+    # with workers it also keeps what it prefetched then and trains on it first, so fit's
+    # epochs may start a few batches into augkit's. What must hold: augkit's epochs, each
+    # whole and new, one after the other, nothing repeated.
+    assert len(trained) == 3 * len(ds) and None not in trained
+    assert trained == sorted(set(trained))
+    assert {(e, b) for e in (1, 2) for b in range(len(ds))} <= set(trained)
