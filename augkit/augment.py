@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from augkit.errors import UsageError
-from augkit.files import csv_text, file_stamp, remove_temporaries, write_text_atomic
+from augkit.files import TEXT_ERRORS, csv_text, file_stamp, remove_temporaries, write_text_atomic
 from augkit.seeds import SEEDING
 
 RUN_FILE = "augkit-run.json"
@@ -91,7 +91,7 @@ def plan_jobs(samples, options: AugmentOptions) -> list[Job]:
     jobs = []
     for sample, (folder, stem) in zip(samples, places):
         if taken[(folder, stem.lower())] > 1:  # a.jpg and a.png, or two manifest rows
-            stem = f"{stem}-{hashlib.blake2b(sample.key.encode(), digest_size=3).hexdigest()}"
+            stem = f"{stem}-{hashlib.blake2b(sample.key.encode('utf-8', 'surrogateescape'), digest_size=3).hexdigest()}"
         prefix = f"{folder}/{stem}" if folder else stem
         outputs = [(f"{prefix}_{k:0{width}d}.{options.fmt}", k) for k in range(options.copies)]
         if options.include_original:
@@ -273,7 +273,7 @@ def _read_inputs(path: Path) -> list[RecordedInput] | None:
     import csv
 
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8", errors=TEXT_ERRORS) as f:
             rows = list(csv.DictReader(f))
         return [RecordedInput(r["key"], r["label"] or None,
                               (int(r["size"]), int(r["mtime_ns"])) if r["size"] else None) for r in rows]

@@ -45,6 +45,7 @@ from pathlib import Path, PurePosixPath
 
 from augkit.decoding import IMAGE_SUFFIXES
 from augkit.errors import UsageError
+from augkit.files import TEXT_ERRORS
 
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "category", "target")
@@ -166,7 +167,7 @@ def _pick(columns: list[str], wanted: tuple[str, ...]) -> str | None:
 
 def _from_manifest(csv_path: Path, split: str | None) -> Dataset:
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        with open(csv_path, newline="", encoding="utf-8-sig", errors=TEXT_ERRORS) as f:
             reader = csv.DictReader(f)
             rows = [(reader.line_num, row) for row in reader]  # the line a row ends on
             columns = reader.fieldnames or []

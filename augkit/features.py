@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from augkit.errors import AugkitError, UsageError
-from augkit.files import csv_text, file_stamp, remove_temporaries, write_atomic, write_text_atomic
+from augkit.files import TEXT_ERRORS, CsvWriter, csv_text, file_stamp, remove_temporaries, write_atomic, write_text_atomic
 from augkit.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
 from augkit.seeds import SEEDING
 
@@ -506,8 +506,8 @@ def _join(cache: Path, shards: list[Shard], dataset, settings: dict[str, Any], s
 
     def manifest(f) -> None:  # shard by shard: nothing holds every row at once
         nonlocal dim, rows
-        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        writer = csv.writer(text, lineterminator="\n")
+        text = io.TextIOWrapper(f, encoding="utf-8", errors=TEXT_ERRORS, newline="")
+        writer = CsvWriter(text)
         writer.writerow(["path", "label", "view"])
         for shard in shards:
             record = json.loads((cache / shard.json).read_text(encoding="utf-8"))
@@ -579,7 +579,7 @@ def load_features(cache: str | os.PathLike, *, mmap: bool = True) -> FeatureCach
     non_empty = [a for a in arrays if a.shape[0]] or arrays[:1]
     features = non_empty[0] if len(non_empty) == 1 else np.concatenate(non_empty)
     labels = np.load(cache / LABELS)
-    with open(cache / MANIFEST, newline="", encoding="utf-8") as f:
+    with open(cache / MANIFEST, newline="", encoding="utf-8", errors=TEXT_ERRORS) as f:
         manifest = [{"path": r["path"], "label": r["label"] or None, "view": int(r["view"])} for r in csv.DictReader(f)]
     if len(manifest) != features.shape[0] or len(labels) != features.shape[0]:
         raise AugkitError(f"{cache}: {features.shape[0]} feature rows but {len(manifest)} manifest rows; "

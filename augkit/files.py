@@ -65,8 +65,14 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, parents: bool = 
         raise
 
 
+# File names are bytes on POSIX: a name that is not UTF-8 reaches Python with surrogate
+# escapes (os.fsdecode), and goes back out as the same bytes, so it round-trips through
+# every CSV augkit writes and reads (JSON escapes it as \\udcXX, which round-trips too).
+TEXT_ERRORS = "surrogateescape"
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, text.encode("utf-8", TEXT_ERRORS))
 
 
 def remove_temporaries(folder: str | os.PathLike, ours: Callable[[str], bool]) -> None:
@@ -95,9 +101,28 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+class CsvWriter:
+    """``csv.writer`` that also quotes a row holding a carriage return: the csv module's
+    minimal quoting looks only at the line terminator ("\\n"), so a name with a bare "\\r"
+    went out unquoted and broke every reader of the file."""
+
+    def __init__(self, f):
+        self._plain = csv.writer(f, lineterminator="\n")
+        self._quoted = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        row = list(row)
+        writer = self._quoted if any("\r" in str(v) for v in row) else self._plain
+        writer.writerow(row)
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
 def csv_text(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = CsvWriter(buf)
     writer.writerow(header)
     writer.writerows(rows)
     return buf.getvalue()

@@ -20,7 +20,8 @@ SEEDING = "one-stream"
 
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed from the parts' text (stable across processes, Python and NumPy versions)."""
-    text = "\x1f".join(str(p) for p in parts).encode("utf-8")
+    # surrogateescape: a file name that is not UTF-8 seeds from its own bytes
+    text = "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogateescape")
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
 
 

@@ -21,9 +21,7 @@ What a user can rely on:
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -33,7 +31,7 @@ from math import floor
 from pathlib import Path, PurePosixPath
 
 from augkit.errors import UsageError
-from augkit.files import write_text_atomic
+from augkit.files import csv_text, write_text_atomic
 
 SPLITS = ("train", "val", "test")
 
@@ -129,12 +127,12 @@ def _content_hash(path: str, limit: int | None = None) -> bytes:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
     except OSError:
-        return path.encode()  # unreadable: equal to nothing else
+        return path.encode("utf-8", "surrogateescape")  # unreadable: equal to nothing else
     return h.digest()
 
 
 def _order(seed: int, key: str) -> bytes:
-    return hashlib.blake2b(f"{seed}\x1f{key}".encode(), digest_size=16).digest()
+    return hashlib.blake2b(f"{seed}\x1f{key}".encode('utf-8', 'surrogateescape'), digest_size=16).digest()
 
 
 def split_samples(samples, *, val: float = 0.2, test: float = 0.1, seed: int = 0, stratify: bool = True) -> SplitResult:
@@ -168,16 +166,14 @@ def split_samples(samples, *, val: float = 0.2, test: float = 0.1, seed: int = 0
 def manifest_text(result: SplitResult, csv_path) -> str:
     """CSV ``path,label,split`` with paths relative to the CSV's folder (what discovery reads)."""
     base = os.path.dirname(os.path.abspath(csv_path))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "label", "split"])
+    rows = []
     for a in result.rows:
         try:
             rel = Path(os.path.relpath(os.path.abspath(a.path), base)).as_posix()
         except ValueError:  # another drive (Windows): keep it absolute
             rel = Path(os.path.abspath(a.path)).as_posix()
-        writer.writerow([rel, a.label or "", a.split])
-    return buf.getvalue()
+        rows.append([rel, a.label or "", a.split])
+    return csv_text(["path", "label", "split"], rows)
 
 
 def write_manifest(result: SplitResult, csv_path, overwrite: bool = False) -> bool:
@@ -218,7 +214,7 @@ def materialize(result: SplitResult, out_dir, src_root, copy: bool = False) -> d
     for a in result.rows:
         rel = _destination(a)
         if taken[rel.as_posix().lower()]:  # two files would share a name: keep both
-            rel = rel.with_name(f"{rel.stem}-{hashlib.blake2b(a.key.encode(), digest_size=3).hexdigest()}{rel.suffix}")
+            rel = rel.with_name(f"{rel.stem}-{hashlib.blake2b(a.key.encode('utf-8', 'surrogateescape'), digest_size=3).hexdigest()}{rel.suffix}")
         taken[rel.as_posix().lower()] += 1
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)

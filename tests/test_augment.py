@@ -447,3 +447,28 @@ def test_a_run_where_every_input_failed_exits_1_after_writing_its_reports(recipe
     result = run("augment", recipe, data, out, "-w", 0, expect=1)
     assert "none of the 4 inputs gave an output" in result.output and "failures.csv" in result.output
     assert len(read_csv(out / "failures.csv")) == 4
+
+
+def test_any_file_name_round_trips_through_the_reports_and_a_split_manifest(recipe, tmp_path):
+    image = encoded(make_structured_rgb(60, 80, 5), "JPEG")
+    names = ["carriage\rreturn", "line\nfeed", os.fsdecode(b"not_utf8_\xff\xfe"), "=1+2", "comma, here"]
+    data = tmp_path / "data"
+    (data / "cat").mkdir(parents=True)
+    for i, name in enumerate(names):
+        with open(os.fsencode(data / "cat" / f"{name}.jpg"), "wb") as f:
+            f.write(image[: len(image) // 2] if i == 0 else image)  # the first one is a failure row
+    out = tmp_path / "out"
+
+    run("augment", recipe, data, out, "-w", 0)
+
+    with open(out / "manifest.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        sources = sorted(r["source"] for r in csv.DictReader(f))
+    with open(out / "failures.csv", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        failed = [r["source"] for r in csv.DictReader(f)]
+    assert sources == sorted(f"cat/{n}.jpg" for n in names[1:]) and failed == [f"cat/{names[0]}.jpg"]
+    for row in sources:
+        assert os.path.exists(os.fsencode(out / row.replace(".jpg", "_00.jpg")))
+
+    run("split", data, "--val", 0, "--test", 0)  # data/split.csv: the same keys, so the same seeds
+    run("augment", recipe, data / "split.csv", tmp_path / "again", "--split", "train", "-w", 0)
+    assert tree_bytes(tmp_path / "again" / "cat") == tree_bytes(out / "cat")

@@ -1,0 +1,66 @@
+"""augkit.files: whole-or-nothing writes, the temporaries a killed run leaves, and CSV text
+that round-trips any file name."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+import pytest
+
+from augkit.files import TEXT_ERRORS, csv_text, file_stamp, remove_temporaries, temporary_name, write_text_atomic
+
+NAMES = ["plain.jpg", "comma, quote \" and space.jpg", "carriage\rreturn.jpg", "line\nfeed.jpg",
+         "caf\u00e9 \u732b.jpg", os.fsdecode(b"not_utf8_\xff\xfe.jpg"), "=1+2.jpg"]
+
+
+def test_csv_text_round_trips_every_file_name_through_a_file(tmp_path):
+    path = tmp_path / "names.csv"
+    write_text_atomic(path, csv_text(["path", "n"], [[name, i] for i, name in enumerate(NAMES)]))
+
+    with open(path, newline="", encoding="utf-8", errors=TEXT_ERRORS) as f:
+        rows = list(csv.reader(f))
+
+    assert rows == [["path", "n"]] + [[name, str(i)] for i, name in enumerate(NAMES)]
+
+
+def test_a_name_that_is_not_utf8_is_written_as_its_own_bytes(tmp_path):
+    path = tmp_path / "names.csv"
+    write_text_atomic(path, csv_text(["path"], [[os.fsdecode(b"x\xff.jpg")]]))
+    assert path.read_bytes() == b"path\nx\xff.jpg\n"
+
+
+def test_rows_without_special_characters_stay_unquoted():
+    assert csv_text(["a", "b"], [["x", 1], ["y z", 2]]) == "a,b\nx,1\ny z,2\n"
+
+
+def test_a_killed_runs_temporary_is_swept_only_for_a_file_the_run_owns(tmp_path):
+    ours = tmp_path / temporary_name("out.jpg")
+    other_target = tmp_path / temporary_name("mine.jpg")
+    lookalike = tmp_path / ".notes.tmp-draft"
+    for p in (ours, other_target, lookalike):
+        p.write_bytes(b"x")
+
+    remove_temporaries(tmp_path, lambda name: name == "out.jpg")
+
+    assert not ours.exists() and other_target.exists() and lookalike.exists()
+
+
+def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path, monkeypatch):
+    def full_disk(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError):
+        write_text_atomic(tmp_path / "report.csv", "a,b\n")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_stamp_changes_when_the_file_is_rewritten(tmp_path):
+    path = tmp_path / "x.jpg"
+    path.write_bytes(b"one")
+    first = file_stamp(path)
+    path.write_bytes(b"other")
+    assert first != file_stamp(path) and file_stamp(tmp_path / "missing.jpg") is None
