@@ -36,6 +36,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> N
         with open(tmp, "xb") as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -57,12 +59,19 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, parents: bool = 
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
         raise
+
+
+def _naming(exc: OSError, path) -> OSError:
+    """The error as the file the caller asked for, not its temporary (or no name at all)."""
+    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
 
 
 # File names are bytes on POSIX: a name that is not UTF-8 reaches Python with surrogate

@@ -230,3 +230,63 @@ def test_preview_works_with_every_ready_recipe(runner, tmp_path, recipe):
     assert result.exit_code == 0, result.output
     height, width = _png_size(out)
     assert width == 2 * (96 + GAP) + GAP and height > 2 * 96
+
+
+# --- a full, read-only or forbidden disk: one line, exit 1, nothing half-written -------------
+
+
+def refuse_writes(monkeypatch, code: int, after: int = 0):
+    """Every file augkit writes whole (images and reports alike) fails with ``code`` once
+    ``after`` writes have gone through, as a disk that fills up or turns read-only does."""
+    import errno as errno_names
+    import os
+
+    import augkit.decoding
+    import augkit.files
+
+    real = augkit.files.write_bytes_atomic
+    done = [0]
+
+    def write(path, data, **kw):
+        done[0] += 1
+        if done[0] > after:
+            raise OSError(code, os.strerror(code), os.fspath(path))
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(augkit.files, "write_bytes_atomic", write)
+    monkeypatch.setattr(augkit.decoding, "write_bytes_atomic", write)
+    return errno_names.errorcode[code]
+
+
+@pytest.mark.parametrize("code, fix", [(28, "free some space"), (30, "read-only"), (13, "permission denied")])
+def test_a_disk_that_refuses_writes_is_one_line_and_exit_1_in_every_command(runner, tmp_path, monkeypatch, code, fix):
+    refuse_writes(monkeypatch, code)
+    commands = [
+        ["augment", STANDARD, SAMPLE_DATA, tmp_path / "out", "-w", 0],
+        ["stats", SAMPLE_DATA, "-o", tmp_path / "stats.json", "-w", 0],
+        ["preview", STANDARD, CAT_PHOTO, "-o", tmp_path / "preview.png"],
+        ["split", SAMPLE_DATA, "-o", tmp_path / "split.csv"],
+    ]
+    for args in commands:
+        result = runner.invoke(cli, [str(a) for a in args])
+        assert result.exit_code == 1, (args, result.output)
+        _assert_one_line_error(result)
+        assert fix in result.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing half-written
+
+
+def test_augment_on_a_disk_that_fills_up_resumes_to_the_same_result_once_space_is_freed(runner, tmp_path,
+                                                                                         monkeypatch):
+    out = tmp_path / "out"
+    refuse_writes(monkeypatch, 28, after=8)  # the run records, then a few images, then full
+
+    result = runner.invoke(cli, ["augment", str(STANDARD), str(SAMPLE_DATA), str(out), "-w", "0"])
+
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert "Traceback" not in result.output
+    monkeypatch.undo()
+    assert runner.invoke(cli, ["augment", str(STANDARD), str(SAMPLE_DATA), str(out), "-w", "0"]).exit_code == 0
+    assert runner.invoke(cli, ["augment", str(STANDARD), str(SAMPLE_DATA), str(tmp_path / "fresh"), "-w", "0"]).exit_code == 0
+    written = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.jpg")}
+    fresh = {p.relative_to(tmp_path / "fresh"): p.read_bytes() for p in (tmp_path / "fresh").rglob("*.jpg")}
+    assert written == fresh and len(written) == 20

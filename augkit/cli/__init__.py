@@ -13,6 +13,9 @@ input failed; 2 for bad usage; 130 after Ctrl-C.
 
 from __future__ import annotations
 
+import errno
+import os
+
 import click
 
 from augkit._version import __version__
@@ -33,6 +36,28 @@ class AugkitGroup(click.Group):
             return super().invoke(ctx)
         except AugkitError as error:
             raise _Failure(error) from None
+        except OSError as error:
+            if error.errno not in _ENVIRONMENT_FIXES:
+                raise  # not the machine's state: a bug, which deserves its traceback
+            raise _Failure(AugkitError(environment_message(error))) from None
+
+
+# The machine's state, not augkit's: one line naming the file and what to do. Files are
+# written whole or not at all, so rerunning the same command afterwards finishes the job.
+_ENVIRONMENT_FIXES = {
+    errno.ENOSPC: "free some space and rerun the same command: complete files are kept",
+    errno.EDQUOT: "free some of your quota and rerun the same command: complete files are kept",
+    errno.EROFS: "the filesystem is read-only: write to another folder",
+    errno.EACCES: "permission denied: write to a folder you can write to",
+    errno.EPERM: "not permitted: write to a folder you can write to",
+    errno.EIO: "the disk reported an I/O error: check it, then rerun the same command",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) or use fewer --workers",
+}
+
+
+def environment_message(error: OSError) -> str:
+    where = os.fsdecode(error.filename) if error.filename is not None else "writing"
+    return f"{where}: {error.strerror or error}; {_ENVIRONMENT_FIXES[error.errno]}"
 
 
 @click.group(cls=AugkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
