@@ -22,6 +22,7 @@ What a user can rely on:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -55,6 +56,8 @@ class SplitResult:
 
 def exact_fraction(value: float, name: str) -> Fraction:
     """The decimal the user wrote (0.1 -> 1/10, not the binary float just above it)."""
+    if not math.isfinite(value) or not 0 <= value <= 1:  # nan and inf have no Fraction
+        raise UsageError(f"{name} {value}: a fraction must be between 0 and 1")
     frac = Fraction(repr(float(value)))
     if not 0 <= frac <= 1:
         raise UsageError(f"{name} {value}: a fraction must be between 0 and 1")
@@ -200,15 +203,21 @@ def _destination(a: Assignment) -> PurePosixPath:
     return PurePosixPath(a.split, a.label or "", key.name)
 
 
-def materialize(result: SplitResult, out_dir, src_root, copy: bool = False) -> dict[str, int]:
-    """Create ``out_dir/<split>/<label>/<file>`` for every row, as hard links (or copies).
-    Returns {"linked": n, "copied": m}. The source is never modified."""
+def check_materialize_target(out_dir, src_root) -> None:
+    """Refuse a --materialize folder before anything is written (the manifest included)."""
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--materialize {out_dir}: exists and is not an empty folder; choose a new folder")
     src_real, out_real = Path(src_root).resolve(), out.resolve()
     if out_real == src_real or src_real in out_real.parents:
         raise UsageError(f"--materialize {out_dir}: is inside the source {src_root}; choose a folder outside it")
+
+
+def materialize(result: SplitResult, out_dir, src_root, copy: bool = False) -> dict[str, int]:
+    """Create ``out_dir/<split>/<label>/<file>`` for every row, as hard links (or copies).
+    Returns {"linked": n, "copied": m}. The source is never modified."""
+    check_materialize_target(out_dir, src_root)
+    out = Path(out_dir)
     taken: Counter = Counter()
     done = Counter(linked=0, copied=0)
     for a in result.rows:

@@ -257,6 +257,7 @@ def test_materialize_refuses_a_non_empty_folder_and_one_inside_the_source(uneven
     assert (busy / "keep.txt").read_text() == "mine" and len(list(busy.iterdir())) == 1
     assert "inside the source" in run("split", uneven, "-o", tmp_path / "b.csv", "--materialize", uneven / "splits", expect=2).output
     assert not (uneven / "splits").exists()
+    assert not (tmp_path / "a.csv").exists() and not (tmp_path / "b.csv").exists()  # refused before writing
 
 
 # --- usage ------------------------------------------------------------------------------------
@@ -265,6 +266,8 @@ def test_materialize_refuses_a_non_empty_folder_and_one_inside_the_source(uneven
 @pytest.mark.parametrize("args, message", [
     (["--val", "0.6", "--test", "0.5"], "add up to more than 1"),
     (["--val", "-0.1"], "between 0 and 1"),
+    (["--val", "nan"], "between 0 and 1"),
+    (["--test", "inf"], "between 0 and 1"),
     (["--copy"], "--copy only applies with --materialize"),
 ])
 def test_bad_usage_exits_2(uneven, tmp_path, args, message):

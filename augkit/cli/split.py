@@ -34,11 +34,13 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
     """
     from augkit.discovery import discover
     from augkit.errors import UsageError
-    from augkit.split import SPLITS, materialize, split_samples, write_manifest
+    from augkit.split import SPLITS, check_materialize_target, materialize, split_samples, write_manifest
 
     if copy_files and not materialize_dir:
         raise UsageError("--copy only applies with --materialize DIR")
     dataset = discover(src, split=split)
+    if materialize_dir:
+        check_materialize_target(materialize_dir, dataset.root)
     if output is None:
         output = os.path.join(dataset.root, "split.csv")
     result = split_samples(dataset.samples, val=val, test=test, seed=seed, stratify=stratify)
