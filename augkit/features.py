@@ -547,11 +547,58 @@ def _join(cache: Path, shards: list[Shard], dataset, settings: dict[str, Any], s
 # --- reading a cache -------------------------------------------------------------------------
 
 
+class ShardedRows:
+    """The rows of several memory-mapped shards as one read-only (rows, features) array:
+    nothing is read until rows are indexed, so a cache larger than memory loads at once.
+    Indexing (an int, a slice, an index or boolean array, with an optional column index)
+    returns an ordinary ndarray; ``np.asarray(rows)`` reads everything."""
+
+    def __init__(self, parts: list):
+        import numpy as np
+
+        self._parts = parts
+        self._starts = np.cumsum([0] + [len(p) for p in parts])
+        self.dtype = parts[0].dtype
+        self.shape = (int(self._starts[-1]), *parts[0].shape[1:])
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        rows, columns = (index[0], index[1:]) if isinstance(index, tuple) else (index, ())
+        if isinstance(rows, (int, np.integer)):
+            k = int(rows) + (len(self) if rows < 0 else 0)
+            if not 0 <= k < len(self):
+                raise IndexError(f"row {rows} out of range for {len(self)} rows")
+            j = int(np.searchsorted(self._starts, k, side="right")) - 1
+            return np.asarray(self._parts[j][(k - self._starts[j], *columns)])
+        wanted = np.arange(len(self))[rows]  # slices, index and boolean arrays, as NumPy reads them
+        shard = np.searchsorted(self._starts, wanted, side="right") - 1
+        out = np.empty((len(wanted), *self.shape[1:]), self.dtype)
+        for j in np.unique(shard):
+            at = shard == j
+            out[at] = self._parts[j][wanted[at] - self._starts[j]]
+        return out[(slice(None), *columns)] if columns else out
+
+    def __array__(self, dtype=None, copy=None):
+        import numpy as np
+
+        whole = np.concatenate(self._parts) if self._parts else np.empty(self.shape, self.dtype)
+        return whole if dtype is None else whole.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"ShardedRows(shape={self.shape}, dtype={self.dtype}, shards={len(self._parts)})"
+
+
 @dataclass
 class FeatureCache:
-    """What :func:`load_features` returns; unpacks as ``features, labels, classes, manifest``."""
+    """What :func:`load_features` returns; unpacks and indexes as ``features, labels,
+    classes, manifest``."""
 
-    features: Any  # (rows, feature_dim) array; memory-mapped when the cache has one shard
+    features: Any  # (rows, feature_dim): a memory-mapped array, or ShardedRows over several
     labels: Any  # (rows,) int64, -1 for unlabelled
     classes: list[str]
     manifest: list[dict[str, Any]]  # per row: path (key in SRC), label, view
@@ -559,6 +606,12 @@ class FeatureCache:
 
     def __iter__(self):
         return iter((self.features, self.labels, self.classes, self.manifest))
+
+    def __getitem__(self, index: int):
+        return (self.features, self.labels, self.classes, self.manifest)[index]
+
+    def __len__(self) -> int:
+        return 4
 
 
 def load_features(cache: str | os.PathLike, *, mmap: bool = True) -> FeatureCache:
@@ -577,7 +630,10 @@ def load_features(cache: str | os.PathLike, *, mmap: bool = True) -> FeatureCach
     mode = "r" if mmap else None
     arrays = [np.load(cache / s["file"], mmap_mode=mode) for s in meta["shards"]]
     non_empty = [a for a in arrays if a.shape[0]] or arrays[:1]
-    features = non_empty[0] if len(non_empty) == 1 else np.concatenate(non_empty)
+    if len(non_empty) == 1:
+        features = non_empty[0]
+    else:
+        features = ShardedRows(non_empty) if mmap else np.concatenate(non_empty)
     labels = np.load(cache / LABELS)
     with open(cache / MANIFEST, newline="", encoding="utf-8", errors=TEXT_ERRORS) as f:
         manifest = [{"path": r["path"], "label": r["label"] or None, "view": int(r["view"])} for r in csv.DictReader(f)]

@@ -201,6 +201,8 @@ def test_float16_is_the_default_and_shards_are_joined(tiny_model, dataset, tmp_p
     assert loaded.features.dtype == np.float16 and loaded.features.shape == (10, 48)
     first = np.load(cache / "features-00000.npy", mmap_mode="r")
     assert np.array_equal(loaded.features[:3], first)
+    whole = np.concatenate([np.load(p) for p in sorted(cache.glob("features-*.npy"))])
+    assert np.array_equal(np.asarray(loaded.features), whole)
     single = tmp_path / "single"
     run("cache-features", dataset, "-o", single, "--backbone", tiny_model, "--input-size", 64, "-w", 0)
     assert isinstance(augkit.load_features(single).features, np.memmap)  # one shard: memory-mapped
@@ -492,3 +494,30 @@ def test_a_run_where_every_image_failed_exits_1(tiny_model, tmp_path):
     result = run("cache-features", data, "-o", cache, *tiny_args(tiny_model, "-w", 0), expect=1)
     assert "none of the 2 images gave features" in result.output and "None" not in result.output
     assert len(read_csv(cache / "failures.csv")) == 2
+
+
+def test_a_cache_of_several_shards_loads_without_reading_them_and_indexes_like_an_array(tiny_model, dataset, tmp_path):
+    cache = tmp_path / "cache"
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "--shard-images", 3, "-w", 0))
+    whole = np.concatenate([np.load(p) for p in sorted(cache.glob("features-*.npy"))])
+
+    loaded = augkit.load_features(cache)
+
+    rows = loaded.features
+    assert not isinstance(rows, np.ndarray) and rows.shape == whole.shape and len(rows) == len(whole)
+    picks = [np.int64(4), -1, slice(2, 8), slice(None, None, -3), [9, 0, 3, 3], np.arange(10) % 3 == 0]
+    for index in picks:
+        assert np.array_equal(rows[index], whole[index]), index
+    assert np.array_equal(rows[[1, 7], 5], whole[[1, 7], 5]) and rows[2, 3] == whole[2, 3]
+    with pytest.raises(IndexError):
+        rows[10]
+    in_memory = augkit.load_features(cache, mmap=False).features
+    assert isinstance(in_memory, np.ndarray) and np.array_equal(in_memory, whole)
+
+
+def test_what_load_features_returns_unpacks_and_indexes_like_a_tuple(tiny_model, dataset, tmp_path):
+    run("cache-features", dataset, "-o", tmp_path / "cache", *tiny_args(tiny_model, "-w", 0))
+    loaded = augkit.load_features(tmp_path / "cache")
+    features, labels, classes, manifest = loaded
+    assert loaded[0] is features and loaded[1] is labels and loaded[2] == classes == ["cat", "dog"]
+    assert loaded[3] is manifest and loaded[-1] is manifest and len(loaded) == 4
