@@ -257,6 +257,7 @@ class FeatureSummary:
     first_batch_s: float | None = None  # from the start of the call to the first batch done
     steady_rows_per_s: float | None = None  # rows/s from the first batch done to the last
     inference_s: float = 0.0  # time spent inside ONNX Runtime
+    notes: list[str] = field(default_factory=list)  # for the user, one line each
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -268,6 +269,9 @@ def _settings(backbone, weights_sha: str, model, recipe, options: FeatureOptions
         "backbone_source": backbone.source,
         "weights_url": backbone.url if backbone.weights is None else None,
         "weights_sha256": weights_sha,
+        # A --weights file other than the registry's (fine-tuned, another export): the
+        # features are that file's, and the cache says so.
+        "weights_are_the_registrys": backbone.sha256 is None or weights_sha == backbone.sha256,
         "preprocessing": backbone.preprocessing.as_dict(),
         "feature_node": model.output_name,
         "recipe": None if recipe is None else recipe.source,
@@ -388,6 +392,9 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
         summary = FeatureSummary(images=len(samples), shards=len(shards), computed_shards=len(todo),
                                  dtype=options.dtype, backbone=backbone.name, weights=str(path), cache=str(cache),
                                  workers=workers, threads=threads, batch_size=options.batch_size)
+        if not settings["weights_are_the_registrys"]:
+            summary.notes.append(f"note: {path} is not the {backbone.name} weights the registry names (sha256 "
+                                 f"{sha[:12]}..., registry {backbone.sha256[:12]}...); the cache records the file's hash")
         if todo:
             task = FeatureTask(recipe, backbone.preprocessing, options)
             if engine == "ray":

@@ -521,3 +521,17 @@ def test_what_load_features_returns_unpacks_and_indexes_like_a_tuple(tiny_model,
     features, labels, classes, manifest = loaded
     assert loaded[0] is features and loaded[1] is labels and loaded[2] == classes == ["cat", "dog"]
     assert loaded[3] is manifest and loaded[-1] is manifest and len(loaded) == 4
+
+
+def test_weights_other_than_the_registrys_are_named_and_recorded(full_model, dataset, tmp_path):
+    cache = tmp_path / "cache"
+    result = run("cache-features", dataset, "-o", cache, "--weights", full_model, "--quiet", "-w", 0)
+
+    assert f"{full_model} is not the mobilenet_v2 weights the registry names" in result.stderr
+    meta = json.loads((cache / "meta.json").read_text())
+    assert meta["weights_sha256"] == sha(full_model.read_bytes()) and meta["weights_are_the_registrys"] is False
+
+
+def test_the_registrys_own_weights_are_recorded_as_such(tiny_model, dataset, tmp_path):
+    run("cache-features", dataset, "-o", tmp_path / "cache", *tiny_args(tiny_model, "-w", 0))
+    assert json.loads((tmp_path / "cache" / "meta.json").read_text())["weights_are_the_registrys"] is True

@@ -99,6 +99,8 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {cache} holds only complete shards; rerun the same command to finish", err=True)
         sys.exit(130)
+    for note in summary.notes:
+        click.echo(note, err=True)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
