@@ -290,3 +290,17 @@ def test_augment_on_a_disk_that_fills_up_resumes_to_the_same_result_once_space_i
     written = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.jpg")}
     fresh = {p.relative_to(tmp_path / "fresh"): p.read_bytes() for p in (tmp_path / "fresh").rglob("*.jpg")}
     assert written == fresh and len(written) == 20
+
+
+@pytest.mark.parametrize("args", [
+    ["augment", STANDARD, SAMPLE_DATA, ""],
+    ["augment", STANDARD, "", "out"],
+    ["stats", SAMPLE_DATA, "-o", ""],
+    ["split", SAMPLE_DATA, "-o", ""],
+    ["cache-features", SAMPLE_DATA, "-o", ""],
+])
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(runner, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 2 and "is empty" in result.stderr
+    assert list(tmp_path.iterdir()) == []

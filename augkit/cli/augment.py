@@ -12,8 +12,8 @@ from augkit.cli import options
 
 @click.command()
 @click.argument("recipe_path", metavar="RECIPE")
-@click.argument("src")
-@click.argument("out")
+@click.argument("src", callback=options.not_empty)
+@click.argument("out", callback=options.not_empty)
 @click.option("-k", "--copies", type=click.IntRange(min=0), default=1, show_default=True,
               help="Augmented copies per input image.")
 @options.workers

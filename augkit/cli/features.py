@@ -27,8 +27,8 @@ def _numbers(count: int):
 
 
 @click.command("cache-features")
-@click.argument("src")
-@click.option("-o", "--out", "cache", required=True, metavar="CACHE", help="Folder for the feature cache.")
+@click.argument("src", callback=options.not_empty)
+@click.option("-o", "--out", "cache", required=True, metavar="CACHE", callback=options.not_empty, help="Folder for the feature cache.")
 @click.option("-b", "--backbone", default=None, metavar="NAME|FILE",
               help="A name from `augkit backbones` (default mobilenet_v2), a backbone .yaml file, or an .onnx file.")
 @click.option("--weights", default=None, metavar="PATH", help="Use this local ONNX file instead of downloading the weights.")

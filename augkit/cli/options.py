@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import click
 
+def not_empty(ctx: click.Context, param: click.Parameter, value):
+    """An empty path ('') silently meant the current folder; it is a usage error."""
+    if value is not None and not str(value).strip():
+        raise click.BadParameter("is empty; name a file or folder ('.' for the current folder)")
+    return value
+
+
 workers = click.option(
     "-w", "--workers", type=click.IntRange(min=0), default=None,
     help="Worker processes (default: one per core; 0 runs in this process).",

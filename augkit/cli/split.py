@@ -10,8 +10,8 @@ from augkit.cli import options
 
 
 @click.command()
-@click.argument("src")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+@click.argument("src", callback=options.not_empty)
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False), callback=options.not_empty,
               help="Manifest to write (path, label, split), paths relative to its folder "
                    "[default: SRC/split.csv, next to the images, so their keys stay the same].")
 @click.option("--val", type=float, default=0.2, show_default=True, help="Fraction of each class for validation.")

@@ -12,8 +12,9 @@ from augkit.cli import options
 
 
 @click.command()
-@click.argument("src")
+@click.argument("src", callback=options.not_empty)
 @click.option("-o", "--output", default="stats.json", show_default=True, type=click.Path(dir_okay=False),
+              callback=options.not_empty,
               help="JSON file to write.")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), metavar="PNG",
               help="Also draw class balance, image sizes and channel histograms to this PNG.")
