@@ -10,7 +10,10 @@ what a pixel means live here, once, for every format:
   clipped, so a 16-bit image keeps its tones instead of saturating to white;
 * EXIF orientation is applied by us, the same way whichever library decoded;
 * the pixel count is checked from the header alone, before any decoding, so a
-  tiny "decompression bomb" costs nothing.
+  tiny "decompression bomb" costs nothing;
+* a file whose pixels cannot all be decoded (cut short, or damaged where a
+  decoder notices) is an error, never an image partly grey or garbage, and the
+  decoders' own complaints become that error's message instead of lines on stderr.
 
 Failures never leak cv2.error or Pillow exceptions: they are DecodeError, with
 a ``reason`` code a caller can count and a one-line message a person can act on.
@@ -18,22 +21,22 @@ a ``reason`` code a caller can count and a one-line message a person can act on.
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import io
 import os
 import re
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import cv2
 import numpy as np
+import PIL
+import simplejpeg  # libjpeg-turbo's TurboJPEG API; its strict mode is what finds damaged JPEGs
 from PIL import Image, UnidentifiedImageError
-
-try:  # libjpeg-turbo's TurboJPEG API: see _decode_turbojpeg
-    import simplejpeg
-except ImportError:  # a dependency, but OpenCV decodes the same pixels without it
-    simplejpeg = None
 
 from augkit.files import write_bytes_atomic
 
@@ -116,6 +119,9 @@ def decode_bytes(
 
 def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, ImageInfo]:
     """Any format, header read by Pillow. The reference the JPEG fast path must match."""
+    magic = _sniff(data)
+    if magic == "TIFF" and _is_truncated(data, magic):
+        raise _truncated(name)  # before Pillow reads the cut directory, with warnings on stderr
     img = _open_header(data, name)
     with img:
         width, height = img.size
@@ -129,17 +135,27 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
             frames = int(getattr(img, "n_frames", 1))
         except Exception:  # a broken later frame must not cost us frame 0
             frames = 1
-        if _is_truncated(data, _sniff(data)):
+        kind = magic or fmt  # an MPO is a JPEG; a BMP's "BM" is too short for _sniff to trust
+        if _is_truncated(data, kind):
             raise _truncated(name)
+        if kind == "PNG":
+            _check_png_crcs(data, name)
 
         notes: list[str] = []
-        pixels = None
-        if img.mode in _OPENCV_MODES.get(fmt, ()):
+        pixels, is_bgr = None, False
+        if kind == "JPEG":  # JPEG or MPO: every one gets libjpeg's strict check (_strict_jpeg)
+            if mode in ("RGB", "L"):
+                pixels = _jpeg_rgb(data, mode, img.size, name)
+            else:  # CMYK: Pillow's pixels (it knows Adobe's inverted CMYK), checked first
+                _strict_jpeg(data, "CMYK" if mode == "CMYK" else "GRAY", name, min_factor=8)
+        elif mode in _OPENCV_MODES.get(fmt, ()) and (fmt != "PNG" or data[_PNG_BIT_DEPTH] == 16):
             may_have_alpha = "A" in img.mode or "transparency" in img.info
             pixels = _decode_opencv(data, img.size, may_have_alpha)
-        is_bgr = pixels is not None
+            is_bgr = pixels is not None
         already_upright = False
         if pixels is None:  # Pillow: the rare modes, and anything OpenCV refused
+            if fmt == "TIFF":
+                _quiet_libtiff()
             pixels = _decode_pillow(img, name, notes)
             # Pillow's TIFF reader turns the image upright as it loads it and
             # drops the tag (TiffImagePlugin.load_end); turning it again would
@@ -161,6 +177,8 @@ def _upright(
             rgb = _ORIENT_OPS[orientation](rgb)
         notes.append(f"EXIF orientation {orientation} applied")
     rgb = np.ascontiguousarray(rgb)
+    if not rgb.flags.writeable:  # numpy's view of Pillow's bytes; callers may draw on the image
+        rgb = rgb.copy()
     info = ImageInfo(fmt, rgb.shape[1], rgb.shape[0], mode, frames, orientation, tuple(notes))
     return rgb, info
 
@@ -204,6 +222,8 @@ def _open_header(data: bytes, name: str) -> Image.Image:
         cut_gif = kind == "GIF" and not data.endswith(b";")
         if _is_truncated(data, kind) or cut_gif or "truncat" in str(e).lower():
             raise _truncated(name) from None
+        if kind == "PNG":
+            _check_png_crcs(data, name)  # Pillow checks those of the chunks before the pixels
         detail = "" if unidentified else f" ({e})"
         raise DecodeError(name, "corrupt", f"damaged {kind or 'image'} header{detail}") from None
 
@@ -309,7 +329,68 @@ def _is_truncated(data: bytes, kind: str | None) -> bool:
         return not any(chunk == b"IEND" for chunk, _, _ in _png_chunks(data))
     if kind == "WEBP":
         return len(data) < 8 + struct.unpack_from("<I", data, 4)[0]
-    return False  # others: Pillow's "image file is truncated" error tells us
+    if kind == "TIFF":
+        return _tiff_is_truncated(data)
+    if kind == "BMP":  # OpenCV, which decodes most BMPs, logs its error to stderr
+        return _bmp_is_truncated(data)
+    return False  # GIF: Pillow's "image file is truncated" error tells us
+
+
+def _tiff_is_truncated(data: bytes) -> bool:
+    """Whether the first IFD, or a strip or tile it points to, lies past the end of the file."""
+    e, n = ("<" if data[:2] == b"II" else ">"), len(data)
+    if n < 8:
+        return True
+    (ifd,) = struct.unpack_from(e + "L", data, 4)
+    if ifd + 2 > n:
+        return True
+    (count,) = struct.unpack_from(e + "H", data, ifd)
+    if ifd + 2 + 12 * count > n:
+        return True
+    values = {}
+    for at in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind, number = struct.unpack_from(e + "HHL", data, at)
+        if tag in _TIFF_PIXEL_DATA_TAGS and kind in (_TIFF_SHORT, _TIFF_LONG):
+            size = 2 if kind == _TIFF_SHORT else 4
+            where = at + 8 if number * size <= 4 else struct.unpack_from(e + "L", data, at + 8)[0]
+            if where + number * size > n:
+                return True
+            values[tag] = np.frombuffer(data, e + f"u{size}", number, where).astype(np.int64)
+    for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
+        if offsets in values and counts in values:
+            m = min(len(values[offsets]), len(values[counts]))
+            if m and (values[offsets][:m] + values[counts][:m]).max() > n:
+                return True
+    return False
+
+
+def _bmp_is_truncated(data: bytes) -> bool:
+    """Whether an uncompressed BMP holds fewer pixel rows than its header promises."""
+    if len(data) < 26:
+        return True
+    offset, header_size = struct.unpack_from("<II", data, 10)
+    if header_size == 12:  # OS/2 BITMAPCOREHEADER
+        width, height, _, bits = struct.unpack_from("<HHHH", data, 18)
+        compression = 0
+    elif header_size >= 40 and len(data) >= 34:
+        width, height, _, bits, compression = struct.unpack_from("<iiHHI", data, 18)
+    else:
+        return False
+    if compression not in (0, 3, 6):  # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS; RLE: Pillow tells
+        return False
+    stride = (abs(width) * bits + 31) // 32 * 4
+    return len(data) < offset + stride * abs(height)
+
+
+def _check_png_crcs(data: bytes, name: str) -> None:
+    """Every chunk must match its CRC: transfer damage and bit rot break it, and
+    libpng would otherwise decide, chunk by chunk, to print a warning and go on."""
+    view = memoryview(data)
+    for kind, start, length in _png_chunks(data):
+        (stored,) = struct.unpack_from(">I", data, start + length)
+        if stored != zlib.crc32(view[start - 4 : start + length]):
+            chunk = kind.decode("latin-1")
+            raise DecodeError(name, "corrupt", f"damaged PNG data (the {chunk} chunk fails its CRC check)")
 
 
 # --- JPEG fast path ----------------------------------------------------------
@@ -343,7 +424,8 @@ _XMP_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"
 _XMP_ORIENTATION = re.compile(rb'tiff:Orientation(="|>)([0-9])')  # Image.getexif's fallback
 # Bytes per value of each TIFF field type Pillow loads (TiffImagePlugin._load_dispatch).
 _TIFF_UNIT_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8}
-_TIFF_SHORT, _TIFF_RATIONAL = 3, 5
+_TIFF_SHORT, _TIFF_LONG, _TIFF_RATIONAL = 3, 4, 5
+_TIFF_PIXEL_DATA_TAGS = frozenset((273, 279, 324, 325))  # StripOffsets/ByteCounts, TileOffsets/ByteCounts
 _u16 = struct.Struct(">H").unpack_from
 
 
@@ -541,48 +623,131 @@ def _decode_jpeg_fast(
         raise _too_large(name, width, height, limit)
     if _jpeg_is_truncated(data, header.scan):
         raise _truncated(name)
-    notes: list[str] = []
-    rgb = _decode_turbojpeg(data, header)
+    rgb = _decode_turbojpeg(data, header, name)
     if rgb is None:
-        pixels = _decode_opencv(data, (width, height), may_have_alpha=False)
-        if pixels is None:
-            return None  # OpenCV refused it: _decode_general has Pillow try, as it always did
-        rgb = _to_rgb_uint8(pixels, True, name, notes)
-    return _upright(rgb, "JPEG", header.mode, 1, header.orientation, notes)
+        return None  # libjpeg-turbo cannot decode it: _decode_general has Pillow try
+    return _upright(rgb, "JPEG", header.mode, 1, header.orientation, [])
 
 
-def _decode_turbojpeg(data: bytes, header: _JpegHeader) -> np.ndarray | None:
-    """RGB pixels from simplejpeg, or None to decode another way.
+def _decode_turbojpeg(data: bytes, header: _JpegHeader, name: str = "<bytes>") -> np.ndarray | None:
+    """RGB pixels from simplejpeg (DecodeError where damaged), or None to let Pillow try.
 
     simplejpeg calls libjpeg-turbo's TurboJPEG API straight into the output array: 0.48 ms
     for a 500x375 JPEG against 0.58 ms for OpenCV's imdecode, with the same libjpeg-turbo
     (3.x), the same default (accurate) IDCT and upsampling, hence the same pixels (tests
-    compare them over subsamplings, progressive scans, restart markers and odd sizes).
-    ``strict`` makes any libjpeg warning an error; such files take the path they always
-    took, so damaged files get the same pixels or the same reason as before."""
-    if simplejpeg is None:
+    compare them over subsamplings, progressive scans, restart markers and odd sizes)."""
+    return _jpeg_rgb(data, header.mode, (header.width, header.height), name)
+
+
+# --- JPEG: damage inside the data ---------------------------------------------
+# Past damaged entropy-coded data libjpeg warns and carries on: what it cannot
+# decode comes out grey, or as garbage once it has lost step. OpenCV prints the
+# warning to stderr, naming no file, and returns the image; Pillow returns it
+# silently. simplejpeg's strict mode raises the first warning instead, with
+# libjpeg's text, and prints nothing: so every JPEG's pixels come from, or are
+# first checked by, a strict decode, at no cost for a whole file.
+#
+# The text alone cannot say whether pixels were lost: "N extraneous bytes before
+# marker 0xd9" is what junk between the last scan and the end marker gives, and
+# equally what one flipped bit in mid-scan gives once the decoder, out of step,
+# finishes early with half the image garbage. So a warning is excused only where
+# no pixel data can be involved: before the first scan (junk after a metadata
+# segment, a JFIF version libjpeg does not know), which is proved by removing
+# the cause and decoding strictly again. Any other warning is "corrupt", or
+# "truncated" where the data ran out. Much damage draws no warning at all (a
+# JPEG has no checksum): no decoder can report that, and none is claimed.
+
+# libjpeg-turbo's warnings (JWRN_* in jerror.h). Any other message is a fatal
+# error, met before any warning: damage that stops libjpeg (Pillow, which then
+# tries, fails too) or a kind of JPEG the TurboJPEG API does not decode.
+_LIBJPEG_WARNINGS = (
+    "Corrupt JPEG data",
+    "Premature end of JPEG file",
+    "Inconsistent progression sequence",
+    "Invalid SOS parameters for sequential JPEG",
+    "Unknown Adobe color transform code",
+    "Warning: unknown JFIF revision number",
+    "Application transferred too many scanlines",
+)
+_TURBOJPEG_PREFIX = re.compile(r"^\w+\(\): ")  # "tjDecompressHeader3(): ..."
+_JPEG_NEXT_MARKER = re.compile(rb"\xff+[^\x00\xff]")  # as libjpeg's next_marker: FF00 is data
+# SOI, APPn (but Adobe's, which says how to convert colours) and COM: what junk may follow harmlessly.
+_JPEG_METADATA = frozenset((0xD8, *range(0xE0, 0xEE), 0xEF, 0xFE))
+
+
+def _jpeg_rgb(data: bytes, mode: str, size: tuple[int, int], name: str) -> np.ndarray | None:
+    """An RGB or grey ("L") JPEG's pixels as RGB, by a strict decode (see _strict_jpeg)."""
+    pixels = _strict_jpeg(data, "RGB" if mode == "RGB" else "GRAY", name)
+    if pixels is None or pixels.shape[:2] != size[::-1]:
         return None
+    return pixels if mode == "RGB" else cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+
+
+def _strict_jpeg(data: bytes, colorspace: str, name: str, min_factor: int = 1) -> np.ndarray | None:
+    """Pixels, or DecodeError where libjpeg warned, or None where it cannot decode the file.
+
+    ``min_factor`` > 1 scales the output down when only the check is wanted: the
+    entropy-coded data, where the warnings come from, is read in full all the same.
+    """
     try:
-        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB" if header.mode == "RGB" else "GRAY", strict=True)
-    except (ValueError, RuntimeError):
+        return simplejpeg.decode_jpeg(data, colorspace, strict=True, min_factor=min_factor)
+    except (ValueError, RuntimeError) as e:
+        message = _TURBOJPEG_PREFIX.sub("", str(e))
+    if not message.startswith(_LIBJPEG_WARNINGS):
         return None
-    if pixels.shape[:2] != (header.height, header.width):
-        return None
-    return pixels if header.mode == "RGB" else cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    repaired = _jpeg_without_header_junk(data)
+    if repaired is not None:  # the warning may have been about that alone: ask again without it
+        return _strict_jpeg(repaired, colorspace, name, min_factor)
+    if message.startswith("Premature end of JPEG file"):
+        raise _truncated(name)
+    detail = message.removeprefix("Corrupt JPEG data: ")
+    raise DecodeError(name, "corrupt", f"corrupt JPEG data (libjpeg: {detail})")
+
+
+def _jpeg_without_header_junk(data: bytes) -> bytes | None:
+    """The JPEG without what libjpeg warns about before the first scan but decodes
+    the same without: bytes between segments after a metadata segment, and a JFIF
+    major version other than 1. None if it has neither.
+
+    Junk after a table or frame header is not excused: it may be the rest of a
+    segment whose length field was damaged, of which libjpeg then read a part.
+    """
+    out, pos, previous, changed = bytearray(data[:2]), 2, 0xD8, False
+    while True:
+        found = _JPEG_NEXT_MARKER.search(data, pos)
+        if found is None:
+            return None
+        if found.start() > pos:
+            if previous not in _JPEG_METADATA:
+                return None
+            changed = True
+        marker, start, body = data[found.end() - 1], found.end() - 2, found.end()
+        if marker == 0xDA:
+            return bytes(out + data[start:]) if changed else None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD9 or body + 2 > len(data):
+            return None
+        segment = bytearray(data[start : body + _u16(data, body)[0]])
+        if marker == 0xE0 and segment[4:9] == b"JFIF\x00" and len(segment) > 9 and segment[9] != 1:
+            segment[9] = 1
+            changed = True
+        out += segment
+        previous, pos = marker, body + _u16(data, body)[0]
 
 
 # --- pixel decoding --------------------------------------------------------
 
 # Modes OpenCV decodes correctly (libpng also turns a PNG's tRNS colour key into
-# alpha). Not CMYK JPEG, where Pillow knows Adobe's inverted CMYK, nor palette
-# images, whose transparency OpenCV's BMP/PNG readers do not all honour.
+# alpha). Not palette images, whose transparency OpenCV's BMP/PNG readers do not
+# all honour. JPEGs go to simplejpeg (see _strict_jpeg). Only 16-bit PNGs, for
+# Pillow keeps the high byte of 16-bit RGB where we round: libpng prints its
+# warnings and errors to stderr (an sRGB profile it dislikes, a bad filter
+# byte), where Pillow raises or stays silent.
 _OPENCV_MODES = {
-    "JPEG": {"RGB", "L"},
-    "MPO": {"RGB", "L"},
     "PNG": {"RGB", "RGBA", "L", "LA", "1", "I", "I;16", "I;16B"},
     "BMP": {"RGB", "L"},
     "WEBP": {"RGB", "RGBA"},
 }
+_PNG_BIT_DEPTH = 24  # offset of the bit depth in IHDR, which is always the first chunk
 
 
 def _decode_opencv(data: bytes, size: tuple[int, int], may_have_alpha: bool) -> np.ndarray | None:
@@ -600,6 +765,34 @@ def _decode_opencv(data: bytes, size: tuple[int, int], may_have_alpha: bool) -> 
         # it would turn the whole image white.
         out = out[:, :, :3]
     return out
+
+
+_libtiff_quiet = False
+
+
+def _quiet_libtiff() -> None:
+    """Stop the libtiff that Pillow uses printing its errors to stderr.
+
+    Such a line names no file, and Pillow raises for the same failure ("decoder
+    error -2"), which becomes the file's DecodeError; Pillow mutes libtiff's
+    warnings itself. Process-wide, once, best effort: the library is found where
+    Linux maps it, or where Pillow's macOS wheel keeps it (on Windows it is inside
+    Pillow's own module, out of reach).
+    """
+    global _libtiff_quiet
+    if _libtiff_quiet:
+        return
+    _libtiff_quiet = True
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libtiff" in line}
+    except OSError:
+        paths = set(glob.glob(os.path.join(os.path.dirname(PIL.__file__), ".dylibs", "libtiff*")))
+    for path in paths:
+        try:
+            ctypes.CDLL(path).TIFFSetErrorHandler(None)
+        except (OSError, AttributeError):
+            pass
 
 
 def _decode_pillow(img: Image.Image, name: str, notes: list[str]) -> np.ndarray:

@@ -8,18 +8,28 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import struct
 import time
 import tracemalloc
+import warnings
 
 import cv2
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import ExifTags, Image, ImageOps
 
 from augkit import decoding
 from conftest import make_structured_rgb
-from imagefiles import encoded
+from imagefiles import (
+    damaged_files,
+    encoded,
+    good_images,
+    jpeg_damaged_mid_scan,
+    jpeg_with_junk_before_end_marker,
+    png_with_bad_idat_crc,
+)
 from imagefiles import png_claiming_size as png_with_size
 from augkit.decoding import (
     DEFAULT_MAX_PIXELS,
@@ -610,13 +620,11 @@ def test_turbojpeg_decodes_grey_jpegs_as_three_equal_channels():
     assert_fast_path_agrees(data)
 
 
-def test_a_jpeg_libjpeg_warns_about_takes_the_path_it_always_took():
+def test_a_stray_restart_marker_inside_a_scan_is_corrupt_on_both_paths():
     data = bytearray(encoded(gradient(64, 96), "JPEG", quality=90))
     scan = decoding._jpeg_header(bytes(data)).scan
-    data[scan + 40: scan + 44] = b"\xff\x00\xff\xd3"  # a stray restart marker inside the scan
-    data = bytes(data)
-    assert decoding._decode_turbojpeg(data, decoding._jpeg_header(data)) is None
-    assert_fast_path_agrees(data)
+    data[scan + 40: scan + 44] = b"\xff\x00\xff\xd3"
+    assert assert_fast_path_agrees(bytes(data))[:2] == ("error", "corrupt")
 
 
 def test_fast_path_without_exif():
@@ -817,6 +825,112 @@ def test_damaged_jpeg_headers_agree_with_the_pillow_path():
         assert_fast_path_agrees(bytes(data), fast=fast)
         taken += fast
     assert taken > 50  # the damage often leaves a header the fast path accepts
+
+
+# --- damaged files -------------------------------------------------------------------------
+# imagefiles.damaged_files(): damage that decoders meet with a warning on stderr, or not at
+# all, while returning an image. Each must be a DecodeError, or, where the damage provably
+# costs no pixel, exactly the undamaged file's image.
+
+DAMAGED = damaged_files()
+DAMAGED_JPEGS = [name for name in DAMAGED if name.endswith(".jpg")]
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_a_damaged_file_is_an_error_or_exactly_the_undamaged_image(tmp_path, name):
+    damaged, undamaged = DAMAGED[name]
+    path = write(tmp_path, name, damaged)
+    if undamaged is None:
+        error = decode_error(path)
+        assert error.reason in ("corrupt", "truncated"), str(error)
+        assert str(error).startswith(f"{path}: ")
+    else:
+        assert np.array_equal(decode_image(path), decode_bytes(undamaged)[0])
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_decoders_print_nothing_about_a_damaged_file(capfd, name):
+    # libjpeg, libpng, libtiff and OpenCV write to file descriptor 2, naming no file;
+    # what they know belongs in the DecodeError's message.
+    with warnings.catch_warnings(record=True) as python_warnings:
+        warnings.simplefilter("always")
+        try:
+            decode_bytes(DAMAGED[name][0], name=name)
+        except DecodeError:
+            pass
+    assert capfd.readouterr() == ("", "")
+    assert [str(w.message) for w in python_warnings] == []
+
+
+@pytest.mark.parametrize("name", [name for name in DAMAGED_JPEGS if DAMAGED[name][1] is None])
+def test_libjpeg_decodes_each_damaged_jpeg_with_nothing_but_a_warning(name):
+    # What makes these a trap: a lenient decode returns a whole-sized image.
+    damaged = DAMAGED[name][0]
+    assert simplejpeg.decode_jpeg(damaged, "GRAY", strict=False).shape[:2] == (120, 160)
+    with pytest.raises(ValueError, match="^(Corrupt JPEG data|Premature end of JPEG file)"):
+        simplejpeg.decode_jpeg(damaged, "GRAY", strict=True)
+
+
+@pytest.mark.parametrize("name", DAMAGED_JPEGS)
+def test_a_damaged_jpeg_has_the_same_outcome_on_both_paths(name):
+    damaged = DAMAGED[name][0]
+    assert_fast_path_agrees(damaged, fast=decoding._jpeg_header(damaged) is not None)
+
+
+def test_a_jpeg_damaged_mid_scan_is_corrupt_and_the_error_says_what_libjpeg_saw(tmp_path):
+    path = write(tmp_path, "holiday.jpg", jpeg_damaged_mid_scan())
+    error = decode_error(path)
+    assert error.reason == "corrupt"
+    assert re.fullmatch(rf"{re.escape(str(path))}: corrupt JPEG data \(libjpeg: \d+ extraneous bytes "
+                        r"before marker 0xd9\)", str(error))
+
+
+def test_junk_before_the_end_marker_is_not_excused_for_libjpeg_says_the_same_of_a_damaged_scan():
+    junk, damaged = decode_error(jpeg_with_junk_before_end_marker()), decode_error(jpeg_damaged_mid_scan())
+    assert junk.reason == damaged.reason == "corrupt"
+    assert re.sub(r"\d+", "N", junk.detail) == re.sub(r"\d+", "N", damaged.detail)
+
+
+def segment_end(jpeg: bytes, marker: bytes) -> int:
+    at = jpeg.index(marker)
+    return at + 2 + struct.unpack_from(">H", jpeg, at + 2)[0]
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_junk_after_a_metadata_segment_is_excused_on_both_paths(progressive):
+    jpeg = encoded(gradient(), "JPEG", quality=90, progressive=progressive, exif=exif_with_orientation(3))
+    at = segment_end(jpeg, b"\xff\xe1")
+    _, image, info = assert_fast_path_agrees(jpeg[:at] + b"\x00\x07junk" + jpeg[at:], fast=False)
+    assert np.array_equal(image, decode_bytes(jpeg)[0]) and info.orientation == 3
+
+
+def test_junk_after_a_quantisation_table_is_not_excused():
+    # It may be the rest of a table whose length field was damaged, read in part.
+    jpeg = encoded(gradient(), "JPEG", quality=90)
+    at = segment_end(jpeg, b"\xff\xdb")
+    assert decode_error(jpeg[:at] + b"\x00" + jpeg[at:]).reason == "corrupt"
+
+
+def test_a_jfif_version_libjpeg_does_not_know_is_excused():
+    jpeg = encoded(gradient(), "JPEG", quality=90)
+    assert jpeg[6:11] == b"JFIF\x00"
+    unknown_version = jpeg[:11] + b"\x03" + jpeg[12:]
+    with pytest.raises(ValueError, match="unknown JFIF revision"):
+        simplejpeg.decode_jpeg(unknown_version, strict=True)
+    _, image, _ = assert_fast_path_agrees(unknown_version)
+    assert np.array_equal(image, decode_bytes(jpeg)[0])
+
+
+def test_a_png_chunk_failing_its_crc_is_corrupt_and_named():
+    error = decode_error(png_with_bad_idat_crc())
+    assert error.reason == "corrupt"
+    assert error.detail == "damaged PNG data (the IDAT chunk fails its CRC check)"
+
+
+@pytest.mark.parametrize("name", list(good_images()))
+def test_a_decoded_image_can_be_written_to_whichever_decoder_made_it(name):
+    image, _ = decode_bytes(good_images()[name], name=name)
+    assert image.flags.writeable and image.flags.c_contiguous
 
 
 # --- encoding and writing -----------------------------------------------------------------
