@@ -246,7 +246,14 @@ def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
     }
 
 
-_COMPARED = ("recipe_fingerprint", "seed", "seeding", "copies", "include_original", "format", "quality")
+# Settings that change the bytes of an output of the same name. Copies, originals and the
+# format only change which outputs there are: adding copies (or originals) keeps every
+# output valid, and what a rerun would no longer make is found as stale outputs.
+_COMPARED = ("recipe_fingerprint", "seed", "seeding", "quality")
+
+# One run plans every output name in memory (about 400 bytes each, measured with the rows
+# the reports need): 10 million outputs is about 4 GB.
+MAX_OUTPUTS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -351,8 +358,9 @@ def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, o
         elif not differs:
             stale = _stale_outputs(out, previous, recorded, jobs, inputs)
             if stale:
-                what = (f"{len(stale)} of its outputs come from source files changed or removed since, "
-                        f"e.g. {stale[0]}; source {previous.get('source')} -> {settings['source']}")
+                what = (f"{len(stale)} of its outputs, e.g. {stale[0]}, would not be made again from the same "
+                        f"file: fewer copies, no originals or another format now, or source files changed or "
+                        f"removed since (source {previous.get('source')} -> {settings['source']})")
         if what and not overwrite:
             raise UsageError(f"{out}: holds a run with different settings or sources ({what}); "
                              f"use another OUT or --overwrite to replace it")
@@ -395,6 +403,8 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
         raise UsageError(f"unknown output format {options.fmt!r}; use one of: {', '.join(FORMATS)}")
     if options.copies < 0 or (options.copies == 0 and not options.include_original):
         raise UsageError("--copies must be at least 1 (or 0 with --include-original)")
+    if options.copies > MAX_OUTPUTS:  # before discovery: the product below could not be built
+        raise UsageError(f"--copies {options.copies}: one run plans at most {MAX_OUTPUTS:,} outputs")
     started = time.perf_counter()
     out = Path(out)
     runner = get_engine(engine, **{"workers": workers, **(engine_options or {})})
@@ -405,13 +415,18 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
         recipe.require_image_output("drop {name}: images are written as 8-bit")
         if options.seed is None:
             options = replace(options, seed=recipe.seed or 0)
+        planned = len(dataset.samples) * (options.copies + options.include_original)
+        if planned > MAX_OUTPUTS:
+            raise UsageError(f"{options.copies} copies of {len(dataset.samples):,} inputs is {planned:,} outputs; "
+                             f"one run plans at most {MAX_OUTPUTS:,} (about 400 bytes of memory each): use fewer "
+                             f"--copies, or split SRC into several runs, each with its own OUT")
         jobs = plan_jobs(dataset.samples, options)
         task = AugmentTask(recipe, str(out), options)
         prepare_out(out, run_settings(recipe, options, str(src)), jobs, dataset.samples, overwrite)
         jobs = prepare_jobs(out, jobs)
         summary = Summary(inputs=len(jobs), skipped_files=dict(dataset.skipped), out_dir=str(out))
         rows: list[dict[str, Any]] = []
-        bar = _progress(len(jobs), progress)
+        bar = _progress(sum(len(job.outputs) for job in jobs), progress)  # in outputs, as the summary counts
         try:
             for outcome in runner.map_unordered(task, jobs):
                 job = jobs[outcome.index]
@@ -421,7 +436,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
                                  "status": "failed", "reason": reason, "message": f"{job.key}: {outcome.error}"})
                 else:
                     rows.extend(outcome.value)
-                bar.update(1)
+                bar.update(len(job.outputs))
         except BaseException:
             _sweep(out, jobs)
             raise
@@ -444,4 +459,4 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", desc="augment", disable=not enabled, dynamic_ncols=True, leave=False)
+    return tqdm(total=total, unit="output", desc="augment", disable=not enabled, dynamic_ncols=True, leave=False)

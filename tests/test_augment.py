@@ -472,3 +472,30 @@ def test_any_file_name_round_trips_through_the_reports_and_a_split_manifest(reci
     run("split", data, "--val", 0, "--test", 0)  # data/split.csv: the same keys, so the same seeds
     run("augment", recipe, data / "split.csv", tmp_path / "again", "--split", "train", "-w", 0)
     assert tree_bytes(tmp_path / "again" / "cat") == tree_bytes(out / "cat")
+
+
+def test_more_copies_later_adds_only_the_new_ones_and_equals_a_run_with_them_all(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-k", 2, "-w", 0)
+
+    assert "12 written, 24 already there" in run("augment", recipe, dataset, out, "-k", 3, "-w", 0).output
+    assert "12 written" in run("augment", recipe, dataset, out, "-k", 3, "--include-original", "-w", 0).output
+
+    run("augment", recipe, dataset, tmp_path / "fresh", "-k", 3, "--include-original", "-w", 0)
+    assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
+
+
+@pytest.mark.parametrize("change", [["-k", 1], ["--format", "png"]])
+def test_fewer_copies_or_another_format_is_refused_unless_overwrite(recipe, dataset, tmp_path, change):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-k", 2, "-w", 0)
+    assert "would not be made again" in run("augment", recipe, dataset, out, *change, "-w", 0, expect=2).output
+    run("augment", recipe, dataset, out, *change, "-w", 0, "--overwrite")
+    run("augment", recipe, dataset, tmp_path / "fresh", *change, "-w", 0)
+    assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
+
+
+@pytest.mark.parametrize("copies", ["99999999999999999999", "100000000"])
+def test_absurd_copies_are_a_usage_error_before_anything_is_planned(recipe, dataset, tmp_path, copies):
+    result = run("augment", recipe, dataset, tmp_path / "out", "-k", copies, "-w", 0, expect=2)
+    assert "one run plans at most 10,000,000" in result.output and not (tmp_path / "out").exists()
