@@ -378,9 +378,13 @@ def _plot_sizes(img, stats, box):
     for wd, ht, n in reversed(sizes["counts"]):
         radius = 2 + int(8 * np.sqrt(n / most))
         cv2.circle(img, (px(wd), py(ht)), radius, _ACCENT, -1, cv2.LINE_AA)
-    _text(img, "0", x, y + h + 16)
-    _text(img, f"width {top:.0f}", x + w, y + h + 16, right=True)
-    _text(img, f"height {top:.0f}", x + 6, y + 32)
+    for tick in _ticks(top):  # the axes in pixels, at round values
+        _text(img, f"{tick:g}", px(tick), y + h + 16, 0.4, right=tick > 0)
+        _text(img, f"{tick:g}", x - 4, py(tick) + 4, 0.4, right=True)
+        cv2.line(img, (px(tick), y + h), (px(tick), y + h + 4), _INK, 1)
+        cv2.line(img, (x - 3, py(tick)), (x, py(tick)), _INK, 1)
+    _text(img, "width (px)", x + w, y + h + 32, 0.4, right=True)
+    _text(img, "height (px)", x + 6, y + 16, 0.4)
     _text(img, f"median {sizes['width']['median']}x{sizes['height']['median']}", x + w - 6, y + h - 10, right=True)
 
 
@@ -399,5 +403,20 @@ def _plot_histograms(img, stats, box):
         if stats["mean"] is not None:
             mx = int(x + stats["mean"][c] * w)
             cv2.line(img, (mx, y + h), (mx, y + h + 8), _CHANNEL_COLOURS[c], 2)
-    _text(img, "0", x, y + h + 22)
-    _text(img, "255", x + w, y + h + 22, right=True)
+    for value in (0, 64, 128, 192, 255):
+        _text(img, str(value), x + value * w / 255, y + h + 22, 0.4, right=value == 255)
+    share = top / hist.sum(axis=1).max() * 100  # the y axis: % of a channel's pixels per level
+    for tick in _ticks(share):
+        ty = int(y + h - h * tick / share)
+        cv2.line(img, (x - 3, ty), (x, ty), _INK, 1)
+        _text(img, f"{tick:g}%", x - 4, ty + 4, 0.4, right=True)
+
+
+def _ticks(top: float, most: int = 5) -> list[float]:
+    """Round axis values from 0 up to ``top`` (steps of 1, 2 or 5 times a power of ten)."""
+    if top <= 0:
+        return [0.0]
+    raw = top / most
+    power = 10 ** np.floor(np.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [float(round(k * step, 10)) for k in range(int(top // step) + 1)]

@@ -250,3 +250,11 @@ def test_on_ray_the_result_is_the_same(tmp_path):
     finally:
         ray.shutdown()
     assert (tmp_path / "ray.json").read_text() == (tmp_path / "local.json").read_text()
+
+
+@pytest.mark.parametrize("top, ticks", [(2083, [0, 500, 1000, 1500, 2000]), (1.3, [0, 0.5, 1.0]),
+                                        (40, [0, 10, 20, 30, 40]), (0.07, [0, 0.02, 0.04, 0.06]), (0, [0])])
+def test_plot_axes_are_labelled_at_round_values_not_at_their_limits(top, ticks):
+    from augkit.stats import _ticks
+
+    assert _ticks(top) == pytest.approx(ticks)
