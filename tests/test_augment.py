@@ -229,22 +229,47 @@ def test_rerun_of_a_finished_run_writes_nothing(recipe, dataset, tmp_path):
 
 # --- interruption ---------------------------------------------------------------------------
 
+# A worker that reaches the chosen input interrupts the whole run there, before writing any
+# of that input's outputs: the interruption lands at the same place however busy the
+# machine is (no sleep-then-kill race). The module lives beside the script, on the path the
+# forkserver copies from its parent, so workers can import the task class.
+INTERRUPTER = """
+import os, signal, time
+import augkit.augment
 
-def augment_process(recipe, src, out, *extra) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "augkit", "augment", str(recipe), str(src), str(out), "-k", "3", "-w", "2", "--quiet", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )
+class InterruptingTask(augkit.augment.AugmentTask):
+    def __call__(self, job):
+        if job.key == os.environ["INTERRUPT_AT"]:
+            run = int(os.environ["INTERRUPT_RUN"])
+            if os.environ["INTERRUPT_HOW"] == "SIGKILL":
+                os.killpg(os.getpgid(run), signal.SIGKILL)  # the run, its forkserver and workers
+            os.kill(run, signal.SIGINT)  # Ctrl-C as the run's own process gets it
+            time.sleep(600)  # the run stops its workers
+        return super().__call__(job)
+"""
+
+RUN_INTERRUPTED = """
+import os, sys
+import augkit.augment, interrupter
+os.environ["INTERRUPT_RUN"] = str(os.getpid())
+augkit.augment.AugmentTask = interrupter.InterruptingTask
+from augkit.cli import main
+sys.argv = ["augkit"] + sys.argv[1:]
+main()
+"""
 
 
-def wait_for_outputs(out: Path, at_least: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if out.exists() and sum(1 for p in out.rglob("*.jpg")) >= at_least:
-            return
-        assert proc.poll() is None, "finished before it could be interrupted"
-        time.sleep(0.01)
-    raise AssertionError("no outputs appeared")
+def interrupted_augment(tmp_path: Path, how: signal.Signals, at: str, *args) -> tuple[int, bytes, int]:
+    """(exit status, stderr, session id) of an augment run interrupted at input ``at``."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir(exist_ok=True)
+    (scripts / "interrupter.py").write_text(INTERRUPTER)
+    (scripts / "run.py").write_text(RUN_INTERRUPTED)
+    env = {**os.environ, "INTERRUPT_AT": at, "INTERRUPT_HOW": how.name}
+    proc = subprocess.Popen([sys.executable, str(scripts / "run.py"), "augment", *map(str, args)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    _, stderr = proc.communicate(timeout=300)
+    return proc.returncode, stderr, proc.pid
 
 
 def session_processes(sid: int) -> list[int]:
@@ -271,22 +296,21 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(recipe, bigger_d
     reference = tmp_path / "reference"
     run("augment", recipe, bigger_dataset, reference, "-k", 3, "-w", 2)
     out = tmp_path / "out"
-    proc = augment_process(recipe, bigger_dataset, out)
-    wait_for_outputs(out, 20, proc)
-    os.kill(proc.pid, how)
-    proc.wait(timeout=30)
-    proc.stdout.close()
+
+    status, stderr, session = interrupted_augment(tmp_path, how, "b/b_9.jpg", recipe, bigger_dataset, out,
+                                                  "-k", 3, "-w", 2, "--quiet")
+
     if how == signal.SIGINT:
-        assert proc.returncode == 130
-        stderr = proc.stderr.read()
+        assert status == 130
         assert b"rerun the same command" in stderr and b"Traceback" not in stderr
-    proc.stderr.close()
-    deadline = time.monotonic() + 10
-    while session_processes(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)  # after kill -9 the orphaned workers notice and exit
-    assert session_processes(proc.pid) == [], "worker processes were left behind"
+    else:
+        assert status == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while session_processes(session) and time.monotonic() < deadline:
+        time.sleep(0.05)  # orphaned workers notice their parent is gone within a second
+    assert session_processes(session) == [], "worker processes were left behind"
     partial = tree_bytes(out)
-    assert 0 < sum(k.endswith(".jpg") for k in partial) < 240
+    assert "b/b_9_00.jpg" not in partial and "augkit-run.json" in partial
     assert "manifest.csv" not in partial  # reports are written last: an unfinished run has none
 
     run("augment", recipe, bigger_dataset, out, "-k", 3, "-w", 2)
