@@ -6,8 +6,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from augkit.cli import cli
 from augkit.decoding import decode_image
 from augkit.recipes import load_recipe
 from augkit.seeds import derive_seed
+from interrupting import run_interrupted, session_processes
 from imagefiles import bad_images, class_folders, encoded, good_images, tree_bytes, write_tree
 from conftest import make_structured_rgb
 
@@ -229,63 +228,6 @@ def test_rerun_of_a_finished_run_writes_nothing(recipe, dataset, tmp_path):
 
 # --- interruption ---------------------------------------------------------------------------
 
-# A worker that reaches the chosen input interrupts the whole run there, before writing any
-# of that input's outputs: the interruption lands at the same place however busy the
-# machine is (no sleep-then-kill race). The module lives beside the script, on the path the
-# forkserver copies from its parent, so workers can import the task class.
-INTERRUPTER = """
-import os, signal, time
-import augkit.augment
-
-class InterruptingTask(augkit.augment.AugmentTask):
-    def __call__(self, job):
-        if job.key == os.environ["INTERRUPT_AT"]:
-            run = int(os.environ["INTERRUPT_RUN"])
-            if os.environ["INTERRUPT_HOW"] == "SIGKILL":
-                os.killpg(os.getpgid(run), signal.SIGKILL)  # the run, its forkserver and workers
-            os.kill(run, signal.SIGINT)  # Ctrl-C as the run's own process gets it
-            time.sleep(600)  # the run stops its workers
-        return super().__call__(job)
-"""
-
-RUN_INTERRUPTED = """
-import os, sys
-import augkit.augment, interrupter
-os.environ["INTERRUPT_RUN"] = str(os.getpid())
-augkit.augment.AugmentTask = interrupter.InterruptingTask
-from augkit.cli import main
-sys.argv = ["augkit"] + sys.argv[1:]
-main()
-"""
-
-
-def interrupted_augment(tmp_path: Path, how: signal.Signals, at: str, *args) -> tuple[int, bytes, int]:
-    """(exit status, stderr, session id) of an augment run interrupted at input ``at``."""
-    scripts = tmp_path / "scripts"
-    scripts.mkdir(exist_ok=True)
-    (scripts / "interrupter.py").write_text(INTERRUPTER)
-    (scripts / "run.py").write_text(RUN_INTERRUPTED)
-    env = {**os.environ, "INTERRUPT_AT": at, "INTERRUPT_HOW": how.name}
-    proc = subprocess.Popen([sys.executable, str(scripts / "run.py"), "augment", *map(str, args)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    _, stderr = proc.communicate(timeout=300)
-    return proc.returncode, stderr, proc.pid
-
-
-def session_processes(sid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(entry))
-    return pids
-
-
 @pytest.fixture
 def bigger_dataset(tmp_path) -> Path:
     return class_folders(tmp_path / "big", classes=("a", "b"), per_class=40, size=(120, 160))
@@ -297,12 +239,12 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(recipe, bigger_d
     run("augment", recipe, bigger_dataset, reference, "-k", 3, "-w", 2)
     out = tmp_path / "out"
 
-    status, stderr, session = interrupted_augment(tmp_path, how, "b/b_9.jpg", recipe, bigger_dataset, out,
-                                                  "-k", 3, "-w", 2, "--quiet")
+    status, stderr, session = run_interrupted(tmp_path, "augkit.augment.AugmentTask", "b/b_9.jpg", how, "augment",
+                                              recipe, bigger_dataset, out, "-k", 3, "-w", 2, "--quiet")
 
     if how == signal.SIGINT:
         assert status == 130
-        assert b"rerun the same command" in stderr and b"Traceback" not in stderr
+        assert "rerun the same command" in stderr and "Traceback" not in stderr
     else:
         assert status == -signal.SIGKILL
     deadline = time.monotonic() + 30
@@ -343,7 +285,7 @@ HOSTILE_LABELS = ["/ABS", "../../escaped", "..", ".", "a/../../escaped", "cat/..
 @pytest.mark.parametrize("label", HOSTILE_LABELS)
 def test_a_manifest_label_never_makes_augkit_write_outside_out(recipe, tmp_path, label):
     work = tmp_path / "work"
-    data = class_folders(work / "data", classes=("cat",), per_class=2)
+    class_folders(work / "data", classes=("cat",), per_class=2)
     label = label.replace("/ABS", str(work / "data" / "cat"))  # the source images' own folder
     manifest = work / "lists" / "m.csv"
     manifest.parent.mkdir()
