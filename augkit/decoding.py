@@ -153,7 +153,7 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
             pixels = _decode_opencv(data, img.size, may_have_alpha)
             is_bgr = pixels is not None
         already_upright = False
-        if pixels is None:  # Pillow: the rare modes, and anything OpenCV refused
+        if pixels is None:  # Pillow: 8-bit PNG, GIF, TIFF, CMYK JPEG, and what the others refused
             if fmt == "TIFF":
                 _quiet_libtiff()
             pixels = _decode_pillow(img, name, notes)
@@ -738,10 +738,10 @@ def _jpeg_without_header_junk(data: bytes) -> bytes | None:
 
 # Modes OpenCV decodes correctly (libpng also turns a PNG's tRNS colour key into
 # alpha). Not palette images, whose transparency OpenCV's BMP/PNG readers do not
-# all honour. JPEGs go to simplejpeg (see _strict_jpeg). Only 16-bit PNGs, for
-# Pillow keeps the high byte of 16-bit RGB where we round: libpng prints its
-# warnings and errors to stderr (an sRGB profile it dislikes, a bad filter
-# byte), where Pillow raises or stays silent.
+# all honour; not JPEGs, which simplejpeg decodes (see _strict_jpeg). PNGs only
+# when 16-bit, where Pillow would keep the high byte of RGB instead of rounding:
+# libpng prints its warnings and errors to stderr (an ICC profile it dislikes, a
+# bad filter byte), where Pillow raises or stays silent.
 _OPENCV_MODES = {
     "PNG": {"RGB", "RGBA", "L", "LA", "1", "I", "I;16", "I;16B"},
     "BMP": {"RGB", "L"},
