@@ -102,13 +102,13 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 # --- damaged files ------------------------------------------------------------------
-# Damage that some decoder meets with only a warning, or that a pipeline trusting a
-# lenient decoder (OpenCV; Pillow with LOAD_TRUNCATED_IMAGES) would take as an image:
-# libjpeg fills what it cannot decode with grey, or decodes garbage once out of step,
-# and says so on stderr only. Each builder damages one undamaged file in one way,
-# and is deterministic. Damage that no decoder notices at all (most flipped bits in a
-# JPEG, lossy WebP or LZW data: no checksum covers them) is not here: nobody can
-# report it.
+# Each builder damages one whole file in one way, deterministically. Most are damage a
+# decoder meets with only a warning while returning an image (libjpeg greys what it
+# cannot decode, or decodes garbage once out of step, and says so on stderr only;
+# OpenCV or Pillow with LOAD_TRUNCATED_IMAGES take a cut file), the rest are cut or
+# damaged files a decoder refuses after printing about them. Damage that no decoder
+# notices at all (most flipped bits in a JPEG, lossy WebP or LZW data: no checksum
+# covers them) is not here: nobody can report it.
 
 
 def damage_source(seed: int = 7) -> np.ndarray:
