@@ -16,9 +16,16 @@ How the local engine keeps its promises:
 - *Determinism.* Nothing here decides randomness: tasks seed each sample from what it is
   (``augkit.seeds``), so results are identical for any worker count or scheduling.
 - *Failures are data.* An exception in a task becomes an :class:`Outcome` with an error
-  text; a worker process that dies is replaced, the items it held are retried one at a
-  time, and the one that kills its worker again is reported as crashed. Nothing hangs.
-- *Prompt Ctrl-C.* Workers ignore SIGINT; the parent terminates them and re-raises.
+  text; a worker process that dies (a crash in a library, kill -9, the OOM killer) is
+  replaced, the items it held are retried one at a time, and the one that kills its
+  worker again is reported as crashed. ``map`` and ``map_unordered`` share this one
+  mechanism, and it holds however long the caller takes between outcomes (the pool may
+  break while the caller trains on a batch). Nothing hangs.
+- *Prompt Ctrl-C, one line.* The forkserver and the workers never see SIGINT (the
+  terminal sends it to the whole process group); the parent terminates them and
+  re-raises, so the caller prints its one line and no child prints a traceback.
+- *Nothing left behind.* The pool's semaphores carry augkit's name, so a run killed with
+  SIGKILL, which cannot remove them, has them removed by the next run (``augkit._shm``).
 - *Little parent work.* Each chunk costs the parent ~0.6 ms of CPU (pickling, the
   executor's threads waking up), taken from the workers' cores: at 4 inputs per chunk,
   ``augment`` gave the parent 7 % of a core. By default a chunk holds ~0.1 s of work
@@ -29,10 +36,11 @@ How the local engine keeps its promises:
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 from multiprocessing import context as mp_context
-from multiprocessing import popen_forkserver, spawn
+from multiprocessing import popen_forkserver, resource_tracker, spawn
 import os
 import signal
 import sys
@@ -46,6 +54,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from augkit import _shm
 from augkit.errors import AugkitError
 
 # Modules the forkserver imports once, so that every worker starts with them loaded.
@@ -92,6 +101,14 @@ def start_forkserver() -> None:
     to unpickle. ``PYTHONSAFEPATH`` (3.11+) keeps the current folder off, and
     ``PYTHONPATH`` gives the forkserver this process's path, so a worker imports exactly
     the modules its parent does (a user's own modules beside their script included).
+
+    The terminal's Ctrl-C reaches every process of the group, and the forkserver only
+    ignores SIGINT once its preload import is done (2-3 s): a Ctrl-C in the first seconds
+    printed its 56-line KeyboardInterrupt traceback beside the parent's one line. It is
+    started with SIGINT blocked, as multiprocessing starts its resource tracker: the mask
+    passes to the forkserver and to the workers it forks, so SIGINT never reaches them
+    (workers then ignore it too), and this process gets a Ctrl-C that arrived meanwhile as
+    soon as the mask is restored.
     """
     multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
     path = [os.getcwd() if entry == "" else entry for entry in sys.path]
@@ -99,13 +116,29 @@ def start_forkserver() -> None:
     os.environ["PYTHONSAFEPATH"] = "1"
     os.environ["PYTHONPATH"] = os.pathsep.join(path)
     try:
-        multiprocessing.forkserver.ensure_running()
+        # ensure_running starts the resource tracker first, which unblocks SIGINT when it
+        # starts: let it start before SIGINT is blocked, and find it running inside.
+        resource_tracker.ensure_running()
+        with _sigint_blocked():
+            multiprocessing.forkserver.ensure_running()
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _sigint_blocked():
+    if not hasattr(signal, "pthread_sigmask"):  # not on POSIX: no process groups either
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 # --- worker side -----------------------------------------------------------------------
@@ -116,6 +149,7 @@ class WorkerSetupError(AugkitError):
 
 _task: Callable[[Any], Any] | None = None
 _setup_error: str | None = None
+_clock: Callable[[], float] = time.perf_counter
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -129,8 +163,9 @@ def _exit_with_parent(parent_pid: int) -> None:
             os._exit(1)
 
 
-def _init_worker(task: Callable[[Any], Any], parent_pid: int) -> None:
-    global _task, _setup_error
+def _init_worker(task: Callable[[Any], Any], parent_pid: int, clock: Callable[[], float]) -> None:
+    global _task, _setup_error, _clock
+    _clock = clock
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     limit_threads()
@@ -155,9 +190,9 @@ def _run_chunk(chunk: list[tuple[int, Any]]) -> tuple[list[Outcome], float]:
     """The chunk's outcomes, and the seconds they took (which size the next chunks)."""
     if _setup_error is not None:
         raise WorkerSetupError(_setup_error)
-    started = time.perf_counter()
+    started = _clock()
     outcomes = [_call(_task, index, item) for index, item in chunk]
-    return outcomes, time.perf_counter() - started
+    return outcomes, _clock() - started
 
 
 # --- parent side -----------------------------------------------------------------------
@@ -207,12 +242,14 @@ class LocalEngine:
     The pool is started on first use and kept for further calls with the same task, so
     an epoch loop does not pay for worker start-up every epoch. Use as a context manager,
     or call :meth:`close`. ``chunk_size=None`` sizes chunks from the measured time per
-    item (see :data:`CHUNK_SECONDS`); a number fixes it.
+    item (see :data:`CHUNK_SECONDS`); a number fixes it. ``clock`` is what workers time
+    their chunks with (a picklable function; tests give one that counts work, not time).
     """
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, chunk_size: int | None = None, prefetch: int = 4):
+    def __init__(self, workers: int | None = None, chunk_size: int | None = None, prefetch: int = 4,
+                 clock: Callable[[], float] = time.perf_counter):
         self.workers = default_workers() if workers is None else workers
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
@@ -221,7 +258,9 @@ class LocalEngine:
         self._executor: ProcessPoolExecutor | None = None
         self._executor_task: Any = None
         self._per_item: float | None = None  # recent seconds per item of the current task
+        self.clock = clock
         if self.workers > 0:
+            _shm.sweep()  # what runs killed with SIGKILL left in /dev/shm
             # Start the forkserver now: its preload import overlaps the caller's own
             # imports (the recipe, albumentations) instead of following them.
             start_forkserver()
@@ -233,7 +272,9 @@ class LocalEngine:
             return self._executor
         self.close()
         self._per_item = None
-        self._executor = ProcessPoolExecutor(self.workers, mp_context=_Context(), initializer=_init_worker, initargs=(task, os.getpid()))
+        with _shm.named_semaphores():  # the pool's queues make 5 named semaphores
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=_Context(), initializer=_init_worker,
+                                                 initargs=(task, os.getpid(), self.clock))
         self._executor_task = task
         return self._executor
 
@@ -320,48 +361,67 @@ class LocalEngine:
     def _run_pool(self, task: Any, numbered: Iterator[tuple[int, Any]], total: int | None) -> Iterator[Outcome]:
         in_flight: dict[Future, list[tuple[int, Any]]] = {}
         suspects: deque[tuple[int, Any]] = deque()  # items held by a worker that died
+        unsent: deque[list[tuple[int, Any]]] = deque()  # chunks a broken pool refused
         exhausted = False
         sent = 0
         while True:
             # Suspects run alone, so a crash can be pinned on the one item that causes it.
             limit = 1 if suspects else self.workers * self.prefetch
+            broken = False
             while len(in_flight) < limit:
                 if suspects:
-                    chunk = [suspects.popleft()]
+                    chunk, back = [suspects.popleft()], suspects.extendleft
+                elif unsent:
+                    chunk, back = unsent.popleft(), unsent.appendleft
                 elif not exhausted:
                     size = self._next_chunk_size(None if total is None else total - sent)
-                    chunk = [pair for _, pair in zip(range(size), numbered)]
+                    chunk, back = [pair for _, pair in zip(range(size), numbered)], unsent.appendleft
                     sent += len(chunk)
                     exhausted = len(chunk) < size
                     if not chunk:
                         break
                 else:
                     break
-                in_flight[self._pool(task).submit(_run_chunk, chunk)] = chunk
-            if not in_flight:
-                return
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            broken = False
-            for future in done:
-                chunk = in_flight.pop(future)
                 try:
-                    outcomes, seconds = future.result()
+                    in_flight[self._pool(task).submit(_run_chunk, chunk)] = chunk
                 except BrokenProcessPool:
+                    # A worker died while the caller had the last outcome: the pool
+                    # refuses new work. This chunk never left; restart below.
+                    back(chunk)
                     broken = True
-                    if len(chunk) == 1 and limit == 1:
-                        index, _item = chunk[0]
-                        yield Outcome(index, error="the worker process died on this item", crashed=True)
-                    else:
-                        suspects.extend(chunk)
-                    continue
-                self._measured(len(chunk), seconds)  # never empty: see the loop above
-                yield from outcomes
+                    break
+            if not in_flight and not broken:
+                return
+            if not broken:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    chunk = in_flight.pop(future)
+                    try:
+                        outcomes, seconds = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        if len(chunk) == 1 and limit == 1:  # it ran alone: pinned
+                            index, _item = chunk[0]
+                            yield Outcome(index, error="the worker process died on this item", crashed=True)
+                        else:
+                            suspects.extend(chunk)
+                        continue
+                    self._measured(len(chunk), seconds)  # never empty: see the loop above
+                    yield from outcomes
             if broken:
-                for future, chunk in in_flight.items():
-                    future.cancel()
-                    suspects.extend(chunk)
-                in_flight.clear()
-                self.close(kill=True)
+                yield from self._restart(in_flight, suspects)
+
+    def _restart(self, in_flight: dict[Future, list[tuple[int, Any]]], suspects: deque) -> Iterator[Outcome]:
+        """After a worker died: stop the pool (the next submit starts a new one), keep the
+        results that came back, and make suspects of the items that did not."""
+        self.close(kill=True)
+        for future, chunk in in_flight.items():
+            if future.done() and not future.cancelled() and not isinstance(future.exception(), BrokenProcessPool):
+                outcomes, _seconds = future.result()  # or its own error (a setup that failed)
+                yield from outcomes
+            else:
+                suspects.extend(chunk)
+        in_flight.clear()
 
 
 def in_order(outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
