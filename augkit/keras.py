@@ -17,8 +17,8 @@ model and ends an epoch there, so training starts at epoch 1; and with workers, 
 the batches it prefetched for that read and trains on them first, so each of ``fit``'s
 epochs may begin with the last batches of the epoch before (the batches still follow one
 another in order, none twice, but such an epoch can hold a sample twice and miss another).
-``failures`` lists the images left out in this process and its threads; with
-``use_multiprocessing=True`` the worker processes keep theirs.
+``failures`` lists every image left out so far, by this process, its threads or worker
+processes alike.
 """
 
 from __future__ import annotations
@@ -27,12 +27,25 @@ import pickle
 import threading
 from typing import Any
 
+
+def _keras_import_error(exc: Exception) -> ImportError:
+    """Keras missing, or Keras present and its backend not: two causes, two fixes."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name == "keras":
+        return ImportError("augkit.keras needs Keras 3: pip install keras (and a backend such as torch)")
+    import os
+
+    backend = os.environ.get("KERAS_BACKEND") or "the one in ~/.keras/keras.json (tensorflow by default)"
+    return ImportError(f"augkit.keras: Keras cannot load its backend {backend} ({type(exc).__name__}: {exc}); "
+                       f"install that backend, or choose an installed one with KERAS_BACKEND=torch, jax or tensorflow")
+
+
 try:
     import keras
-except ImportError as exc:  # pragma: no cover - exercised only without keras
-    raise ImportError("augkit.keras needs Keras 3: pip install keras (and a backend such as torch)") from exc
+except (ImportError, ValueError) as exc:  # ValueError: Keras's word for an unknown KERAS_BACKEND
+    raise _keras_import_error(exc) from exc
 
 from augkit.batches import BatchItem, BatchTask, SamplePipeline, batch_members, batches_per_epoch, epoch_order
+from augkit.failures import FailureLog
 
 
 class AugkitPyDataset(keras.utils.PyDataset):
@@ -54,9 +67,14 @@ class AugkitPyDataset(keras.utils.PyDataset):
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index
-        self.failures: list[dict[str, Any]] = []
+        self._failures = FailureLog()  # shared with Keras's worker processes, which fail images too
         self.epoch = 0
         self._local = threading.local()
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """Every image left out so far (source, reason, message), whichever process read it."""
+        return self._failures.rows()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -80,7 +98,8 @@ class AugkitPyDataset(keras.utils.PyDataset):
         order = epoch_order(len(self.dataset), self.seed, self.epoch, self.shuffle)
         samples = batch_members(self.dataset, order, index, self.batch_size)
         built = self._thread_task()(BatchItem(self.epoch, index, tuple(samples), None))
-        self.failures.extend(built.failures)
+        for row in built.failures:
+            self._failures.add(row)
         if built.array is None:
             raise ValueError(f"every image of batch {index} failed: {built.failures[0]['message']}")
         return built.array, built.labels

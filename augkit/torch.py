@@ -18,6 +18,14 @@ started per epoch or ``persistent_workers=True``, ``fork``, ``spawn`` or ``forks
 Workers read it as they build each sample, so a change mid-epoch would reach the samples
 still to come. A dataset that never hears ``set_epoch`` stays at epoch 0 and gives the same
 augmentations every epoch (the convention of torch's ``DistributedSampler``).
+
+A sample that cannot be used (a damaged file, a recipe that fails on it) never stops
+training: it is listed in ``data.failures`` (also when it failed in a DataLoader worker)
+and the dataset gives the next usable sample in its place (index ``i + 1``, ``i + 2``, ...,
+each augmented as itself), so batches keep their size with the default collate. The
+substitute depends only on the index and the files, never on which worker asked.
+``data.targets`` (class index per sample), ``data.classes`` and ``data.sample_weights``
+(one over its class's count: for ``WeightedRandomSampler``) serve class balancing.
 """
 
 from __future__ import annotations
@@ -34,6 +42,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("augkit.torch needs PyTorch: pip install torch") from exc
 
 from augkit.batches import SamplePipeline
+from augkit.errors import AugkitError
+from augkit.failures import FailureLog, failure_row
+
+# A run of this many unusable samples in a row (from index i on) is no longer a bad file
+# or two: the dataset says so instead of searching on.
+MAX_SUBSTITUTES = 16
 
 
 def _epoch_cell(epoch: int):
@@ -59,7 +73,23 @@ class AugkitDataset(Dataset):
                                        channels_first=channels_first, max_pixels=max_pixels)
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index
+        self.targets = [self.class_to_index.get(s.label, -1) for s in self.dataset.samples]
+        self._failures = FailureLog()
         self._epoch = _epoch_cell(0)
+
+    @property
+    def sample_weights(self) -> list[float]:
+        """1 / (images of the sample's class): ``WeightedRandomSampler(data.sample_weights,
+        len(data))`` then draws every class equally often in expectation."""
+        counts: dict[int, int] = {}
+        for t in self.targets:
+            counts[t] = counts.get(t, 0) + 1
+        return [1.0 / counts[t] for t in self.targets]
+
+    @property
+    def failures(self) -> list[dict[str, str]]:
+        """Every sample that could not be used so far, in any process: source, reason, message."""
+        return self._failures.rows()
 
     @property
     def epoch(self) -> int:
@@ -77,10 +107,21 @@ class AugkitDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        sample = self.dataset.samples[index]
-        array = self.pipeline(sample.path, sample.key, self._epoch.value)
-        label = self.class_to_index.get(sample.label, -1)
-        return torch.from_numpy(array.copy() if not array.flags.c_contiguous else array), label
+        n = len(self.dataset)
+        index = operator.index(index)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} samples")
+        for step in range(min(n, MAX_SUBSTITUTES)):
+            k = (index + step) % n
+            sample = self.dataset.samples[k]
+            try:
+                array = self.pipeline(sample.path, sample.key, self._epoch.value)
+            except Exception as exc:  # noqa: BLE001 - one bad sample is a row, not the end of training
+                self._failures.add(failure_row(sample.key, exc))
+                continue
+            return torch.from_numpy(array.copy() if not array.flags.c_contiguous else array), self.targets[k]
+        raise AugkitError(f"{min(n, MAX_SUBSTITUTES)} samples in a row from index {index} could not be used "
+                          f"(last: {self.failures[-1]['message'] if self.failures else '?'}); see data.failures")
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -102,3 +102,35 @@ def test_model_fit_trains_on_every_epoch_in_order_whatever_the_keras_worker_sett
     assert len(trained) == 3 * len(ds) and None not in trained
     assert trained == sorted(set(trained))
     assert {(e, b) for e in (1, 2) for b in range(len(ds))} <= set(trained)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="BatchRecorder overrides the torch train_step")
+@pytest.mark.parametrize("settings", KERAS_WORKERS.values(), ids=KERAS_WORKERS)
+def test_images_left_out_are_listed_whichever_process_read_them(tmp_path, settings):
+    from imagefiles import write_tree
+
+    root = class_folders(tmp_path / "data", per_class=4)
+    write_tree(root, {"dog/dog_2.jpg": b"", "owl/owl_0.jpg": b"<html>not an image</html>"})
+    ds = AugkitPyDataset(root, RECIPE, batch_size=5, **settings)
+    model = BatchRecorder()
+    model.compile(optimizer="sgd", loss="mse")
+
+    model.fit(ds, epochs=2, shuffle=False, verbose=0)
+
+    assert sorted((f["source"], f["reason"]) for f in ds.failures) == [("dog/dog_2.jpg", "empty"),
+                                                                      ("owl/owl_0.jpg", "not_an_image")]
+
+
+@pytest.mark.parametrize("backend, named", [("bogus", "bogus"), ("jax", "jax")])
+def test_a_keras_without_a_usable_backend_names_the_backend_and_the_fix(backend, named):
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec(backend) is not None:
+        pytest.skip(f"{backend} is installed here")
+    done = subprocess.run([sys.executable, "-c", "import augkit.keras"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KERAS_BACKEND": backend})
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith("ImportError: augkit.keras: Keras cannot load its backend")
+    assert named in last and "KERAS_BACKEND=torch" in last and "pip install keras" not in last

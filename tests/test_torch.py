@@ -120,3 +120,56 @@ def test_a_torch_model_trains_for_an_epoch(dataset):
         losses.append(loss.item())
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# --- a bad file never stops training ----------------------------------------------------------
+
+
+@pytest.fixture
+def with_bad_files(tmp_path):
+    from imagefiles import bad_images, write_tree
+
+    root = class_folders(tmp_path / "data", per_class=4)
+    cut, _ = bad_images()["cut.jpg"]
+    write_tree(root, {"cat/cat_1.jpg": cut, "owl/owl_3.jpg": b""})  # two of the twelve are unusable
+    return root
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_bad_image_is_replaced_by_the_next_sample_and_listed_even_from_workers(with_bad_files, num_workers):
+    data = AugkitDataset(with_bad_files, RECIPE)
+    clean = AugkitDataset(with_bad_files, RECIPE)
+
+    batches = epoch_batches(data, num_workers)
+
+    assert [len(y) for _, y in batches] == [5, 5, 2]  # every batch full: the default collate works
+    xs = torch.cat([x for x, _ in batches])
+    keys = [s.key for s in data.dataset.samples]
+    assert keys[1] == "cat/cat_1.jpg" and torch.equal(xs[1], clean[2][0])  # sample 2 stands in for sample 1
+    assert torch.equal(xs[11], clean[0][0])  # the last one, owl_3, wraps round to sample 0
+    assert sorted((f["source"], f["reason"]) for f in data.failures) == [("cat/cat_1.jpg", "truncated"),
+                                                                        ("owl/owl_3.jpg", "empty")]
+
+
+def test_a_dataset_with_nothing_usable_says_so_in_one_line(tmp_path):
+    from imagefiles import write_tree
+
+    from augkit.errors import AugkitError
+
+    data = AugkitDataset(write_tree(tmp_path / "bad", {"a/x.jpg": b"", "b/y.jpg": b"<html>"}), RECIPE)
+    with pytest.raises(AugkitError, match="2 samples in a row from index 0 could not be used"):
+        data[0]
+
+
+def test_targets_and_sample_weights_serve_a_weighted_sampler(tmp_path):
+    from imagefiles import class_folders as folders
+
+    root = folders(tmp_path / "a", classes=("big",), per_class=6)
+    folders(root, classes=("small",), per_class=2)
+    data = AugkitDataset(root, RECIPE)
+
+    assert data.classes == ["big", "small"] and data.targets == [0] * 6 + [1] * 2
+    assert data.sample_weights == [1 / 6] * 6 + [1 / 2] * 2
+    sampler = torch.utils.data.WeightedRandomSampler(data.sample_weights, 4000, generator=torch.Generator().manual_seed(0))
+    drawn = torch.tensor([data.targets[i] for i in sampler])
+    assert abs(float((drawn == 1).float().mean()) - 0.5) < 0.05  # each class equally often
