@@ -29,6 +29,7 @@ import ctypes
 import glob
 import io
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,17 +92,43 @@ def decode_image(path, *, max_pixels: int | None = None) -> np.ndarray:
 
 def decode_image_with_info(path, *, max_pixels: int | None = None) -> tuple[np.ndarray, ImageInfo]:
     name = os.fsdecode(path)
+    limit = _resolve_max_pixels(max_pixels)  # a bad setting is the caller's error, before any file
     # Reading the bytes ourselves (rather than cv2.imread) works for non-ASCII
     # paths on every platform and gives one code path for files and buffers.
     try:
-        data = Path(name).read_bytes()
+        data = _read_regular_file(name)
     except FileNotFoundError:
         raise DecodeError(name, "missing", "file not found") from None
     except IsADirectoryError:
         raise DecodeError(name, "missing", "is a directory, not an image file") from None
     except OSError as e:
         raise DecodeError(name, "missing", f"cannot read file ({e.strerror or e})") from None
-    return decode_bytes(data, name=name, max_pixels=max_pixels)
+    return decode_bytes(data, name=name, max_pixels=limit)
+
+
+# Opening a FIFO for reading waits for a writer, and reading a device may never end:
+# only regular files are read. O_NONBLOCK makes the open itself return at once should
+# the path become a FIFO between the stat and the open; on a regular file it changes
+# nothing. O_BINARY: on Windows, os.open is otherwise a text-mode open.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _read_regular_file(name: str) -> bytes:
+    _require_regular(name, os.stat(name).st_mode)
+    with open(os.open(name, _OPEN_FLAGS), "rb") as f:
+        _require_regular(name, os.fstat(f.fileno()).st_mode)
+        return f.read()
+
+
+def _require_regular(name: str, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(name)
+    what = next((words for test, words in _NOT_REGULAR if test(mode)), "neither a file nor a folder")
+    raise DecodeError(name, "not_an_image", f"is {what}, not a file; only regular files are read as images")
 
 
 def decode_bytes(

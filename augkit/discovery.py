@@ -8,8 +8,9 @@ A source is one of:
 
 A sample's ``key`` is its path relative to the source, in POSIX form. Seeds and output
 names derive from it, so it must not depend on the machine or the order of listing.
-Hidden files and folders (``.DS_Store``, ``._x.jpg``, ``.git``) and files whose suffix is
-not an image suffix are skipped and counted. The order is sorted by key.
+Hidden files and folders (``.DS_Store``, ``._x.jpg``, ``.git``), files whose suffix is
+not an image suffix, and FIFOs, sockets and devices (even named ``x.jpg``: reading one
+could wait forever) are skipped and counted. The order is sorted by key.
 
 What is refused, because it would leak a split or write outside an output folder:
 - **A split manifest without a split.** A manifest with a ``split`` column needs
@@ -51,6 +52,7 @@ PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "category", "target")
 SPLIT_FOLDER_NAMES = ("train", "val", "valid", "validation", "test")
 ALL = "all"  # split= value meaning every row, on purpose
+NOT_A_FILE = "not a regular file"  # the skipped reason of a FIFO, socket or device with an image suffix
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def discover(src: str | os.PathLike, *, split: str | None = None) -> Dataset:
     path = Path(src)
     if not path.exists():
         raise UsageError(f"{src}: no such file or folder; pass a folder of images or a CSV manifest")
+    if not path.is_file() and not path.is_dir():  # reading a FIFO waits for a writer, forever
+        raise UsageError(f"{src}: is {_what_is(path)}, not a file or folder; pass a folder of images or a CSV manifest")
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise UsageError(f"{src}: is a file; pass a folder of images or a CSV manifest (.csv)")
@@ -101,6 +105,13 @@ def discover(src: str | os.PathLike, *, split: str | None = None) -> Dataset:
                              f"pass {folder} as SRC instead")
         raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder")
     return _from_folder(path)
+
+
+def _what_is(path: Path) -> str:
+    """The kind of a path that is neither a regular file nor a folder, in words."""
+    kinds = (("is_fifo", "a named pipe (FIFO)"), ("is_socket", "a socket"),
+             ("is_char_device", "a character device"), ("is_block_device", "a block device"))
+    return next((words for test, words in kinds if getattr(path, test)()), "neither")
 
 
 def _child_folder(root: Path, name: str) -> Path | None:
@@ -116,29 +127,28 @@ def _child_folder(root: Path, name: str) -> Path | None:
 def _from_folder(root: Path) -> Dataset:
     samples: list[Sample] = []
     skipped: dict[str, int] = {}
-    seen_dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen_dirs:  # a symlink loop: each real folder is listed once
-            dirnames[:] = []
-            continue
-        seen_dirs.add(real)
+
+    def skip(reason: str, n: int = 1) -> None:
+        skipped[reason] = skipped.get(reason, 0) + n
+
+    for dirpath, dirnames, filenames, others in _walk(root):
         hidden_dirs = sum(is_hidden(d) for d in dirnames)
         if hidden_dirs:  # counted once each; their contents are not listed
-            skipped["hidden"] = skipped.get("hidden", 0) + hidden_dirs
+            skip("hidden", hidden_dirs)
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
         rel_dir = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
-        for name in filenames:
+        for name, regular in [(name, True) for name in filenames] + [(name, False) for name in others]:
             if is_hidden(name):
-                skipped["hidden"] = skipped.get("hidden", 0) + 1
-                continue
-            if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                skipped["not an image suffix"] = skipped.get("not an image suffix", 0) + 1
-                continue
-            key = (rel_dir / name).as_posix().removeprefix("./")
-            parts = key.split("/")
-            label = parts[0] if len(parts) > 1 else None
-            samples.append(Sample(os.path.join(dirpath, name), key, label))
+                skip("hidden")
+            elif Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                skip("not an image suffix")
+            elif not regular:
+                skip(NOT_A_FILE)  # reading it as an image would wait forever (FIFO) or never end (device)
+            else:
+                key = (rel_dir / name).as_posix().removeprefix("./")
+                parts = key.split("/")
+                label = parts[0] if len(parts) > 1 else None
+                samples.append(Sample(os.path.join(dirpath, name), key, label))
     if not samples:
         raise UsageError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     samples.sort(key=lambda s: s.key)
@@ -146,6 +156,46 @@ def _from_folder(root: Path) -> Dataset:
     labelled = sum(s.label is not None for s in samples)
     kind = "folders" if labelled == len(samples) else "flat" if labelled == 0 else "mixed"
     return Dataset(root, samples, kind, skipped)
+
+
+def _walk(root: Path):
+    """os.walk(root, followlinks=True), top-down, but each folder's non-folders split in
+    two: (dirpath, dirnames, files, others). ``others`` are FIFOs, sockets and devices,
+    told apart from files by the listing's own entry types (no stat per file, except
+    for symlinks). A symlink to nothing stays a file: reading it fails with "missing",
+    as for a file deleted after discovery. Each real folder is listed once, so a
+    symlink loop ends; unreadable folders are passed over, as os.walk does."""
+    seen: set[str] = set()
+    stack = [os.fspath(root)]
+    while stack:
+        dirpath = stack.pop()
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            continue
+        seen.add(real)
+        dirnames, files, others = [], [], []
+        try:
+            with os.scandir(dirpath) as entries:
+                for entry in entries:
+                    (dirnames if _is_dir(entry) else files if _is_file(entry) else others).append(entry.name)
+        except OSError:
+            continue
+        yield dirpath, dirnames, files, others  # the caller prunes and orders dirnames
+        stack.extend(os.path.join(dirpath, d) for d in reversed(dirnames))
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file() or (entry.is_symlink() and not os.path.exists(entry.path))
+    except OSError:
+        return True  # cannot tell: let reading it say what is wrong
 
 
 def _refuse_split_folders(root: Path, samples: list[Sample]) -> None:

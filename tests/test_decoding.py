@@ -5,11 +5,13 @@ All fixtures are generated here, so each test shows exactly what goes in.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
 import re
 import struct
+import threading
 import time
 import tracemalloc
 import warnings
@@ -465,6 +467,47 @@ def test_random_bytes_are_not_an_image(tmp_path):
 def test_missing_file_and_directory_are_missing(tmp_path):
     assert decode_error(tmp_path / "nope.jpg").reason == "missing"
     assert decode_error(tmp_path).reason == "missing"
+
+
+@contextlib.contextmanager
+def writer_after_a_while(fifo):
+    """Should the reader under test block opening ``fifo`` (waiting for a writer), open
+    it for writing after a while, so that the reader gets end-of-file and the test fails
+    instead of hanging. A reader that never blocks never waits for this."""
+    done = threading.Event()
+
+    def unblock():
+        if not done.wait(30):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    thread = threading.Thread(target=unblock, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_a_fifo_is_not_an_image_and_is_never_opened_for_a_blocking_read(tmp_path):
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    with writer_after_a_while(fifo):
+        error = decode_error(fifo)
+    assert (error.reason, str(error)) == (
+        "not_an_image", f"{fifo}: is a named pipe (FIFO), not a file; only regular files are read as images")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_symlink_to_a_device_is_not_read(tmp_path):
+    os.symlink("/dev/zero", tmp_path / "endless.jpg")  # reading it would fill the memory
+    assert "is a character device" in str(decode_error(tmp_path / "endless.jpg"))
+
+
+def test_a_symlink_to_an_image_is_read(tmp_path):
+    image = write(tmp_path, "real.png", encoded(gradient(), "PNG"))
+    os.symlink(image, tmp_path / "linked.png")
+    assert np.array_equal(decode_image(tmp_path / "linked.png"), gradient())
 
 
 def broken_files(tmp_path) -> dict[str, object]:

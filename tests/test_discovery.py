@@ -5,8 +5,12 @@ Discovery only lists files, so the "images" here are empty files with image suff
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import ntpath
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -15,6 +19,7 @@ from click.testing import CliRunner
 from augkit.cli import cli
 from augkit.discovery import discover
 from augkit.errors import UsageError
+from imagefiles import class_folders as photo_folders
 
 
 def touch(root: Path, *relative: str) -> None:
@@ -112,6 +117,98 @@ def test_a_symlink_loop_lists_each_image_once(tmp_path):
     touch(tmp_path, "cat/a.jpg")
     os.symlink(tmp_path, tmp_path / "cat" / "loop")
     assert [s.key for s in discover(tmp_path).samples] == ["cat/a.jpg"]
+
+
+def test_a_fifo_named_like_an_image_is_skipped_and_counted_as_not_a_regular_file(tmp_path):
+    # Opening a FIFO for reading waits for a writer: listed, it hung every command.
+    touch(tmp_path, "cat/a.jpg")
+    os.mkfifo(tmp_path / "cat" / "x.jpg")
+    dataset = discover(tmp_path)
+    assert [s.key for s in dataset.samples] == ["cat/a.jpg"]
+    assert dataset.skipped == {"not a regular file": 1}
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_symlink_to_a_device_is_skipped_and_a_symlink_to_an_image_is_kept(tmp_path):
+    touch(tmp_path, "elsewhere/a.jpg")
+    (tmp_path / "cat").mkdir()
+    os.symlink(tmp_path / "elsewhere" / "a.jpg", tmp_path / "cat" / "linked.jpg")
+    os.symlink("/dev/zero", tmp_path / "cat" / "endless.jpg")
+    dataset = discover(tmp_path / "cat")
+    assert [s.key for s in dataset.samples] == ["linked.jpg"]
+    assert dataset.skipped == {"not a regular file": 1}
+
+
+def test_a_symlink_to_nothing_is_listed_so_that_reading_it_reports_it_missing(tmp_path):
+    touch(tmp_path, "cat/a.jpg")
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "cat" / "dangling.jpg")
+    assert [s.key for s in discover(tmp_path).samples] == ["cat/a.jpg", "cat/dangling.jpg"]
+
+
+@pytest.mark.parametrize("name", ["pipe", "pipe.csv"])
+def test_a_fifo_given_as_the_source_is_a_usage_error(tmp_path, name):
+    os.mkfifo(tmp_path / name)
+    with pytest.raises(UsageError, match=rf"{name}: is a named pipe \(FIFO\), not a file or folder; pass a folder"):
+        discover(tmp_path / name)
+
+
+# Each command runs in a subprocess with a timeout: where a FIFO is opened for reading, the
+# command waits for a writer forever, and the test must fail rather than hang.
+
+
+def augkit_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "augkit", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def photos_and_a_fifo(tmp_path) -> Path:
+    """cat/ holding two JPEGs and a FIFO named x.jpg."""
+    src = photo_folders(tmp_path / "src", classes=("cat",), per_class=2)
+    os.mkfifo(src / "cat" / "x.jpg")
+    return src
+
+
+@pytest.mark.parametrize("workers", [2, 0])
+def test_augment_skips_a_fifo_named_like_an_image_and_counts_it(tmp_path, photos_and_a_fifo, workers):
+    recipe = write_csv(tmp_path / "r.yaml", "transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    result = augkit_cli("augment", recipe, photos_and_a_fifo, tmp_path / "out", "-w", workers, "--quiet")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["inputs"], summary["skipped_files"]) == (2, {"not a regular file": 1})
+
+
+def test_stats_skips_a_fifo_named_like_an_image_and_counts_it(tmp_path, photos_and_a_fifo):
+    result = augkit_cli("stats", photos_and_a_fifo, "-o", tmp_path / "s.json", "-w", 2)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["skipped_files"] == {"not a regular file": 1}
+
+
+def test_preview_of_a_fifo_is_one_line_and_exit_1(tmp_path, photos_and_a_fifo):
+    recipe = write_csv(tmp_path / "r.yaml", "transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    fifo = photos_and_a_fifo / "cat" / "x.jpg"
+    result = augkit_cli("preview", recipe, fifo, "-o", tmp_path / "p.png")
+    assert (result.returncode, result.stderr) == (1, f"Error: {fifo}: is a named pipe (FIFO), not a file; only "
+                                                     "regular files are read as images\n")
+    assert augkit_cli("preview", recipe, photos_and_a_fifo, "-o", tmp_path / "p.png").returncode == 0
+
+
+def test_a_manifest_row_naming_a_fifo_is_a_failure_row(tmp_path, photos_and_a_fifo):
+    manifest = write_csv(tmp_path / "m.csv", f"path,label\n{photos_and_a_fifo}/cat/cat_0.jpg,cat\n"
+                                             f"{photos_and_a_fifo}/cat/x.jpg,cat\n")
+    recipe = write_csv(tmp_path / "r.yaml", "transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    result = augkit_cli("augment", recipe, manifest, tmp_path / "out", "-w", 2, "--quiet")
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "out" / "failures.csv", newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert row["reason"] == "not_an_image" and "is a named pipe (FIFO)" in row["message"]
+
+
+def test_the_cli_refuses_a_fifo_given_as_the_manifest_in_one_line(tmp_path):
+    os.mkfifo(tmp_path / "m.csv")
+    message = one_line_error("stats", tmp_path / "m.csv", "-o", tmp_path / "s.json")
+    assert message == f"Error: {tmp_path / 'm.csv'}: is a named pipe (FIFO), not a file or folder; pass a folder " \
+                      "of images or a CSV manifest\n"
 
 
 def test_a_missing_source_is_a_usage_error(tmp_path):
