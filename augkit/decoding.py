@@ -38,6 +38,7 @@ import numpy as np
 import PIL
 from PIL import Image, UnidentifiedImageError
 
+from augkit.errors import UsageError
 from augkit.files import write_bytes_atomic
 from augkit.image_checks import is_truncated as _is_truncated
 from augkit.image_checks import jpeg_is_truncated as _jpeg_is_truncated
@@ -92,7 +93,7 @@ def decode_image(path, *, max_pixels: int | None = None) -> np.ndarray:
 
 def decode_image_with_info(path, *, max_pixels: int | None = None) -> tuple[np.ndarray, ImageInfo]:
     name = os.fsdecode(path)
-    limit = _resolve_max_pixels(max_pixels)  # a bad setting is the caller's error, before any file
+    limit = resolve_max_pixels(max_pixels)  # a bad setting is the caller's error, before any file
     # Reading the bytes ourselves (rather than cv2.imread) works for non-ASCII
     # paths on every platform and gives one code path for files and buffers.
     try:
@@ -135,7 +136,7 @@ def decode_bytes(
     data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decode an encoded image to RGB uint8 (H, W, 3). ``max_pixels=0`` disables the limit."""
-    limit = _resolve_max_pixels(max_pixels)
+    limit = resolve_max_pixels(max_pixels)
     if not data:
         raise DecodeError(name, "empty", "file is empty (0 bytes)")
     data = bytes(data)  # np.frombuffer and Pillow both want a real bytes object
@@ -229,16 +230,31 @@ def _pixels(n: int) -> str:
     return f"{n / 1e6:.1f} Mpx" if n >= 100_000 else f"{n:,} px"
 
 
-def _resolve_max_pixels(max_pixels: int | None) -> int:
+def resolve_max_pixels(max_pixels: int | None = None) -> int:
+    """The pixel limit decoding applies: ``max_pixels`` if given, else $AUGKIT_MAX_IMAGE_PIXELS,
+    else Pillow's default; 0 means no limit. UsageError for anything but a whole number >= 0.
+
+    Every decode calls it, so a worker would turn a bad value into one failure row per
+    image: a command calls it once, before starting work, to report it once.
+    """
     if max_pixels is None:
         raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
         if not raw:
             return DEFAULT_MAX_PIXELS
-        try:
-            max_pixels = int(raw.replace("_", ""))
-        except ValueError:
-            raise ValueError(f"{MAX_PIXELS_ENV}={raw!r} is not a whole number of pixels") from None
-    return max(int(max_pixels), 0)
+        return _whole_pixels(raw.replace("_", ""), f"{MAX_PIXELS_ENV}={raw!r}")
+    return _whole_pixels(max_pixels, f"max_pixels={max_pixels!r}")
+
+
+def _whole_pixels(value, setting: str) -> int:
+    try:
+        pixels = int(value)
+    except (TypeError, ValueError):
+        pixels = None
+    fractional = pixels is not None and not isinstance(value, str) and pixels != value  # 1.5 is not 1
+    if pixels is None or fractional or pixels < 0:
+        raise UsageError(f"{setting} is not a pixel limit: give a whole number of pixels, such as "
+                         f"{DEFAULT_MAX_PIXELS} (the default), or 0 for no limit")
+    return pixels
 
 
 def _open_header(data: bytes, name: str) -> Image.Image:

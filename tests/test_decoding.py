@@ -11,6 +11,8 @@ import os
 import pickle
 import re
 import struct
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -23,6 +25,7 @@ import simplejpeg
 from PIL import ExifTags, Image, ImageOps
 
 from augkit import decoding
+from augkit.errors import UsageError
 from conftest import make_structured_rgb
 from imagefiles import (
     damaged_files,
@@ -393,9 +396,45 @@ def test_max_pixels_environment_variable(monkeypatch):
     assert decode_error(data).reason == "too_large"
     # An explicit argument wins over the environment.
     assert decode_bytes(data, max_pixels=10_000)[0].shape == (100, 100, 3)
-    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", "lots")
-    with pytest.raises(ValueError, match="AUGKIT_MAX_IMAGE_PIXELS"):
-        decode_bytes(data)
+    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", "0")  # no limit, as --max-pixels 0 in the library
+    assert decode_bytes(png_with_size(1, 1))[0].shape == (1, 1, 3)
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5", "5e6"])
+def test_a_max_pixels_variable_that_is_no_whole_number_is_a_usage_error_naming_it(monkeypatch, value):
+    # "abc" was a ValueError per image (a task_error row each), and -5 meant no limit.
+    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", value)
+    message = (f"AUGKIT_MAX_IMAGE_PIXELS={value!r} is not a pixel limit: give a whole number of pixels, "
+               "such as 89478485 (the default), or 0 for no limit")
+    for call in (decoding.resolve_max_pixels, lambda: decode_bytes(encoded(gradient(), "PNG"))):
+        with pytest.raises(UsageError) as error:
+            call()
+        assert str(error.value) == message
+
+
+def test_a_bad_max_pixels_variable_is_reported_before_the_file_is_looked_at(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", "abc")
+    with pytest.raises(UsageError, match="AUGKIT_MAX_IMAGE_PIXELS='abc'"):
+        decode_image(tmp_path / "missing.jpg")  # not a "missing" row: the setting is wrong for every file
+
+
+@pytest.mark.parametrize("value", [-1, 1.5])
+def test_a_negative_or_fractional_max_pixels_argument_is_a_usage_error(value):
+    with pytest.raises(UsageError, match=rf"^max_pixels={value} is not a pixel limit"):
+        decode_bytes(encoded(gradient(), "PNG"), max_pixels=value)
+
+
+def test_preview_reports_a_bad_max_pixels_variable_once_with_exit_2(tmp_path):
+    # preview decodes in its own process; the commands with workers must call
+    # decoding.resolve_max_pixels before starting them to do the same.
+    (tmp_path / "r.yaml").write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    image = write(tmp_path, "a.png", encoded(gradient(), "PNG"))
+    env = {**os.environ, "AUGKIT_MAX_IMAGE_PIXELS": "abc"}
+    result = subprocess.run([sys.executable, "-m", "augkit", "preview", str(tmp_path / "r.yaml"), str(image),
+                             "-o", str(tmp_path / "p.png")], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: AUGKIT_MAX_IMAGE_PIXELS='abc' is not a pixel limit")
+    assert result.stderr.count("\n") == 1
 
 
 # --- broken files ------------------------------------------------------------------------
