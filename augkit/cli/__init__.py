@@ -19,6 +19,7 @@ import os
 import click
 
 from augkit._version import __version__
+from augkit.cli.report import nothing_usable, report_failures  # noqa: F401 - the commands' end-of-run lines
 from augkit.errors import AugkitError
 
 
@@ -91,12 +92,6 @@ def _register() -> None:
 
 
 _register()
-
-
-def nothing_usable(what: str, failures: dict[str, int], report: str) -> AugkitError:
-    """The error a command ends with when every input failed: exit 1, with the reasons."""
-    reasons = ", ".join(f"{n} {r}" for r, n in sorted(failures.items())) or "no input"
-    return AugkitError(f"{what} ({reasons}); see {report}")
 
 
 def main() -> None:

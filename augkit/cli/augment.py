@@ -8,6 +8,7 @@ import sys
 import click
 
 from augkit.cli import options
+from augkit.cli.report import nothing_usable, report_failures
 
 
 @click.command()
@@ -60,12 +61,8 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
         click.echo(f"{summary.inputs} inputs -> {summary.outputs} outputs in {out} "
                    f"({summary.written} written, {summary.existing} already there; "
                    f"{summary.seconds:.1f} s, {rate:.0f} outputs/s)")
-        if summary.failed_inputs:
-            reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.failures.items()))
-            click.echo(f"{summary.failed_inputs} inputs failed ({reasons}); see {out}/failures.csv", err=True)
+        report_failures(summary.failed_inputs, "inputs", summary.failures, f"{out}/failures.csv")
     if summary.inputs and not summary.outputs:
-        from augkit.cli import nothing_usable
-
         raise nothing_usable(f"none of the {summary.inputs} inputs gave an output", summary.failures,
                              f"{out}/failures.csv")
     if strict and summary.failed_inputs:

@@ -8,6 +8,7 @@ import sys
 import click
 
 from augkit.cli import options
+from augkit.cli.report import nothing_usable, report_failures
 
 
 def _numbers(count: int):
@@ -109,12 +110,8 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
         click.echo(f"{summary.images} images -> {summary.rows} feature rows ({values}{summary.dtype}) in {cache} "
                    f"({summary.computed_rows} computed, {summary.rows - summary.computed_rows} from earlier runs; "
                    f"{summary.seconds:.1f} s{rate})")
-        if summary.failed_images:
-            reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.failures.items()))
-            click.echo(f"{summary.failed_images} images failed ({reasons}); see {cache}/failures.csv", err=True)
+        report_failures(summary.failed_images, "images", summary.failures, f"{cache}/failures.csv")
     if summary.images and not summary.rows:
-        from augkit.cli import nothing_usable
-
         raise nothing_usable(f"none of the {summary.images} images gave features", summary.failures,
                              f"{cache}/failures.csv")
 
