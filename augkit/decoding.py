@@ -43,7 +43,7 @@ from augkit.files import write_bytes_atomic
 from augkit.image_checks import is_truncated as _is_truncated
 from augkit.image_checks import jpeg_is_truncated as _jpeg_is_truncated
 from augkit.image_checks import png_chunks as _png_chunks
-from augkit.image_checks import png_crc_failure
+from augkit.image_checks import png_crc_failure, size_problem
 from augkit.image_checks import sniff as _sniff
 from augkit.jpeg import JpegDamage, JpegHeader, strict_decode
 from augkit.jpeg import jpeg_header as _jpeg_header
@@ -159,6 +159,9 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
     img = _open_header(data, name)
     with img:
         width, height = img.size
+        problem = size_problem(data, magic or img.format)  # e.g. a BMP's negative width, read unsigned
+        if problem:
+            raise DecodeError(name, "corrupt", f"damaged {magic or img.format} header ({problem})")
         if width <= 0 or height <= 0:
             raise DecodeError(name, "corrupt", f"header says the image is {width}x{height}")
         if limit and width * height > limit:
@@ -169,7 +172,7 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
             frames = int(getattr(img, "n_frames", 1))
         except Exception:  # a broken later frame must not cost us frame 0
             frames = 1
-        kind = magic or fmt  # an MPO is a JPEG; a BMP's "BM" is too short for _sniff to trust
+        kind = magic or fmt  # an MPO is a JPEG
         if _is_truncated(data, kind):
             raise _truncated(name)
         if kind == "PNG":
@@ -273,7 +276,8 @@ def _open_header(data: bytes, name: str) -> Image.Image:
             raise _truncated(name) from None
         if kind == "PNG":
             _check_png_crcs(data, name)  # Pillow checks those of the chunks before the pixels
-        detail = "" if unidentified else f" ({e})"
+        problem = size_problem(data, kind)
+        detail = f" ({problem})" if problem else "" if unidentified else f" ({e})"
         raise DecodeError(name, "corrupt", f"damaged {kind or 'image'} header{detail}") from None
 
 

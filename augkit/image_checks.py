@@ -40,7 +40,12 @@ def sniff(data: bytes) -> str | None:
         return "GIF"
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "TIFF"
+    if data[:2] == b"BM" and len(data) >= 18 and struct.unpack_from("<I", data, 14)[0] in _BMP_HEADER_SIZES:
+        return "BMP"  # "BM" alone is too short to trust; with a known header size it is a BMP
     return None
+
+
+_BMP_HEADER_SIZES = frozenset((12, 40, 52, 56, 64, 108, 124))  # OS/2 1.x, Windows 3 to 5, Adobe's, OS/2 2.x
 
 
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # FF00 = stuffing, D0-D7 = restarts

@@ -483,6 +483,38 @@ def test_damaged_png_data_is_corrupt():
     assert decode_error(bytes(data)).reason == "corrupt"
 
 
+def bmp_with_size(width: int, height: int, image: np.ndarray | None = None) -> bytes:
+    """A 24-bit BMP of ``image`` (gradient() by default) whose header says width x height."""
+    data = bytearray(encoded(gradient() if image is None else image, "BMP"))
+    struct.pack_into("<ii", data, 18, width, height)
+    return bytes(data)
+
+
+def test_a_bmp_with_a_negative_width_is_corrupt_not_billions_of_pixels():
+    # Pillow reads the width unsigned: -64 became 4294967232, reported as too_large.
+    error = decode_error(bmp_with_size(-64, 48))
+    assert (error.reason, error.detail) == ("corrupt", "damaged BMP header (it says the image is -64x48 pixels)")
+
+
+@pytest.mark.parametrize(("width", "height"), [(0, 48), (64, 0), (64, -(2**31))])
+def test_a_bmp_claiming_no_pixels_is_corrupt(width, height):
+    error = decode_error(bmp_with_size(width, height))
+    assert (error.reason, error.detail) == (
+        "corrupt", f"damaged BMP header (it says the image is {width}x{height} pixels)")
+
+
+def test_a_top_down_bmp_with_a_negative_height_is_valid_and_upright():
+    stored_bottom_up = gradient()[::-1]  # what Pillow writes, read in the order of a top-down file
+    assert np.array_equal(decode_bytes(bmp_with_size(64, -48, stored_bottom_up))[0], gradient())
+
+
+@pytest.mark.parametrize("width", [0, 2**31, 2**32 - 1])
+def test_a_png_side_outside_what_png_allows_is_corrupt(width):
+    error = decode_error(png_with_size(width, 1))
+    assert error.reason == "corrupt"
+    assert f"it says the image is {width}x1 pixels; PNG allows 1 to 2,147,483,647 a side" in error.detail
+
+
 def test_lab_tiff_is_unsupported_rather_than_wrongly_coloured():
     assert decode_error(encoded(Image.new("LAB", (4, 3)), "TIFF")).reason == "unsupported"
 
