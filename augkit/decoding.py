@@ -25,8 +25,6 @@ and ``jpeg`` (the JPEG header walk and libjpeg's strict decode).
 
 from __future__ import annotations
 
-import ctypes
-import glob
 import io
 import os
 import stat
@@ -35,9 +33,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import PIL
 from PIL import Image, UnidentifiedImageError
 
+from augkit.decoder_settings import augkit_settings, quiet_libtiff
 from augkit.errors import UsageError
 from augkit.files import write_bytes_atomic
 from augkit.image_checks import is_truncated as _is_truncated
@@ -148,7 +146,8 @@ def decode_bytes(
             result = _decode_jpeg_fast(data, header, name, limit)
             if result is not None:
                 return result
-    return _decode_general(data, name, limit)
+    with augkit_settings():  # Pillow strict whatever the user's code set, OpenCV's log silent
+        return _decode_general(data, name, limit)
 
 
 def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, ImageInfo]:
@@ -185,14 +184,16 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
                 pixels = _jpeg_rgb(data, mode, img.size, name)
             else:  # CMYK: Pillow's pixels (it knows Adobe's inverted CMYK), checked first
                 _strict_jpeg(data, "CMYK" if mode == "CMYK" else "GRAY", name, min_factor=8)
-        elif mode in _OPENCV_MODES.get(fmt, ()) and (fmt != "PNG" or data[_PNG_BIT_DEPTH] == 16):
+        elif fmt == "PNG" and data[_PNG_BIT_DEPTH] == 16:
+            pixels = _png16_samples(img, data, name)
+        elif mode in _OPENCV_MODES.get(fmt, ()):
             may_have_alpha = "A" in img.mode or "transparency" in img.info
             pixels = _decode_opencv(data, img.size, may_have_alpha)
             is_bgr = pixels is not None
         already_upright = False
-        if pixels is None:  # Pillow: 8-bit PNG, GIF, TIFF, CMYK JPEG, and what the others refused
+        if pixels is None:  # Pillow: 8-bit PNG, GIF, TIFF, CMYK JPEG, and what OpenCV refused
             if fmt == "TIFF":
-                _quiet_libtiff()
+                quiet_libtiff()
             pixels = _decode_pillow(img, name, notes)
             # Pillow's TIFF reader turns the image upright as it loads it and
             # drops the tag (TiffImagePlugin.load_end); turning it again would
@@ -365,18 +366,62 @@ def _check_png_crcs(data: bytes, name: str) -> None:
 
 # --- pixel decoding --------------------------------------------------------
 
-# Modes OpenCV decodes correctly (libpng also turns a PNG's tRNS colour key into
-# alpha). Not palette images, whose transparency OpenCV's BMP/PNG readers do not
-# all honour; not JPEGs, which simplejpeg decodes (see _strict_jpeg). PNGs only
-# when 16-bit, where Pillow would keep the high byte of RGB instead of rounding:
-# libpng prints its warnings and errors to stderr (an ICC profile it dislikes, a
-# bad filter byte), where Pillow raises or stays silent.
+# Modes OpenCV decodes correctly. Not palette images, whose transparency OpenCV's BMP
+# reader does not honour; not JPEGs, which simplejpeg decodes (see _strict_jpeg); not
+# PNGs: OpenCV hands them to libpng, which prints its warnings and errors to stderr (an
+# ICC profile it dislikes, a bad filter byte, data after the last row), naming no file,
+# where Pillow raises or stays silent. Pillow decodes them (see _png16_samples for 16 bits).
 _OPENCV_MODES = {
-    "PNG": {"RGB", "RGBA", "L", "LA", "1", "I", "I;16", "I;16B"},
     "BMP": {"RGB", "L"},
     "WEBP": {"RGB", "RGBA"},
 }
-_PNG_BIT_DEPTH = 24  # offset of the bit depth in IHDR, which is always the first chunk
+_PNG_BIT_DEPTH, _PNG_COLOR_TYPE = 24, 25  # offsets in IHDR, which is always the first chunk
+# 16-bit colour PNGs: Pillow's raw modes for each sample's high byte (how it loads them)
+# and for its low byte (the same samples read as little-endian).
+_PNG16_RAW_MODES = {2: ("RGB;16B", "RGB;16L"), 6: ("RGBA;16B", "RGBA;16L")}
+
+
+def _png16_samples(img: Image.Image, data: bytes, name: str) -> np.ndarray:
+    """A 16-bit PNG's samples, exactly, grey or RGB, with alpha where it has some, decoded by
+    Pillow, which raises where libpng prints (decoding them ourselves, the filters alone
+    would cost a Python loop per pixel).
+
+    Pillow keeps 16 bits for grey only ("I;16"); colour it loads as 8-bit RGB(A), the high
+    byte of each sample. Loaded again with the little-endian raw mode, the same data gives
+    the low bytes. Grey with alpha, four bytes a pixel, loads in one go with the 8-bit RGBA
+    raw mode: grey high, grey low, alpha high, alpha low. A raw mode only says how to
+    unpack a row; the filters undone before it depend on the bytes per pixel, the same.
+    """
+    color_type = data[_PNG_COLOR_TYPE]
+    try:
+        img.seek(0)
+        if color_type == 4:
+            return _load_with_raw_mode(img, "RGBA").view(">u2").astype(np.uint16)
+        key = img.info.get("transparency")
+        if color_type == 0:
+            img.load()
+            grey = np.asarray(img).astype(np.uint16)
+            if not isinstance(key, int):
+                return grey
+            return np.dstack([grey, np.where(grey == key, 0, 65535).astype(np.uint16)])
+        high_mode, low_mode = _PNG16_RAW_MODES[color_type]
+        high = _load_with_raw_mode(img, high_mode)
+        again = Image.open(io.BytesIO(data))
+        again.seek(0)
+        samples = (high.astype(np.uint16) << 8) | _load_with_raw_mode(again, low_mode)
+        if color_type == 2 and isinstance(key, tuple) and len(key) == 3:  # a colour key (tRNS)
+            opaque = np.any(samples != np.array(key, np.uint16), axis=2)
+            samples = np.dstack([samples, np.where(opaque, 65535, 0).astype(np.uint16)])
+        return samples
+    except Exception as e:
+        raise _pillow_failure(e, name, "PNG") from None
+
+
+def _load_with_raw_mode(img: Image.Image, raw_mode: str) -> np.ndarray:
+    (tile,) = img.tile  # a PNG frame is one tile
+    img.tile = [tile._replace(args=raw_mode) if hasattr(tile, "_replace") else (*tile[:3], raw_mode)]
+    img.load()
+    return np.asarray(img)
 
 
 def _decode_opencv(data: bytes, size: tuple[int, int], may_have_alpha: bool) -> np.ndarray | None:
@@ -394,34 +439,6 @@ def _decode_opencv(data: bytes, size: tuple[int, int], may_have_alpha: bool) -> 
         # it would turn the whole image white.
         out = out[:, :, :3]
     return out
-
-
-_libtiff_quiet = False
-
-
-def _quiet_libtiff() -> None:
-    """Stop the libtiff that Pillow uses printing its errors to stderr.
-
-    Such a line names no file, and Pillow raises for the same failure ("decoder
-    error -2"), which becomes the file's DecodeError; Pillow mutes libtiff's
-    warnings itself. Process-wide, once, best effort: the library is found where
-    Linux maps it, or where Pillow's macOS wheel keeps it (on Windows it is inside
-    Pillow's own module, out of reach).
-    """
-    global _libtiff_quiet
-    if _libtiff_quiet:
-        return
-    _libtiff_quiet = True
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "libtiff" in line}
-    except OSError:
-        paths = set(glob.glob(os.path.join(os.path.dirname(PIL.__file__), ".dylibs", "libtiff*")))
-    for path in paths:
-        try:
-            ctypes.CDLL(path).TIFFSetErrorHandler(None)
-        except (OSError, AttributeError):
-            pass
 
 
 def _decode_pillow(img: Image.Image, name: str, notes: list[str]) -> np.ndarray:
@@ -450,12 +467,17 @@ def _decode_pillow(img: Image.Image, name: str, notes: list[str]) -> np.ndarray:
     except DecodeError:
         raise
     except Exception as e:
-        text = str(e) or type(e).__name__
-        if isinstance(e, EOFError) or "truncated" in text:
-            raise _truncated(name) from None
-        if any(s in text for s in ("not available", "not supported", "cannot find loader")):
-            raise DecodeError(name, "unsupported", f"cannot decode this kind of {fmt} ({text})") from None
-        raise DecodeError(name, "corrupt", f"corrupt image data ({text})") from None
+        raise _pillow_failure(e, name, fmt) from None
+
+
+def _pillow_failure(e: Exception, name: str, fmt: str | None) -> DecodeError:
+    """The DecodeError for what Pillow raised while loading pixels."""
+    text = str(e) or type(e).__name__
+    if isinstance(e, EOFError) or "truncated" in text:
+        return _truncated(name)
+    if any(s in text for s in ("not available", "not supported", "cannot find loader")):
+        return DecodeError(name, "unsupported", f"cannot decode this kind of {fmt} ({text})")
+    return DecodeError(name, "corrupt", f"corrupt image data ({text})")
 
 
 def _to_rgb_uint8(a: np.ndarray, is_bgr: bool, name: str, notes: list[str]) -> np.ndarray:

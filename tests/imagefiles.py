@@ -399,3 +399,69 @@ def damaged_files() -> dict[str, tuple[bytes, bytes | None]]:
         "tiff with damaged deflate strip.tif": (tiff_with_damaged_deflate_strip(), None),
         "truncated bmp.bmp": (truncated_bmp(), None),
     }
+
+
+# --- files other decoders print about -----------------------------------------------
+# libpng (through OpenCV) prints warnings and errors about these, naming no file, and
+# OpenCV logs a line when it refuses a BMP that Pillow reads. Some are whole images.
+
+
+def _sixteen_bit_png(chunks: bytes = b"", rows: bytes | None = None) -> bytes:
+    """A 16-bit grey PNG of damage_source()'s red channel, ``chunks`` before its IDAT,
+    ``rows`` (its scanlines, filter bytes included) instead of its own if given."""
+    grey = damage_source()[..., 0].astype(">u2") * 257
+    if rows is None:
+        rows = b"".join(b"\x00" + row.tobytes() for row in grey)
+    png = encoded(Image.fromarray(grey.astype(np.uint16)), "PNG")
+    return png[: _png_idat_at(png)] + chunks + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b"")
+
+
+def sixteen_bit_png_with_a_short_icc_profile() -> bytes:
+    """libpng: "iCCP: too short", a warning; every pixel is there."""
+    return _sixteen_bit_png(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(b"x" * 200)))
+
+
+def sixteen_bit_png_with_data_after_the_last_row() -> bytes:
+    """libpng: "IDAT: Too much image data", a warning; every pixel is there."""
+    grey = damage_source()[..., 0].astype(">u2") * 257
+    return _sixteen_bit_png(rows=b"".join(b"\x00" + row.tobytes() for row in grey) + bytes(300))
+
+
+def sixteen_bit_png_with_bad_filter_byte() -> bytes:
+    """libpng: "bad adaptive filter value", an error."""
+    grey = damage_source()[..., 0].astype(">u2") * 257
+    rows = bytearray(b"".join(b"\x00" + row.tobytes() for row in grey))
+    rows[60 * (1 + 2 * grey.shape[1])] = 7
+    return _sixteen_bit_png(rows=bytes(rows))
+
+
+def sixteen_bit_png_with_ihdr_twice() -> bytes:
+    """libpng: "IHDR: out of place", an error."""
+    png = _sixteen_bit_png()
+    return _sixteen_bit_png(png[8 : 8 + 25])
+
+
+def bmp_with_more_colours_than_8_bits_hold() -> bytes:
+    """An 8-bit grey BMP whose header counts 257 palette colours: Pillow reads it, OpenCV
+    refuses it and logs an assertion on stderr."""
+    grey = damage_source()[..., 0]
+    h, w = grey.shape
+    stride = (w + 3) // 4 * 4
+    palette = b"".join(bytes((i % 256, i % 256, i % 256, 0)) for i in range(257))
+    offset = 14 + 40 + len(palette)
+    rows = b"".join(row.tobytes() + bytes(stride - w) for row in grey[::-1])
+    header = struct.pack("<2sIHHI", b"BM", offset + len(rows), 0, 0, offset)
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 8, 0, len(rows), 2835, 2835, 257, 0)
+    return header + info + palette + rows
+
+
+def noisy_files() -> dict[str, bytes]:
+    """File name -> a file that another decoder prints about (decoded or refused, augkit
+    must print nothing)."""
+    return {
+        "16-bit png with a short icc profile.png": sixteen_bit_png_with_a_short_icc_profile(),
+        "16-bit png with data after the last row.png": sixteen_bit_png_with_data_after_the_last_row(),
+        "16-bit png with bad filter byte.png": sixteen_bit_png_with_bad_filter_byte(),
+        "16-bit png with ihdr twice.png": sixteen_bit_png_with_ihdr_twice(),
+        "bmp with more colours than 8 bits hold.bmp": bmp_with_more_colours_than_8_bits_hold(),
+    }

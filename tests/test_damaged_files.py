@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import ImageFile
 
 import augkit
 import mobilenet_like
@@ -125,3 +126,16 @@ def test_flow_leaves_each_damaged_file_out_of_the_batches_and_records_it(corpus,
     assert_failure_rows(batches.failures, "source", damaged)
     assert images == len(decodable)
     assert_no_decoder_text(*capfd.readouterr())
+
+
+def test_flow_reports_each_damaged_file_even_where_the_user_lets_pillow_load_truncated_images(
+        corpus, damaged, decodable, monkeypatch):
+    # A common line in PyTorch training scripts; Pillow then returns damaged GIFs and PNGs as pixels.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    recipe = {"transforms": [{"Resize": {"height": 32, "width": 32}}]}
+    with augkit.flow(corpus, recipe, batch_size=4, workers=0, shuffle=False) as batches:
+        images = sum(len(y) for _, y in batches)
+
+    assert_failure_rows(batches.failures, "source", damaged)
+    assert images == len(decodable)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True

@@ -5,6 +5,7 @@ All fixtures are generated here, so each test shows exactly what goes in.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import os
@@ -17,22 +18,25 @@ import threading
 import time
 import tracemalloc
 import warnings
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 import simplejpeg
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
 from augkit import decoding
 from augkit.errors import UsageError
 from conftest import make_structured_rgb
 from imagefiles import (
+    damage_source,
     damaged_files,
     encoded,
     good_images,
     jpeg_damaged_mid_scan,
     jpeg_with_junk_before_end_marker,
+    noisy_files,
     png_with_bad_idat_crc,
 )
 from imagefiles import png_claiming_size as png_with_size
@@ -280,6 +284,77 @@ def test_sixteen_bit_rgb_png_keeps_channel_order():
     image, _ = decode_bytes(buf.tobytes())
 
     assert image.tolist() == [[[255, 0, 128], [0, 1, 255]]]
+
+
+# (x start, y start, x step, y step) of the seven passes of an Adam7-interlaced PNG
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def sixteen_bit_png(samples: np.ndarray, color_type: int, *, interlaced: bool = False, trns: bytes = b"") -> bytes:
+    """A 16-bit PNG of ``samples`` (H, W[, C]), written here: no library writes grey with
+    alpha at 16 bits, nor interlaced PNGs."""
+    h, w = samples.shape[:2]
+    big_endian = samples.reshape(h, w, -1).astype(">u2")
+    passes = ADAM7 if interlaced else [(0, 0, 1, 1)]
+    rows = b"".join(b"\x00" + row.tobytes() for x0, y0, dx, dy in passes for row in big_endian[y0::dy, x0::dx])
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, int(interlaced))
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + (png_chunk(b"tRNS", trns) if trns else b"")
+            + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+
+
+def scaled_and_composited(samples: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """The decoding policy, written out: 16 bits to 8 with rounding, then alpha on white."""
+    eight = (samples.astype(np.uint32) * 255 + 32767) // 65535
+    rgb = np.repeat(eight[..., None], 3, axis=2) if eight.ndim == 2 else eight
+    if alpha is None:
+        return rgb.astype(np.uint8)
+    w = ((alpha.astype(np.uint32) * 255 + 32767) // 65535)[..., None]
+    return ((rgb * w + 255 * (255 - w) + 127) // 255).astype(np.uint8)
+
+
+def sixteen_bit_samples(h: int, w: int, channels: int) -> np.ndarray:
+    """Every byte pattern that matters: extremes, and high and low bytes that differ."""
+    rng = np.random.default_rng(channels)
+    samples = rng.integers(0, 65536, (h, w, channels), dtype=np.uint16)
+    samples[0, :4] = np.array([0, 65535, 0x00FF, 0xFF00])[:, None]
+    return samples[..., 0] if channels == 1 else samples
+
+
+@pytest.mark.parametrize("interlaced", [False, True], ids=["sequential", "interlaced"])
+@pytest.mark.parametrize("color_type", [0, 2, 4, 6], ids=["grey", "rgb", "grey+alpha", "rgba"])
+def test_every_kind_of_sixteen_bit_png_is_scaled_with_rounding(color_type, interlaced):
+    samples = sixteen_bit_samples(11, 13, PNG_CHANNELS[color_type])
+    has_alpha = color_type in (4, 6)
+    colour, alpha = (samples[..., :-1], samples[..., -1]) if has_alpha else (samples, None)
+    if colour.ndim == 3 and colour.shape[2] == 1:
+        colour = colour[..., 0]
+
+    image, info = decode_bytes(sixteen_bit_png(samples, color_type, interlaced=interlaced))
+
+    assert np.array_equal(image, scaled_and_composited(colour, alpha))
+    assert "16-bit scaled to 8-bit" in info.notes
+
+
+def test_a_sixteen_bit_colour_key_is_matched_on_all_sixteen_bits():
+    rgb = sixteen_bit_samples(5, 6, 3)
+    rgb[1, 1] = (0x1234, 0x5678, 0x9ABC)  # the key
+    rgb[1, 2] = (0x1235, 0x5678, 0x9ABC)  # the same high bytes: not the key
+    alpha = np.where((rgb == (0x1234, 0x5678, 0x9ABC)).all(axis=2), 0, 65535)
+    image, _ = decode_bytes(sixteen_bit_png(rgb, 2, trns=struct.pack(">HHH", 0x1234, 0x5678, 0x9ABC)))
+    assert np.array_equal(image, scaled_and_composited(rgb, alpha))
+    assert tuple(image[1, 1]) == WHITE and tuple(image[1, 2]) != WHITE
+
+
+def test_a_sixteen_bit_grey_colour_key_is_transparent():
+    grey = sixteen_bit_samples(5, 6, 1)
+    grey[2, 3] = 0x0102
+    image, _ = decode_bytes(sixteen_bit_png(grey, 0, trns=struct.pack(">H", 0x0102)))
+    assert np.array_equal(image, scaled_and_composited(grey, np.where(grey == 0x0102, 0, 65535)))
 
 
 def test_sixteen_bit_tiff_is_scaled():
@@ -974,6 +1049,77 @@ def test_decoders_print_nothing_about_a_damaged_file(capfd, name):
             pass
     assert capfd.readouterr() == ("", "")
     assert [str(w.message) for w in python_warnings] == []
+
+
+NOISY = noisy_files()
+
+
+@pytest.mark.parametrize("name", list(NOISY))
+def test_decoders_print_nothing_about_a_file_libpng_or_opencv_prints_about(capfd, name):
+    # 16-bit PNGs went through libpng, which prints; OpenCV logged each BMP it refused.
+    with warnings.catch_warnings(record=True) as python_warnings:
+        warnings.simplefilter("always")
+        try:
+            decode_bytes(NOISY[name], name=name)
+        except DecodeError as error:
+            assert error.reason in ("corrupt", "truncated"), str(error)
+    assert capfd.readouterr() == ("", "")
+    assert [str(w.message) for w in python_warnings] == []
+
+
+@pytest.mark.parametrize("name", ["16-bit png with a short icc profile.png",
+                                  "16-bit png with data after the last row.png"])
+def test_a_sixteen_bit_png_libpng_warns_about_keeps_every_pixel(name):
+    grey = damage_source()[..., 0]
+    assert np.array_equal(decode_bytes(NOISY[name])[0], np.repeat(grey[..., None], 3, axis=2))
+
+
+def test_a_bmp_opencv_refuses_is_read_by_pillow():
+    grey = damage_source()[..., 0]
+    image = decode_bytes(NOISY["bmp with more colours than 8 bits hold.bmp"])[0]
+    assert np.array_equal(image, np.repeat(grey[..., None], 3, axis=2))
+
+
+# PyTorch training scripts often set ImageFile.LOAD_TRUNCATED_IMAGES = True, after which
+# Pillow returns a cut or damaged GIF or PNG as pixels; augkit must not depend on it.
+
+
+@pytest.fixture
+def users_load_truncated_images(monkeypatch):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_a_damaged_file_is_an_error_even_where_the_user_lets_pillow_load_truncated_images(
+        users_load_truncated_images, name):
+    damaged, undamaged = DAMAGED[name]
+    if undamaged is None:
+        assert decode_error(damaged).reason in ("corrupt", "truncated")
+    else:
+        assert np.array_equal(decode_bytes(damaged)[0], decode_bytes(undamaged)[0])
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the user's setting, for the user's code
+
+
+def test_the_users_pillow_settings_are_theirs_again_after_decodes_in_many_threads(
+        users_load_truncated_images, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1234)
+    files = [data for data, _ in DAMAGED.values()] * 4
+
+    def result(data: bytes):
+        kind, value, _ = outcome(lambda: decode_bytes(data))
+        return kind, value if kind == "error" else value.tobytes()
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        in_threads = list(pool.map(result, files))
+
+    assert in_threads == [result(data) for data in files]
+    assert (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS) == (True, 1234)
+
+
+def test_opencv_logs_as_the_user_set_it_outside_augkits_decodes():
+    level = cv2.utils.logging.getLogLevel()
+    decode_bytes(NOISY["bmp with more colours than 8 bits hold.bmp"])
+    assert cv2.utils.logging.getLogLevel() == level
 
 
 @pytest.mark.parametrize("name", [name for name in DAMAGED_JPEGS if DAMAGED[name][1] is None])
