@@ -10,14 +10,19 @@ own reasons, and which decide what augkit's decodes do:
   better message (decoding.resolve_max_pixels); Pillow's would warn on stderr, or fail
   images the user allowed with --max-pixels;
 * OpenCV's log level: when OpenCV refuses a BMP or WebP it logs a line on stderr that
-  names no file; the file's DecodeError says it instead.
+  names no file; the file's DecodeError says it instead;
+* Python's warning filters and the "PIL" logger's level: Pillow warns about damaged
+  metadata ("Corrupt EXIF data", "Tag data larger than file") and logs some errors
+  ("More samples per pixel than can be decoded"), which Python prints on stderr, naming
+  no file; the image itself decodes, or fails with a DecodeError that says why.
 
 :func:`augkit_settings` applies augkit's values while at least one augkit decode runs in
 the process and puts the user's back when the last one ends: the user's code keeps its
 settings (feature caching decodes in several threads at once, hence a count under a
 lock rather than a save and restore per decode, which would interleave). These are
 globals, so code of the user's that runs in another thread *during* an augkit decode sees
-augkit's values: strict loading, OpenCV quiet.
+augkit's values: strict loading, OpenCV quiet, Pillow's warnings ignored; and a change it
+makes to Python's warning filters then is undone with augkit's.
 
 libtiff, which Pillow uses, prints its errors unless its handler is removed; no caller
 can want those lines (Pillow raises for the same failure), so :func:`quiet_libtiff`
@@ -29,14 +34,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import glob
+import logging
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 
 import cv2
 import PIL
 from PIL import Image, ImageFile
 
+_PIL_LOGGER = logging.getLogger("PIL")
 _lock = threading.Lock()
 _decodes_running = 0
 _users_values: tuple = ()
@@ -56,15 +64,21 @@ def _set_cv_log_level(level: int | None) -> None:
 
 @contextlib.contextmanager
 def augkit_settings() -> Iterator[None]:
-    """Pillow strict and unlimited (augkit limits), OpenCV silent, for the duration."""
+    """Pillow strict, unlimited (augkit limits) and silent, OpenCV silent, for the duration."""
     global _decodes_running, _users_values
     with _lock:
         if _decodes_running == 0:
             level = _cv_log_level()
-            _users_values = (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS, level)
+            users_warning_filters = warnings.catch_warnings()  # saves the filters, restores them on exit
+            users_warning_filters.__enter__()
+            _users_values = (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS, level, users_warning_filters,
+                             _PIL_LOGGER.level)
             ImageFile.LOAD_TRUNCATED_IMAGES = False
+            _PIL_LOGGER.setLevel(logging.CRITICAL + 1)  # Pillow's modules log through children of "PIL"
             Image.MAX_IMAGE_PIXELS = None
             _set_cv_log_level(None if level is None else cv2.utils.logging.LOG_LEVEL_SILENT)
+            # Pillow warns from its own modules, or (stacklevel 2) from its caller's
+            warnings.filterwarnings("ignore", module=r"(PIL\.|augkit\.decoding$)")
         _decodes_running += 1
     try:
         yield
@@ -72,8 +86,11 @@ def augkit_settings() -> Iterator[None]:
         with _lock:
             _decodes_running -= 1
             if _decodes_running == 0:
-                ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS, level = _users_values
+                (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS, level, users_warning_filters,
+                 pil_level) = _users_values
                 _set_cv_log_level(level)
+                _PIL_LOGGER.setLevel(pil_level)
+                users_warning_filters.__exit__(None, None, None)
 
 
 _libtiff_quiet = False

@@ -465,3 +465,33 @@ def noisy_files() -> dict[str, bytes]:
         "16-bit png with ihdr twice.png": sixteen_bit_png_with_ihdr_twice(),
         "bmp with more colours than 8 bits hold.bmp": bmp_with_more_colours_than_8_bits_hold(),
     }
+
+
+def _tiff_with_entry(tag: int, kind: int, count: int, value: int) -> bytes:
+    """damage_source() as an uncompressed little-endian TIFF, one IFD entry rewritten."""
+    tiff = bytearray(encoded(damage_source(), "TIFF"))
+    ifd = struct.unpack_from("<I", tiff, 4)[0]
+    for at in range(ifd + 2, ifd + 2 + 12 * struct.unpack_from("<H", tiff, ifd)[0], 12):
+        if struct.unpack_from("<H", tiff, at)[0] == tag:
+            struct.pack_into("<HHII", tiff, at, tag, kind, count, value)
+    return bytes(tiff)
+
+
+def tiff_whose_tag_claims_more_data_than_the_file_holds() -> bytes:
+    """BitsPerSample said to hold a million values: Pillow warns "Tag data larger than
+    file", which Python prints on stderr, and skips the tag."""
+    return _tiff_with_entry(258, 3, 1_000_000, 134)
+
+
+def tiff_with_thousands_of_samples_per_pixel() -> bytes:
+    """SamplesPerPixel 23811: Pillow logs "More samples per pixel than can be decoded"
+    through the logging module, which prints on stderr when no handler is set."""
+    return _tiff_with_entry(277, 3, 1, 23811)
+
+
+def noisy_pillow_files() -> dict[str, bytes]:
+    """File name -> a file Pillow warns or logs about (Python prints both on stderr)."""
+    return {
+        "tiff whose tag claims more data than the file holds.tif": tiff_whose_tag_claims_more_data_than_the_file_holds(),
+        "tiff with thousands of samples per pixel.tif": tiff_with_thousands_of_samples_per_pixel(),
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import io
+import logging
 import os
 import pickle
 import re
@@ -36,6 +37,7 @@ from imagefiles import (
     jpeg_damaged_mid_scan,
     jpeg_with_junk_before_end_marker,
     noisy_files,
+    noisy_pillow_files,
     png_with_bad_idat_crc,
 )
 from imagefiles import png_claiming_size as png_with_size
@@ -1064,12 +1066,13 @@ def test_decoders_print_nothing_about_a_damaged_file(capfd, name):
     assert [str(w.message) for w in python_warnings] == []
 
 
-NOISY = noisy_files()
+NOISY = {**noisy_files(), **noisy_pillow_files()}
 
 
 @pytest.mark.parametrize("name", list(NOISY))
-def test_decoders_print_nothing_about_a_file_libpng_or_opencv_prints_about(capfd, name):
-    # 16-bit PNGs went through libpng, which prints; OpenCV logged each BMP it refused.
+def test_decoders_print_nothing_about_a_file_libpng_opencv_or_pillow_prints_about(capfd, name):
+    # 16-bit PNGs went through libpng, which prints; OpenCV logged each BMP it refused;
+    # Pillow warns (warnings) and logs (logging), both printed by Python on stderr.
     with warnings.catch_warnings(record=True) as python_warnings:
         warnings.simplefilter("always")
         try:
@@ -1127,6 +1130,17 @@ def test_the_users_pillow_settings_are_theirs_again_after_decodes_in_many_thread
 
     assert in_threads == [result(data) for data in files]
     assert (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS) == (True, 1234)
+
+
+def test_the_users_warning_filters_and_pillow_log_level_are_theirs_again_after_a_decode():
+    pil_logger = logging.getLogger("PIL")
+    level = pil_logger.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        filters = list(warnings.filters)
+        decode_error(NOISY["tiff with thousands of samples per pixel.tif"])
+        assert warnings.filters == filters
+    assert pil_logger.level == level
 
 
 def test_opencv_logs_as_the_user_set_it_outside_augkits_decodes():
