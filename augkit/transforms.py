@@ -2,9 +2,9 @@
 
 A recipe names albumentations 2.0.8 image transforms by class name, the compositions
 ``OneOf``/``SomeOf``/``Sequential``/``RandomOrder``, and augkit's own transforms
-(``PCAColor``). This module knows those names, their arguments and defaults, the
-arguments that albumentations 1.x called something else, and the OpenCV constants a
-person would rather write as words (``border_mode: reflect_101``).
+(``PCAColor``). This module knows those names, their arguments and defaults, and the
+OpenCV constants a person would rather write as words (``border_mode: reflect_101``);
+:mod:`augkit.legacy_args` knows what albumentations 1.x called them.
 """
 
 from __future__ import annotations
@@ -44,44 +44,6 @@ ENUM_ARGS: dict[str, dict[str, int]] = {
     "border_mode": _BORDER,
     "interpolation": _INTERPOLATION,
     "mask_interpolation": _INTERPOLATION,
-}
-
-# Arguments renamed between albumentations 1.x and 2.0: old name -> what to write now.
-RENAMED_ANY = {
-    "always_apply": "p: 1",
-    "value": "fill",
-    "cval": "fill",
-    "mask_value": "fill_mask",
-    "cval_mask": "fill_mask",
-    "mode": "border_mode",
-}
-RENAMED = {
-    "CoarseDropout": {
-        "max_holes": "num_holes_range: [min, max]",
-        "min_holes": "num_holes_range: [min, max]",
-        "max_height": "hole_height_range: [min, max]",
-        "min_height": "hole_height_range: [min, max]",
-        "max_width": "hole_width_range: [min, max]",
-        "min_width": "hole_width_range: [min, max]",
-        "fill_value": "fill",
-        "mask_fill_value": "fill_mask",
-    },
-    "RandomResizedCrop": {"height": "size: [height, width]", "width": "size: [height, width]"},
-    "RandomSizedCrop": {"height": "size: [height, width]", "width": "size: [height, width]"},
-    "GaussNoise": {"var_limit": "std_range: [min, max] (a fraction of 255)", "mean": "mean_range"},
-    "ImageCompression": {
-        "quality_lower": "quality_range: [min, max]",
-        "quality_upper": "quality_range: [min, max]",
-    },
-    "Downscale": {"scale_min": "scale_range: [min, max]", "scale_max": "scale_range: [min, max]"},
-    "RandomFog": {"fog_coef_lower": "fog_coef_range", "fog_coef_upper": "fog_coef_range"},
-    "RandomShadow": {"num_shadows_lower": "num_shadows_limit", "num_shadows_upper": "num_shadows_limit"},
-    "RandomSunFlare": {
-        "angle_lower": "angle_range",
-        "angle_upper": "angle_range",
-        "num_flare_circles_lower": "num_flare_circles_range",
-        "num_flare_circles_upper": "num_flare_circles_range",
-    },
 }
 
 # Warnings albumentations gives for a well-formed transform, about its own design rather
@@ -158,8 +120,11 @@ def close_matches(word: str, choices: list[str] | tuple[str, ...], n: int = 3) -
 
 
 def renamed_argument(transform: str, arg: str) -> str | None:
-    """What albumentations 2.0 calls a 1.x argument, or None if it was not renamed."""
-    return RENAMED.get(transform, {}).get(arg) or RENAMED_ANY.get(arg)
+    """What albumentations 2.0 calls a 1.x argument, or None if it was not renamed
+    (:func:`augkit.legacy_args.fixes` gives the value to write too)."""
+    from augkit.legacy_args import renamed_argument as renamed
+
+    return renamed(transform, arg)
 
 
 def resolve_enum(arg: str, value: Any) -> Any:
@@ -167,6 +132,8 @@ def resolve_enum(arg: str, value: Any) -> Any:
 
     Raises ValueError with the accepted words when the word is unknown.
     """
+    if arg == "interpolation_pair" and isinstance(value, dict):  # Downscale: {downscale: area, upscale: linear}
+        return {key: resolve_enum("interpolation", v) for key, v in value.items()}
     words = ENUM_ARGS.get(arg)
     if words is None or not isinstance(value, str):
         return value

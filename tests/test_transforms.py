@@ -185,6 +185,11 @@ def test_resolve_enum_passes_integers_and_other_arguments_through():
     assert resolve_enum("source", "imagenet") == "imagenet"
 
 
+def test_resolve_enum_turns_the_words_of_an_interpolation_pair_into_constants():
+    assert resolve_enum("interpolation_pair", {"downscale": "area", "upscale": "cubic"}) == {
+        "downscale": cv2.INTER_AREA, "upscale": cv2.INTER_CUBIC}
+
+
 def test_resolve_enum_lists_the_words_for_an_unknown_one():
     with pytest.raises(ValueError, match=r"unknown value 'mirror'; use one of: .*reflect_101"):
         resolve_enum("border_mode", "mirror")
