@@ -41,10 +41,13 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from augkit._albu import albumentations
+from augkit.recipe_source import FileRefused, read_regular_file
 from augkit.stats import covariance, pixel_moments, principal_components
 
 A = albumentations()
 from albumentations.core.transforms_interface import BaseTransformInitSchema  # noqa: E402
+
+MAX_STATS_BYTES = 16 << 20  # `augkit stats` writes a few KB
 
 # fb.resnet.torch / AlexNet re-implementations; eigenvector i is column i.
 IMAGENET_EIGVALS = np.array([0.2175, 0.0188, 0.0045])
@@ -58,18 +61,30 @@ IMAGENET_EIGVECS = np.array(
 
 
 def load_dataset_pca(stats_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(eigvals, eigvecs as columns) from a ``stats.json`` written by ``augkit stats``."""
+    """(eigvals, eigvecs as columns) from a ``stats.json`` written by ``augkit stats``.
+
+    Every problem is a one-line ValueError naming the file: missing, not a regular file
+    (a folder; a named pipe, which would block), over MAX_STATS_BYTES, not JSON, no
+    usable ``pca`` section, or numbers that are not finite."""
     try:
-        with open(stats_path, encoding="utf-8") as f:
-            pca = json.load(f)["pca"]
+        text = read_regular_file(stats_path, MAX_STATS_BYTES).decode("utf-8")
+        pca = json.loads(text)["pca"]
         eigvals = np.asarray(pca["eigenvalues"], dtype=np.float64)
         eigvecs = np.asarray(pca["eigenvectors"], dtype=np.float64).T
     except FileNotFoundError:
         raise ValueError(f"stats file {stats_path} not found; write it with `augkit stats SRC -o {stats_path}`") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{stats_path} has no usable 'pca' section ({exc}); rewrite it with `augkit stats`") from None
+    except FileRefused as exc:
+        raise ValueError(f"stats file {stats_path} {exc}; give the stats.json `augkit stats` wrote") from None
+    except OSError as exc:
+        raise ValueError(f"stats file {stats_path}: cannot read it: {exc.strerror or exc}") from None
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise ValueError(f"{stats_path} has no usable 'pca' section ({reason}); rewrite it with `augkit stats`") from None
     if eigvals.shape != (3,) or eigvecs.shape != (3, 3):
         raise ValueError(f"{stats_path}: 'pca' must hold 3 eigenvalues and 3 eigenvectors of length 3")
+    if not (np.isfinite(eigvals).all() and np.isfinite(eigvecs).all()) or (eigvals < 0).any():
+        raise ValueError(f"{stats_path}: 'pca' eigenvalues must be finite and not negative, and eigenvectors finite; "
+                         f"rewrite it with `augkit stats`")
     return eigvals, eigvecs
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +255,32 @@ def test_no_float_copy_of_the_image_is_made(source):
     finally:
         tracemalloc.stop()
     assert peak < 1.5 * image.nbytes  # the output itself; a float32 copy alone would be 4x
+
+
+def test_a_stats_path_that_is_a_folder_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"^stats file .* is a folder, not a regular file; give the stats.json"):
+        PCAColor(source="dataset", stats=str(tmp_path))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_stats_path_that_is_a_named_pipe_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "stats.json"
+    os.mkfifo(fifo)
+    code = ("import sys\nfrom augkit.pca_color import load_dataset_pca\n"
+            "try:\n    load_dataset_pca(sys.argv[1])\nexcept ValueError as e:\n    print(e)\n")
+    # A child process: opening a FIFO for reading waits for a writer, which would hang this test.
+    result = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)
+    assert result.stdout == f"stats file {fifo} is a named pipe (FIFO), not a regular file; give the stats.json " \
+                            f"`augkit stats` wrote\n"
+
+
+@pytest.mark.parametrize("pca", [
+    {"eigenvalues": [float("nan"), 0.1, 0.1], "eigenvectors": np.eye(3).tolist()},
+    {"eigenvalues": [-1, 0.1, 0.1], "eigenvectors": np.eye(3).tolist()},
+    {"eigenvalues": [0.2, 0.1, 0.1], "eigenvectors": [[float("inf"), 0, 0], [0, 1, 0], [0, 0, 1]]},
+], ids=["nan", "negative", "inf"])
+def test_stats_with_numbers_that_are_not_a_covariance_are_refused(pca, tmp_path):
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps({"pca": pca}))
+    with pytest.raises(ValueError, match="eigenvalues must be finite and not negative"):
+        PCAColor(source="dataset", stats=str(path))
