@@ -4,6 +4,9 @@ or a one-line RecipeError naming file, line, key and fix."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -16,8 +19,9 @@ from click.testing import CliRunner
 from augkit._albu import albumentations
 from augkit.cli import cli
 from augkit.errors import RecipeError, UsageError
-from augkit.recipes import Recipe, load_recipe, save_albumentations
+from augkit.recipes import Recipe, TransformError, load_recipe, save_albumentations
 from augkit.seeds import seed_pipeline
+from augkit.transforms import registry
 
 A = albumentations()
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -328,6 +332,117 @@ def test_a_missing_recipe_file_says_so(tmp_path):
         load_recipe(missing)
 
 
+def test_every_problem_is_reported_at_once_one_line_each_in_line_order(tmp_path):
+    path = tmp_path / "many.yaml"
+    path.write_text("seed: -3\n"
+                    "transforms:\n"
+                    "  - HorizantalFlip\n"
+                    "  - Blur: {blur_limt: 3}\n"
+                    "  - RandomCrop: {height: big, width: 64, p: x}\n"
+                    "  - OneOf:\n"
+                    "      transforms: [NoSuchThing, CLAHE]\n"
+                    "  - 42\n")
+
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+
+    lines = str(info.value).splitlines()
+    assert [line.split(": ")[0] for line in lines] == [f"{path}:{n}" for n in (1, 3, 4, 5, 5, 7, 8)]
+    assert "seed must be a non-negative integer" in lines[0]
+    assert "did you mean HorizontalFlip" in lines[1]
+    assert "did you mean blur_limit" in lines[2]
+    assert {"RandomCrop: height: Input should be a valid integer", "RandomCrop: p: Input should be a valid number"} == {
+        line.split(": ", 1)[1].split(",")[0] for line in lines[3:5]}
+    assert "unknown transform 'NoSuchThing'" in lines[5]
+    assert "expected a transform such as" in lines[6]
+
+
+TRANSFORM_NAMES = sorted(registry().keys())
+
+
+def _wrong(transform: str, **args) -> dict:
+    if registry()[transform].kind == "composition":
+        args["transforms"] = ["Blur"]
+    return {"transforms": [{transform: args}]}
+
+
+@pytest.mark.parametrize("name", TRANSFORM_NAMES)
+def test_every_transform_with_a_wrong_typed_argument_gives_lines_not_a_traceback(name):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(_wrong(name, p="x"))
+    lines = str(info.value).splitlines()
+    assert all(line.startswith(f"<dict>: {name}: ") for line in lines)
+    assert any(line.startswith((f"<dict>: {name}: p: Input should be a valid number",
+                                f"<dict>: {name}: p: must be a number from 0 to 1 (got 'x')")) for line in lines), lines
+
+
+@pytest.mark.parametrize("name", TRANSFORM_NAMES)
+def test_every_transform_with_an_unknown_argument_names_it(name):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(_wrong(name, bogus_argument=1))
+    assert f"<dict>: {name}: unknown argument 'bogus_argument'; " in str(info.value)
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, [[1, 2], [3]], "x", -1, 1.5, None, [], True])
+@pytest.mark.parametrize("name", ["Affine", "CoarseDropout", "RandomResizedCrop", "PCAColor", "Lambda", "SomeOf"])
+def test_odd_values_for_every_argument_give_a_recipe_or_a_recipe_error(name, value):
+    for argument in registry()[name].arguments:
+        if argument == "transforms":
+            continue
+        try:
+            recipe = load_recipe(_wrong(name, **{argument: value}))
+        except RecipeError:
+            continue
+        recipe.describe()  # a recipe that loads can also be described and fingerprinted
+        assert recipe.fingerprint
+
+
+def test_a_lambda_in_a_recipe_file_is_refused_saying_why(write_recipe):
+    path = write_recipe("transforms:\n  - Lambda: {}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert str(info.value) == (f"{path}:2: Lambda runs Python functions, which a recipe file cannot hold; build a "
+                               f"recipe with a Lambda from Python: load_recipe({{'transforms': [...]}})")
+
+
+def test_a_lambda_from_python_can_be_described_and_fingerprinted(small_rgb):
+    recipe = load_recipe({"transforms": [{"Lambda": {"image": to_unit_float}}]})
+    assert "Lambda(" in recipe.describe() and "to_unit_float" in recipe.describe()
+    assert len(recipe.fingerprint) == 64
+
+
+def test_a_stats_path_that_is_a_folder_is_one_line(write_recipe, tmp_path):
+    (tmp_path / "stats").mkdir()
+    path = write_recipe("transforms:\n  - PCAColor: {source: dataset, stats: stats}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    assert str(info.value) == (f"{path}:2: PCAColor: stats file {tmp_path / 'stats'} is a folder, not a regular "
+                               f"file; give the stats.json `augkit stats` wrote")
+
+
+# --- a transform that fails on an image names itself ------------------------------------------------
+
+
+def test_a_transform_that_fails_on_an_image_names_its_step_and_line(write_recipe, small_rgb):
+    recipe = load_recipe(write_recipe("transforms:\n  - HorizontalFlip\n  - RandomCrop: {height: 512, width: 512}\n"))
+    for call in (lambda: recipe(small_rgb, seed=0), lambda: recipe.trace(small_rgb, seed=0),
+                 lambda: recipe.for_image(small_rgb)(0)):
+        with pytest.raises(TransformError) as info:
+            call()
+        assert str(info.value) == ("RandomCrop at line 3: CropSizeError: Crop size (height, width) exceeds image "
+                                   "dimensions (height, width): (512, 512) vs (120, 160)")
+        assert info.value.step.line == 3
+
+
+def test_a_failing_deterministic_head_is_named_for_every_seed(small_rgb):
+    recipe = load_recipe({"transforms": [{"Resize": {"height": 50, "width": 50}},
+                                         {"CenterCrop": {"height": 64, "width": 64}}, "HorizontalFlip"]})
+    augment = recipe.for_image(small_rgb)
+    for seed in range(2):
+        with pytest.raises(TransformError, match=r"^CenterCrop: CropSizeError"):
+            augment(seed)
+
+
 # --- albumentations interoperability ------------------------------------------------------------
 
 
@@ -378,6 +493,32 @@ def test_save_albumentations_writes_what_albumentations_loads(tmp_path, small_rg
     for seed in range(6):
         seed_pipeline(loaded, seed)
         assert np.array_equal(loaded(image=small_rgb)["image"], recipe(small_rgb, seed=seed)), f"seed {seed}"
+
+
+def test_an_exported_recipe_with_pca_color_loads_in_a_fresh_process_after_importing_augkit_pca_color(tmp_path):
+    recipe = load_recipe({"transforms": [{"PCAColor": {"sigma": 0.2, "p": 1.0}}, "HorizontalFlip"]})
+    path = tmp_path / "exported.json"
+    save_albumentations(recipe, path)
+    code = ("import sys, augkit.pca_color, albumentations as A\n"
+            "pipeline = A.load(sys.argv[1])\n"
+            "print([type(t).__name__ for t in pipeline.transforms])\n")
+
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "['PCAColor', 'HorizontalFlip']\n"
+
+
+def test_recipe_export_of_pca_color_says_what_a_script_must_import(tmp_path):
+    source = tmp_path / "pca.yaml"
+    source.write_text("transforms:\n  - PCAColor: {sigma: 0.1}\n")
+    out = tmp_path / "pipe.json"
+    result = CliRunner().invoke(cli, ["recipe", "export", str(source), str(out)])
+    assert result.exit_code == 0
+    assert result.stderr == ("note: the file uses augkit's PCAColor: `import augkit.pca_color` before "
+                             "albumentations' A.load reads it\n")
+    assert out.exists()
 
 
 def test_save_albumentations_yaml_keeps_the_seed(tmp_path):

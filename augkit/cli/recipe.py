@@ -14,14 +14,32 @@ def recipe() -> None:
 
 @recipe.command()
 @click.argument("recipe_path", metavar="RECIPE")
-def check(recipe_path: str) -> None:
-    """Validate RECIPE and print the resolved pipeline (every argument, defaults included)
-    and what it returns: augkit's commands use only a recipe that returns uint8 RGB."""
+@click.option("--no-dry-run", is_flag=True,
+              help="Only build the recipe; do not run its transforms on synthetic images.")
+def check(recipe_path: str, no_dry_run: bool) -> None:
+    """Validate RECIPE and print the resolved pipeline (every argument, defaults included),
+    what it returns (augkit's commands use only a recipe that returns uint8 RGB) and the
+    image size it needs. Then a dry run: each transform alone and the whole recipe on a
+    synthetic image, 3 seeds, in a child process limited in time and memory. Every
+    problem is reported at once, one line each, with its line in RECIPE (exit 2)."""
+    from augkit.errors import RecipeError
+    from augkit.recipe_checks import PROBE_SEEDS, probe_isolated
     from augkit.recipes import load_recipe
 
     loaded = load_recipe(recipe_path)
     click.echo(loaded.describe())
     click.echo(f"output: {loaded.describe_output()}")
+    for need in loaded.describe_input():
+        click.echo(f"input: {need}")
+    if not no_dry_run:
+        report = probe_isolated(recipe_path)
+        for note in report.notes:
+            click.echo(f"dry run: {note}")
+        if report.problems:
+            raise RecipeError("\n".join(f"{recipe_path}:{line}: {message}" if line else f"{recipe_path}: {message}"
+                                        for line, message in sorted(report.problems, key=lambda p: p[0] or 0)))
+        click.echo(f"dry run: each transform and the whole recipe ran on a {report.side}x{report.side} synthetic "
+                   f"image, {len(PROBE_SEEDS)} seeds")
     click.echo(f"OK: {recipe_path} is valid")
 
 
@@ -34,7 +52,12 @@ def export(recipe_path: str, out: str, data_format: str | None) -> None:
     """Write RECIPE as albumentations' A.save would, for A.load(OUT) in any script."""
     from augkit.recipes import load_recipe, save_albumentations
 
-    save_albumentations(load_recipe(recipe_path), out, data_format)
+    loaded = load_recipe(recipe_path)
+    save_albumentations(loaded, out, data_format)
+    if "PCAColor" in loaded.names():
+        # albumentations finds a class by the name the file gives, among the classes imported.
+        click.echo("note: the file uses augkit's PCAColor: `import augkit.pca_color` before albumentations' "
+                   "A.load reads it", err=True)
     click.echo(out)
 
 
