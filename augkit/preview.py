@@ -1,7 +1,9 @@
 """Preview: a captioned grid of augmented samples, to see what a recipe does before using it.
 
 Each tile shows one augmented sample, letterboxed into a square, with a caption naming
-the transforms that fired and their key drawn values (``Affine rot=-8.7 scale=1.03``).
+the transforms that fired and their key drawn values (``Affine rot=-8.7 scale=1.03``,
+``GaussNoise noise_sd=12.4``, ``Resize to=224x224``): numbers to 3 significant digits,
+arrays as up to 4 values, a mask as the share it covers, a kernel as its size.
 The first tile of each row is the original. One image gives a near-square grid; several
 images give one row each. Sample ``i`` of image ``key`` uses ``derive_seed(seed, key, i)``,
 the same seeding as ``augment``, so the same seed gives the same grid.
@@ -10,14 +12,14 @@ the same seeding as ``augment``, so the same seed gives the same grid.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
-from augkit.errors import AugkitError
-from augkit.recipes import NotAnImageError, require_image
+from augkit.errors import AugkitError, UsageError
+from augkit.recipes import NotAnImageError, TransformError, require_image
 from augkit.seeds import derive_seed
 
 # What to do about a recipe that does not return uint8 RGB (see Recipe.require_image_output).
@@ -25,14 +27,17 @@ EIGHT_BIT_IMAGES = "drop {name}: images are written as 8-bit"
 
 # Drawn values that say little in a caption.
 _HIDDEN = {
-    "shape", "interpolation", "mask_interpolation", "fill", "fill_mask", "matrix", "bbox_matrix",
-    "output_shape", "seed", "pad_params", "border_mode", "rotate_method",
+    "shape", "interpolation", "mask_interpolation", "fill", "fill_mask", "matrix", "bbox_matrix", "matrix_bbox",
+    "output_shape", "seed", "random_seed", "pad_params", "border_mode", "rotate_method", "order", "image_type",
+    "x_min", "x_max", "y_min", "y_max",
 }
 _SHORT = {
     "rotate": "rot", "angle": "rot", "clip_limit": "clip", "noise_map": "shift", "crop_coords": "crop",
-    "brightness": "bright", "contrast": "contr", "saturation": "sat", "alpha": "alpha",
-    "beta": "beta", "kernel": "k", "holes": "holes", "gamma": "gamma", "tile_grid_size": "tiles",
+    "brightness": "bright", "contrast": "contr", "saturation": "sat", "kernel": "k", "ksize": "k",
+    "tile_grid_size": "tiles", "drop_mask": "dropped", "salt_mask": "salt", "pepper_mask": "pepper",
 }
+_SHOWN_TEXT = {"mode", "group_element", "method"}  # words worth showing (Spatter's mode, D4's element)
+MAX_CAPTION_VALUES = 4  # ColorJitter's four; a tile's caption is a few short lines
 _BG = (32, 32, 32)
 _FG = (235, 235, 235)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -40,38 +45,94 @@ _FONT_SCALE = 0.4
 _LINE_HEIGHT = 14
 
 
-def _fmt_number(value: float) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def _fmt_number(value: float | int) -> str:
+    """3 significant digits, no exponent for what a caption shows, never ``-0``."""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 1000:
+        text = f"{value:.0f}"
+    elif abs(value) < 0.0005:
+        text = "0"
+    else:
+        text = f"{value:.3g}"
+    return "0" if text in ("-0", "-0.0") else text
+
+
+def _fmt_size(shape: Any) -> str | None:
+    try:
+        return f"{int(shape[1])}x{int(shape[0])}"
+    except (TypeError, IndexError, ValueError):
+        return None
 
 
 def _fmt_value(key: str, value: Any) -> str | None:
     if isinstance(value, (bool, np.bool_)) or value is None:
         return None
+    if isinstance(value, str):
+        return value if key in _SHOWN_TEXT and len(value) <= 16 else None
     if isinstance(value, (int, float, np.integer, np.floating)):
-        return _fmt_number(float(value) if isinstance(value, (float, np.floating)) else int(value))
-    if isinstance(value, dict) and set(value) == {"x", "y"}:
-        x, y = float(value["x"]), float(value["y"])
-        return _fmt_number(x) if abs(x - y) < 5e-3 else f"{x:.2f}/{y:.2f}"
+        return _fmt_number(value)
+    if isinstance(value, dict):
+        if set(value) == {"x", "y"}:
+            x, y = float(value["x"]), float(value["y"])
+            return _fmt_number(x) if abs(x - y) < 5e-3 else f"{x:.2f}/{y:.2f}"
+        return None
     if key == "crop_coords" and len(value) == 4:
         x1, y1, x2, y2 = (int(v) for v in value)
         return f"{x2 - x1}x{y2 - y1}@{x1},{y1}"
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged (RandomSunFlare's circles): nothing short to say
+        return None
     if key == "holes" and array.ndim == 2:
         return str(len(array))
-    if array.dtype.kind in "iuf" and 0 < array.size <= 4:
-        return ",".join(_fmt_number(round(float(v), 2) if array.dtype.kind == "f" else int(v)) for v in array.ravel())
+    if array.dtype.kind == "b" and array.size > 4:  # a mask: how much of the image it covers
+        return f"{_fmt_number(100 * array.mean())}%"
+    if array.dtype.kind not in "iuf" or array.size == 0:
+        return None
+    if key in ("kernel", "ksize") and array.ndim in (1, 2) and array.size > 1:  # a blur kernel: its size
+        h, w = array.shape if array.ndim == 2 else (array.size, array.size)
+        return str(h) if h == w else f"{w}x{h}"
+    if key == "noise_map" and array.size > 4:  # GaussNoise: per pixel; its spread says how strong
+        return _fmt_number(float(array.std()))
+    if array.size <= 4:
+        return ",".join(_fmt_number(v) for v in array.ravel().tolist())
     return None
 
 
-def caption_for(name: str, params: dict[str, Any], max_values: int = 3) -> str:
-    """``Affine rot=-8.7 scale=1.03``: a transform's name and its key drawn values."""
+def _rotation_of(matrix: Any) -> float | None:
+    """The angle of a rotation matrix (Rotate reports only the matrix), in degrees."""
+    try:
+        m = np.asarray(matrix, dtype=np.float64)
+        return math.degrees(math.atan2(m[0, 1], m[0, 0])) if m.shape in ((2, 3), (3, 3)) else None
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
+def caption_for(name: str, params: dict[str, Any], max_values: int = MAX_CAPTION_VALUES,
+                output_shape: Any = None) -> str:
+    """``Affine rot=-8.73 scale=1.03``: a transform's name and its key drawn values;
+    ``Resize to=224x224`` when it changed the size and says so nowhere else."""
     parts = [name]
+    if name in ("Rotate", "SafeRotate") and "rotate" not in params and "matrix" in params:
+        angle = _rotation_of(params["matrix"])
+        if angle is not None:
+            parts.append(f"rot={_fmt_number(angle)}")
     for key, value in params.items():
         if key in _HIDDEN or len(parts) > max_values:
             continue
         text = _fmt_value(key, value)
         if text is not None:
-            parts.append(f"{_SHORT.get(key, key)}={text}")
+            big_noise = key == "noise_map" and np.size(value) > 4
+            parts.append(f"{'noise_sd' if big_noise else _SHORT.get(key, key)}={text}")
+    before, after = params.get("shape"), output_shape
+    if after is not None and before is not None and tuple(before)[:2] != tuple(after)[:2] and "crop_coords" not in params:
+        size = _fmt_size(after)
+        if size:
+            parts.append(f"to={size}")
     return " ".join(parts)
 
 
@@ -114,22 +175,30 @@ def _tile(image: np.ndarray, caption_lines: list[str], size: int, n_lines: int) 
     return np.vstack([_letterbox(image, size), caption])
 
 
+def _captions(applied: list[tuple[str, dict[str, Any]]], final_shape: tuple[int, ...]) -> list[str]:
+    """One caption per transform that fired; each one's output size is the next one's input."""
+    shapes = [params.get("shape") for _, params in applied[1:]] + [final_shape]
+    return [caption_for(name, params, output_shape=after) for (name, params), after in zip(applied, shapes)]
+
+
 def sample_captions(recipe, image: np.ndarray, key: str, n: int, seed: int) -> list[tuple[np.ndarray, list[str]]]:
     """The original and n augmented samples of one image, each with its caption items.
 
     Raises RecipeError for a recipe that does not return uint8 RGB images, and AugkitError
-    when a sample is not one all the same (a Lambda): a grid cannot show either."""
+    naming the image, the sample and the transform when a transform fails on the image (a
+    crop larger than it) or a sample is not uint8 RGB all the same (a Lambda): a grid
+    cannot show either."""
     recipe.require_image_output(EIGHT_BIT_IMAGES)
     h, w = image.shape[:2]
     out: list[tuple[np.ndarray, list[str]]] = [(image, [_ascii(f"original {w}x{h}"), _ascii(key)])]
     for i in range(n):
-        augmented, applied = recipe.trace(image, seed=derive_seed(seed, key, i))
         try:
+            augmented, applied = recipe.trace(image, seed=derive_seed(seed, key, i))
             require_image(augmented)
-        except NotAnImageError as exc:
+        except (TransformError, NotAnImageError) as exc:
             raise AugkitError(f"{key}: sample #{i + 1}: {exc}") from None
         ah, aw = augmented.shape[:2]
-        items = [caption_for(name, params) for name, params in applied] or ["(no transform fired)"]
+        items = _captions(applied, augmented.shape) or ["(no transform fired)"]
         out.append((augmented, [f"#{i + 1} {aw}x{ah}", *items]))
     return out
 
@@ -153,9 +222,25 @@ def render_grid(rows: list[list[tuple[np.ndarray, list[str]]]], tile: int = 256,
     return grid
 
 
-def preview(recipe, images: list[tuple[np.ndarray, str]], *, n: int = 8, seed: int = 0, tile: int = 256) -> np.ndarray:
-    """The grid for one or several (image, key) pairs, as an RGB uint8 array."""
-    rows = [sample_captions(recipe, image, key, n, seed) for image, key in images]
+def preview(recipe, images: list[tuple[np.ndarray, str]], *, n: int = 8, seed: int = 0, tile: int = 256,
+            on_failure: Callable[[AugkitError], None] | None = None) -> np.ndarray:
+    """The grid for one or several (image, key) pairs, as an RGB uint8 array.
+
+    An image the recipe fails on raises the AugkitError of :func:`sample_captions`, or,
+    with ``on_failure``, is passed to it and left out (AugkitError if none is left)."""
+    recipe.require_image_output(EIGHT_BIT_IMAGES)
+    rows = []
+    for image, key in images:
+        try:
+            rows.append(sample_captions(recipe, image, key, n, seed))
+        except UsageError:
+            raise
+        except AugkitError as exc:
+            if on_failure is None:
+                raise
+            on_failure(exc)
+    if not rows:
+        raise AugkitError(f"the recipe failed on every image ({len(images)})")
     if len(rows) == 1:
         return render_grid(rows, tile, columns=math.ceil(math.sqrt(n + 1)))
     return render_grid(rows, tile)

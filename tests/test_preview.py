@@ -59,6 +59,62 @@ def test_caption_for_a_transform_without_values_is_its_name():
     assert caption_for("HorizontalFlip", {"shape": (64, 64, 3)}) == "HorizontalFlip"
 
 
+@pytest.mark.parametrize(("params", "caption"), [
+    ({"alpha": np.array([-0.0004, 0.1712])}, "X alpha=0,0.171"),
+    ({"alpha": -0.0}, "X alpha=0"),
+    ({"alpha": np.array([-0.004, 0.17, 0.05])}, "X alpha=-0.004,0.17,0.05"),
+    ({"temperature": 9785.4}, "X temperature=9785"),
+], ids=["tiny-negative-is-0", "negative-zero", "three-sig-digits", "no-exponent"])
+def test_caption_numbers_have_three_significant_digits_and_never_minus_zero(params, caption):
+    assert caption_for("X", params) == caption
+
+
+def test_caption_for_color_jitter_shows_all_four_factors():
+    params = {"brightness": 1.1, "contrast": 0.968, "saturation": 0.904, "hue": 0.0113, "order": [2, 0, 3, 1]}
+    assert caption_for("ColorJitter", params) == "ColorJitter bright=1.1 contr=0.968 sat=0.904 hue=0.0113"
+
+
+def test_caption_for_gauss_noise_shows_the_noise_spread_in_levels():
+    noise = np.random.default_rng(0).normal(0, 12.0, (64, 64, 3))
+    assert caption_for("GaussNoise", {"noise_map": noise, "shape": (64, 64, 3)}) == "GaussNoise noise_sd=12"
+
+
+def test_caption_for_resize_shows_the_size_it_made():
+    params = {"interpolation": 1, "shape": (120, 160, 3)}
+    assert caption_for("Resize", params, output_shape=(64, 80, 3)) == "Resize to=80x64"
+    assert caption_for("Resize", params, output_shape=(120, 160, 3)) == "Resize"
+
+
+def test_caption_for_rotate_shows_the_angle_of_its_matrix():
+    import cv2
+
+    matrix = cv2.getRotationMatrix2D((80, 60), 30, 1.0)
+    assert caption_for("Rotate", {"matrix": matrix, "x_min": -1, "x_max": -1}) == "Rotate rot=30"
+
+
+def test_caption_for_values_of_odd_shapes_leaves_them_out():
+    circles = [(0.5, (1, 2), 3, (255, 255, 255)), (0.2, (4, 5), 6, (255, 255, 255))]  # RandomSunFlare's
+    assert caption_for("RandomSunFlare", {"circles": circles, "flare_center": (67, 15)}) == (
+        "RandomSunFlare flare_center=67,15")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # ToRGB: "The image is already an RGB"
+def test_every_registered_transform_gets_a_caption_from_a_real_run(small_rgb):
+    from augkit.preview import _captions
+    from augkit.transforms import registry
+
+    for name, entry in registry().items():
+        if entry.kind == "composition":
+            continue
+        try:
+            recipe = load_recipe({"transforms": [{name: {"p": 1.0}}]})
+            out, applied = recipe.trace(small_rgb, seed=0)
+        except Exception:  # noqa: BLE001 - needs arguments, or cannot run on defaults: not a caption's business
+            continue
+        for caption in _captions(applied, out.shape):
+            assert caption.startswith(name) and "-0," not in caption and not caption.endswith("-0")
+
+
 def test_caption_for_drawn_params_of_a_real_run(small_rgb):
     recipe = load_recipe({"transforms": [
         {"Affine": {"rotate": [-10, 10], "scale": [0.9, 1.1], "keep_ratio": True, "p": 1.0}},
@@ -144,3 +200,74 @@ def test_a_sample_that_is_not_an_image_at_run_time_is_an_error_not_a_tile(small_
     recipe = load_recipe({"transforms": [{"Lambda": {"image": to_unit_float}}]})
     with pytest.raises(AugkitError, match=r"^photo: sample #1: the recipe returned float32 \(120, 160, 3\)"):
         sample_captions(recipe, small_rgb, "photo", n=2, seed=0)
+
+
+# --- failures are one line naming the image and the transform --------------------------------------
+
+
+def _write_png(path, image):
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+CROP_512 = "transforms:\n  - HorizontalFlip\n  - RandomCrop: {height: 512, width: 512}\n"
+
+
+def test_a_crop_larger_than_the_image_is_one_line_naming_the_image_and_the_transform(tmp_path, small_rgb):
+    recipe = tmp_path / "crop.yaml"
+    recipe.write_text(CROP_512)
+    image, grid = tmp_path / "photo.png", tmp_path / "grid.png"
+    _write_png(image, small_rgb)
+
+    result = CliRunner().invoke(cli, ["preview", str(recipe), str(image), "-o", str(grid)])
+
+    assert result.exit_code == 1
+    assert result.stderr == ("Error: photo.png: sample #1: RandomCrop at line 3: CropSizeError: Crop size (height, "
+                             "width) exceeds image dimensions (height, width): (512, 512) vs (120, 160)\n")
+    assert not grid.exists()
+
+
+def test_in_a_folder_an_image_the_recipe_fails_on_is_skipped(tmp_path, small_rgb):
+    from conftest import make_structured_rgb
+
+    recipe = tmp_path / "crop.yaml"
+    recipe.write_text("transforms:\n  - RandomCrop: {height: 200, width: 200}\n")
+    folder = tmp_path / "images"
+    (folder / "cat").mkdir(parents=True)
+    _write_png(folder / "cat" / "big.png", make_structured_rgb(240, 320))
+    _write_png(folder / "cat" / "small.png", small_rgb)
+    grid = tmp_path / "grid.png"
+
+    result = CliRunner().invoke(cli, ["preview", str(recipe), str(folder), "-o", str(grid), "-n", "2"])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("skipped: cat/small.png: sample #1: RandomCrop at line 2: CropSizeError")
+    # One image left: its original and 2 samples in a near-square grid, 2 columns (3 for two images).
+    assert cv2.imread(str(grid)).shape[1] == 2 * (256 + GAP) + GAP
+
+
+@pytest.mark.parametrize(("suffix", "magic"), [(".jpg", b"\xff\xd8\xff"), (".png", b"\x89PNG"), (".webp", b"RIFF")])
+def test_the_grid_is_written_in_the_format_its_suffix_names(suffix, magic, tmp_path, small_rgb):
+    recipe = tmp_path / "flip.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip\n")
+    image, grid = tmp_path / "photo.png", tmp_path / f"grid{suffix}"
+    _write_png(image, small_rgb)
+
+    result = CliRunner().invoke(cli, ["preview", str(recipe), str(image), "-o", str(grid), "-n", "1"])
+
+    assert result.exit_code == 0, result.output
+    assert grid.read_bytes().startswith(magic)
+
+
+@pytest.mark.parametrize("name", ["grid.gif", "grid"])
+def test_a_grid_file_without_a_known_image_suffix_is_refused_before_any_work(name, tmp_path, small_rgb):
+    recipe = tmp_path / "flip.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip\n")
+    image = tmp_path / "photo.png"
+    _write_png(image, small_rgb)
+
+    result = CliRunner().invoke(cli, ["preview", str(recipe), str(image), "-o", str(tmp_path / name)])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {tmp_path / name}: cannot write a grid as ")
+    assert result.stderr.endswith("; end -o with .png, .jpg or .webp\n")
+    assert not (tmp_path / name).exists()

@@ -6,12 +6,14 @@ import os
 
 import click
 
+GRID_FORMATS = ("png", "jpg", "jpeg", "webp")  # what augkit.decoding.encode_image writes
+
 
 @click.command()
 @click.argument("recipe_path", metavar="RECIPE")
 @click.argument("image", type=click.Path(exists=True))
 @click.option("-o", "--output", default="preview.png", show_default=True, type=click.Path(dir_okay=False),
-              help="PNG file to write.")
+              help="Image file to write: .png, .jpg or .webp, as its suffix says.")
 @click.option("-n", "--samples", "n", default=8, show_default=True, type=click.IntRange(1, 64),
               help="Augmented samples per image.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Default: the recipe's seed, else 0.")
@@ -21,14 +23,19 @@ import click
 @click.option("--open", "open_after", is_flag=True, help="Open the grid with the system viewer.")
 def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None, tile: int,
             max_images: int, open_after: bool) -> None:
-    """Write a PNG grid: the original IMAGE and N augmented samples, each captioned with
-    the transforms that fired and their drawn values. IMAGE may be a folder."""
+    """Write a grid: the original IMAGE and N augmented samples, each captioned with the
+    transforms that fired and their drawn values. IMAGE may be a folder: an image the
+    recipe fails on (smaller than a crop) is skipped there, and an error for one IMAGE."""
     from augkit.decoding import DecodeError, decode_image, write_image_atomic
     from augkit.discovery import discover
     from augkit.errors import AugkitError, UsageError
     from augkit.preview import preview as make_grid
     from augkit.recipes import load_recipe
 
+    suffix = os.path.splitext(output)[1].lower().lstrip(".")
+    if suffix not in GRID_FORMATS:
+        raise UsageError(f"{output}: cannot write a grid as {('.' + suffix) if suffix else 'a file without a suffix'};"
+                         f" end -o with .png, .jpg or .webp")
     recipe = load_recipe(recipe_path)
     if os.path.isdir(image):
         samples = discover(image).samples
@@ -49,8 +56,10 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
             click.echo(f"skipped: {exc}", err=True)
     if not images:
         raise AugkitError(f"{image}: none of the chosen images could be read")
-    grid = make_grid(recipe, images, n=n, seed=seed if seed is not None else (recipe.seed or 0), tile=tile)
-    write_image_atomic(output, grid, fmt="png")
+    skip = (lambda exc: click.echo(f"skipped: {exc}", err=True)) if chosen != [None] else None  # a folder
+    grid = make_grid(recipe, images, n=n, seed=seed if seed is not None else (recipe.seed or 0), tile=tile,
+                     on_failure=skip)
+    write_image_atomic(output, grid, fmt=suffix)  # the format the suffix names
     click.echo(output)
     if open_after:
         click.launch(output)
