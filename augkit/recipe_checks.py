@@ -265,6 +265,7 @@ class ProbeReport:
     problems: list[tuple[int | None, str]]
     notes: list[str]
     side: int  # of the image the whole recipe ran on
+    ran: bool = True  # False: the child process never got to the transforms
 
 
 def _side_for(height: int, width: int) -> int:
@@ -342,16 +343,16 @@ def probe_isolated(path: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeReport:
     seconds and PROBE_MEMORY_BYTES more memory: a transform that takes longer, or that
     crashes the process, is a problem at the line the child was trying."""
     command = [sys.executable, "-m", "augkit.recipe_checks", os.fspath(path)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,  # noqa: S603
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,  # noqa: S603
                              env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"})
     try:
-        output, _ = child.communicate(timeout=timeout)
+        output, errors = child.communicate(timeout=timeout)
         ended = f"ended with exit code {child.returncode}"
         if child.returncode < 0:
             ended = f"crashed (signal {-child.returncode})"
     except subprocess.TimeoutExpired:
         child.kill()
-        output, _ = child.communicate()
+        output, errors = child.communicate()
         ended = f"did not finish within {timeout:g} s"
     problems: list[tuple[int | None, str]] = []
     notes: list[str] = []
@@ -374,9 +375,11 @@ def probe_isolated(path: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeReport:
             name, line = trying
             problems.append((line, f"{name}: the dry run {ended} while trying it on a synthetic image "
                                    f"(a value that makes it too slow or too large?)"))
-        else:
-            problems.append((None, f"the dry run {ended} before trying a transform"))
-    return ProbeReport(problems, notes, side)
+        else:  # not the recipe's doing: the child could not start, or not in time
+            last = (errors or "").strip().splitlines()[-1:] or [""]
+            notes.append(f"not run: the child process {ended} before trying a transform" +
+                         (f" ({last[0][:200]})" if last[0] else ""))
+    return ProbeReport(problems, notes, side, ran=done or trying is not None)
 
 
 def _child(path: str) -> None:

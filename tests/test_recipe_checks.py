@@ -3,6 +3,9 @@ image size a recipe needs is said; a dry run names the line of what fails on an 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from click.testing import CliRunner
 
@@ -131,10 +134,27 @@ def test_the_isolated_probe_reports_the_same_problem_from_a_child_process(write_
     assert line == 3 and message.startswith("GlassBlur: fails on a 256x256 image")
 
 
-def test_the_isolated_probe_reports_a_child_that_does_not_finish_in_time(write_recipe):
+def test_a_probe_child_that_does_not_get_to_a_transform_in_time_is_a_note_not_a_problem(write_recipe):
     path = write_recipe("transforms:\n  - Blur\n")
     report = probe_isolated(str(path), timeout=0.001)
-    assert report.problems == [(None, "the dry run did not finish within 0.001 s before trying a transform")]
+    assert report.problems == []
+    assert report.notes == ["not run: the child process did not finish within 0.001 s before trying a transform"]
+
+
+def test_a_probe_child_that_dies_on_a_transform_is_a_problem_at_its_line(write_recipe, monkeypatch):
+    # What a hard crash (OpenCV's median filter on a huge kernel, before the kernel limit)
+    # looks like from outside: the child says what it is trying, then dies by a signal.
+    path = write_recipe("transforms:\n  - HorizontalFlip\n  - Blur\n")
+    code = ("import json, os, signal\n"
+            "print(json.dumps({'trying': ['Blur', 3]}), flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda command, **kw: real_popen([sys.executable, "-c", code], **kw))
+
+    ((line, message),) = probe_isolated(str(path)).problems
+
+    assert line == 3
+    assert message.startswith("Blur: the dry run crashed (signal 9) while trying it on a synthetic image")
 
 
 def test_recipe_check_reports_every_dry_run_problem_with_its_line_and_exits_2(write_recipe):

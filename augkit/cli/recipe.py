@@ -38,8 +38,10 @@ def check(recipe_path: str, no_dry_run: bool) -> None:
         if report.problems:
             raise RecipeError("\n".join(f"{recipe_path}:{line}: {message}" if line else f"{recipe_path}: {message}"
                                         for line, message in sorted(report.problems, key=lambda p: p[0] or 0)))
-        click.echo(f"dry run: each transform and the whole recipe ran on a {report.side}x{report.side} synthetic "
-                   f"image, {len(PROBE_SEEDS)} seeds")
+        if report.ran:
+            what = "the rest" if report.notes else "each transform and the whole recipe"
+            click.echo(f"dry run: {what} ran on a {report.side}x{report.side} synthetic image, "
+                       f"{len(PROBE_SEEDS)} seeds")
     click.echo(f"OK: {recipe_path} is valid")
 
 
