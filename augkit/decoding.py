@@ -1,4 +1,4 @@
-"""Reading image files into RGB uint8 arrays.
+"""Reading image files into RGB uint8 arrays, and writing them back out.
 
 Every image enters augkit through :func:`decode_bytes`, so the rules that decide
 what a pixel means live here, once, for every format:
@@ -20,9 +20,7 @@ a ``reason`` code a caller can count and a one-line message a person can act on.
 
 Two modules hold the code that parses untrusted bytes by hand, apart so this one
 reads as the policy: ``image_checks`` (truncation, CRCs, impossible header sizes)
-and ``jpeg`` (the JPEG header walk and libjpeg's strict decode). ``decoder_settings``
-keeps the decoding libraries' process-wide settings out of the user's way, and
-``encoding`` writes images (its functions are importable from here, as they were).
+and ``jpeg`` (the JPEG header walk and libjpeg's strict decode).
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ import io
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -38,7 +37,7 @@ from PIL import Image, UnidentifiedImageError
 
 from augkit.decoder_settings import augkit_settings, quiet_libtiff
 from augkit.errors import UsageError
-from augkit.encoding import encode_image, write_image_atomic  # noqa: F401 - importable from here, as before
+from augkit.files import write_bytes_atomic
 from augkit.image_checks import is_truncated as _is_truncated
 from augkit.image_checks import jpeg_is_truncated as _jpeg_is_truncated
 from augkit.image_checks import png_chunks as _png_chunks
@@ -541,3 +540,48 @@ _ORIENT_OPS = {
     7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
     8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
 }
+
+
+# --- encoding --------------------------------------------------------------
+
+_ENCODERS = {  # fmt -> (OpenCV extension, the parameter that gets quality)
+    "jpg": (".jpg", cv2.IMWRITE_JPEG_QUALITY),
+    "jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY),
+    "png": (".png", cv2.IMWRITE_PNG_COMPRESSION),
+    "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY),
+}
+_PNG_COMPRESSION = 6  # zlib's default trade-off; fixed so output is reproducible
+
+
+def encode_image(image: np.ndarray, fmt: str = "jpg", quality: int = 95) -> bytes:
+    """Encode RGB uint8 (H, W, 3) as jpg/jpeg, png or webp. Same input, same bytes."""
+    ext, param = _ENCODERS.get(fmt.lower().lstrip("."), (None, None))
+    if ext is None:
+        raise ValueError(f"cannot write format {fmt!r}; choose one of jpg, png, webp")
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    value = _PNG_COMPRESSION if ext == ".png" else int(quality)
+    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(ext, bgr, [param, value])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {image.shape} image as {fmt}")
+    return buf.tobytes()
+
+
+def write_image_atomic(path, image: np.ndarray, fmt: str | None = None, quality: int = 95, *,
+                       parents: bool = True) -> None:
+    """Write so that ``path`` is either absent/old or complete, never half-written.
+
+    Encoding happens first, so a bad format or array leaves nothing behind.
+    No fsync: this guards against crashes of augkit and readers seeing partial
+    files, not against power loss, which would cost a sync per image.
+    """
+    path = Path(path)
+    if fmt is None:
+        fmt = path.suffix.lstrip(".")
+        if not fmt:
+            raise ValueError(f"{path}: no suffix to infer the image format from; pass fmt")
+    write_bytes_atomic(path, encode_image(image, fmt, quality), parents=parents)
