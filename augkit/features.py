@@ -24,6 +24,7 @@ What a user can rely on:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import hashlib
 import io
@@ -40,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from augkit.errors import AugkitError, UsageError
-from augkit.files import TEXT_ERRORS, CsvWriter, csv_text, file_stamp, remove_temporaries, write_atomic, write_text_atomic
+from augkit.files import (TEXT_ERRORS, CsvWriter, csv_text, file_stamp, folder_lock, is_empty_folder,
+                          remove_temporaries, write_atomic, write_text_atomic)
 from augkit.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
 from augkit.seeds import SEEDING
 
@@ -325,16 +327,21 @@ def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool, sample
             for path in cache.iterdir():
                 if path.is_file() and _is_ours(path.name):
                     path.unlink()
-    elif cache.exists() and any(cache.iterdir()):
-        first = sorted(p.name for p in cache.iterdir())[0]
-        raise UsageError(f"{cache}: holds files augkit did not write (e.g. {first}) and no {META}; "
-                         f"a CACHE must be a new or empty folder, or one `augkit cache-features` made: "
-                         f"choose another CACHE")
+    else:
+        _refuse_foreign(cache)
     cache.mkdir(parents=True, exist_ok=True)
     remove_temporaries(cache, _is_ours)
     # Incomplete until the reports are joined again: a run stopped half-way is never read
     # as a finished cache, even when it was resuming (or extending) a finished one.
     write_text_atomic(meta, json.dumps({"complete": False, **settings}, indent=2) + "\n")
+
+
+def _refuse_foreign(cache: Path) -> None:
+    if cache.is_dir() and not (cache / META).exists() and not is_empty_folder(cache):
+        first = sorted(p.name for p in cache.iterdir())[0]
+        raise UsageError(f"{cache}: holds files augkit did not write (e.g. {first}) and no {META}; "
+                         f"a CACHE must be a new or empty folder, or one `augkit cache-features` made: "
+                         f"choose another CACHE")
 
 
 def _short(value: Any) -> str:
@@ -350,7 +357,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
 
     ``backbone`` is a :class:`~augkit.backbones.Backbone`, or a name / YAML / ONNX path for
     :func:`~augkit.backbones.resolve_backbone`. Returns the :class:`FeatureSummary`."""
-    from augkit.augment import check_paths, source_folders
+    from augkit.augment_out import check_paths, source_folders
     from augkit.backbones import Backbone, feature_model, resolve_backbone, weights_file
     from augkit.discovery import discover
     from augkit.engine import default_workers as cores
@@ -370,7 +377,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     if workers is None:
         workers = default_workers(recipe is not None)
     runner = get_engine(engine, **{**(engine_options or {}), "workers": workers})  # a forkserver starts now
-    with runner:
+    with runner, contextlib.ExitStack() as held:
         recipe = load_recipe(recipe) if recipe is not None else None
         if recipe is not None:
             recipe.require_image_output("drop {name}: the backbone applies its own normalisation")
@@ -380,6 +387,9 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
         model = feature_model(path, backbone, pixels=True)
         settings = _settings(backbone, sha, model, recipe, options)
         samples = dataset.samples
+        _refuse_foreign(cache)  # before anything is created in a folder of the user's
+        cache.mkdir(parents=True, exist_ok=True)
+        held.enter_context(folder_lock(cache, "CACHE"))  # one run at a time writes a cache
         prepare_cache(cache, settings, overwrite, samples)
         shards = plan_shards(samples, options)
         for stale in cache.glob("features-*.*"):  # shards of an earlier plan beyond this one
@@ -412,8 +422,8 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
                 summary.first_batch_s = timing["t_first"] - started
                 if timing["t_last"] > timing["t_first"]:
                     summary.steady_rows_per_s = (timing["rows"] - timing["rows_first"]) / (timing["t_last"] - timing["t_first"])
-    remove_temporaries(cache, _is_ours)
-    _join(cache, shards, dataset, settings, summary)
+        remove_temporaries(cache, _is_ours)
+        _join(cache, shards, dataset, settings, summary)
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -16,6 +16,7 @@ import itertools
 import os
 import re
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -98,6 +99,38 @@ def remove_temporaries(folder: str | os.PathLike, ours: Callable[[str], bool]) -
                 os.unlink(entry.path)
             except FileNotFoundError:
                 pass
+
+
+# Names an operating system drops into any folder; a folder holding only these is empty.
+NOT_CONTENT = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".augkit-lock"})
+
+
+def is_empty_folder(folder: str | os.PathLike) -> bool:
+    return all(entry.name in NOT_CONTENT for entry in os.scandir(folder))
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, what: str):
+    """Hold ``folder`` for one run: a second process asking for it is refused (UsageError)
+    until the first ends, however it ends (the kernel drops the lock with the process).
+    Where ``fcntl`` is missing (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    from augkit.errors import UsageError
+
+    fd = os.open(os.path.join(folder, ".augkit-lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{folder}: another augkit run is writing to this {what} now; wait for it to end, "
+                             f"or choose another {what}") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:

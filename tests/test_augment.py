@@ -351,7 +351,7 @@ def test_the_same_out_for_another_source_is_refused_unless_overwrite(recipe, tmp
 
     result = run("augment", recipe, second, out, "-w", 0, expect=2)
 
-    assert "changed or removed" in result.output and "--overwrite" in result.output
+    assert "12 source files changed since" in result.output and "--overwrite" in result.output
     run("augment", recipe, second, out, "-w", 0, "--overwrite")
     run("augment", recipe, second, tmp_path / "fresh", "-w", 0)
     fresh, redone = tree_bytes(tmp_path / "fresh"), tree_bytes(out)
@@ -365,7 +365,7 @@ def test_a_source_file_edited_since_the_run_is_refused_unless_overwrite(recipe, 
 
     result = run("augment", recipe, dataset, out, "-w", 0, expect=2)
 
-    assert "dog/dog_1_00.jpg" in result.output
+    assert "1 source file changed since, e.g. dog/dog_1.jpg" in result.output
     run("augment", recipe, dataset, out, "-w", 0, "--overwrite")
     run("augment", recipe, dataset, tmp_path / "fresh", "-w", 0)
     assert tree_bytes(out) == {**tree_bytes(tmp_path / "fresh"),
@@ -455,7 +455,8 @@ def test_more_copies_later_adds_only_the_new_ones_and_equals_a_run_with_them_all
 def test_fewer_copies_or_another_format_is_refused_unless_overwrite(recipe, dataset, tmp_path, change):
     out = tmp_path / "out"
     run("augment", recipe, dataset, out, "-k", 2, "-w", 0)
-    assert "would not be made again" in run("augment", recipe, dataset, out, *change, "-w", 0, expect=2).output
+    assert "this run would not make (copies 2 -> 1" in run("augment", recipe, dataset, out, *change, "-w", 0,
+                                                            expect=2).output
     run("augment", recipe, dataset, out, *change, "-w", 0, "--overwrite")
     run("augment", recipe, dataset, tmp_path / "fresh", *change, "-w", 0)
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
@@ -465,3 +466,68 @@ def test_fewer_copies_or_another_format_is_refused_unless_overwrite(recipe, data
 def test_absurd_copies_are_a_usage_error_before_anything_is_planned(recipe, dataset, tmp_path, copies):
     result = run("augment", recipe, dataset, tmp_path / "out", "-k", copies, "-w", 0, expect=2)
     assert "one run plans at most 10,000,000" in result.output and not (tmp_path / "out").exists()
+
+
+def test_overwrite_through_a_symlinked_class_folder_removes_nothing_outside_out(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-w", 0)
+    elsewhere = tmp_path / "elsewhere"
+    (out / "cat").rename(elsewhere)  # the user moved the class folder away and linked it back
+    (out / "cat").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "my_notes.txt").write_text("mine")
+    before, reports = tree_bytes(elsewhere), tree_bytes(out)
+
+    result = run("augment", recipe, dataset, out, "-w", 0, "--seed", 5, "--overwrite", expect=2)
+
+    assert "outside OUT" in result.output
+    assert tree_bytes(elsewhere) == before and tree_bytes(out) == reports  # nothing removed, here or there
+
+
+@pytest.mark.parametrize("extra", [[], ["--overwrite"], ["--overwrite", "--seed", 1]])
+def test_a_users_file_at_an_output_name_is_never_counted_replaced_or_removed(recipe, dataset, tmp_path, extra):
+    out = tmp_path / "out"
+    run("augment", recipe, dataset, out, "-w", 0, "-k", 2)
+    (out / "cat" / "cat_0_02.jpg").write_text("my precious")  # a name augkit never wrote...
+    (out / "dog" / "dog_1_00.jpg").write_text("edited")  # ...and one of its outputs, changed since
+    before = tree_bytes(out)
+
+    result = run("augment", recipe, dataset, out, "-w", 0, "-k", 3, *extra, expect=2)
+
+    assert "did not write this file, or it changed since (2 such files)" in result.output
+    assert tree_bytes(out) == before  # refused before anything was removed or written
+
+
+def test_a_second_run_into_an_out_in_use_is_refused(recipe, dataset, tmp_path):
+    from augkit.files import folder_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock(out, "OUT"):  # as a run in another process holds it
+        result = run("augment", recipe, dataset, out, "-w", 0, expect=2)
+    assert "another augkit run is writing to this OUT" in result.output
+    assert {p.name for p in out.iterdir()} == {".augkit-lock"}
+    run("augment", recipe, dataset, out, "-w", 0)  # once it has ended, the OUT is free
+
+
+def test_a_finished_out_is_the_same_bytes_for_any_worker_count_and_after_a_resume(recipe, dataset, tmp_path):
+    run("augment", recipe, dataset, tmp_path / "a", "-k", 2, "-w", 2)
+    run("augment", recipe, dataset, tmp_path / "b", "-k", 1, "-w", 0)
+    run("augment", recipe, dataset, tmp_path / "b", "-k", 2, "-w", 1)
+    assert tree_bytes(tmp_path / "a") == tree_bytes(tmp_path / "b")
+
+
+def test_a_manifests_labels_name_the_class_folders_of_out(recipe, tmp_path):
+    images = write_tree(tmp_path / "flat", {f"imgs/{n}.jpg": encoded(make_structured_rgb(60, 80, i), "JPEG")
+                                            for i, n in enumerate(("a1", "a2", "b1"))})
+    (images / "labels.csv").write_text("path,label\nimgs/a1.jpg,ants\nimgs/a2.jpg,ants\nimgs/b1.jpg,bees\n")
+    out = tmp_path / "out"
+    run("augment", recipe, images / "labels.csv", out, "-w", 0)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == [
+        "ants/a1_00.jpg", "ants/a2_00.jpg", "bees/b1_00.jpg"]
+
+
+def test_an_out_holding_only_what_an_os_drops_in_folders_counts_as_empty(recipe, dataset, tmp_path):
+    out = tmp_path / "out"
+    write_tree(out, {".DS_Store": b"\0\0\0\1Bud1", "Thumbs.db": b"x"})
+    run("augment", recipe, dataset, out, "-w", 0)
+    assert (out / ".DS_Store").read_bytes() == b"\0\0\0\1Bud1"

@@ -528,3 +528,14 @@ def test_weights_other_than_the_registrys_are_named_and_recorded(full_model, dat
 def test_the_registrys_own_weights_are_recorded_as_such(tiny_model, dataset, tmp_path):
     run("cache-features", dataset, "-o", tmp_path / "cache", *tiny_args(tiny_model, "-w", 0))
     assert json.loads((tmp_path / "cache" / "meta.json").read_text())["weights_are_the_registrys"] is True
+
+
+def test_a_second_run_into_a_cache_in_use_is_refused(tiny_model, dataset, tmp_path):
+    from augkit.files import folder_lock
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with folder_lock(cache, "CACHE"):  # as a run in another process holds it
+        result = run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0), expect=2)
+    assert "another augkit run is writing to this CACHE" in result.output
+    run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0))
