@@ -45,9 +45,6 @@ from augkit.batches import SamplePipeline
 from augkit.errors import AugkitError
 from augkit.failures import FailureLog, failure_row
 
-# A run of this many unusable samples in a row (from index i on) is no longer a bad file
-# or two: the dataset says so instead of searching on.
-MAX_SUBSTITUTES = 16
 
 
 def _epoch_cell(epoch: int):
@@ -111,7 +108,7 @@ class AugkitDataset(Dataset):
         index = operator.index(index)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} samples")
-        for step in range(min(n, MAX_SUBSTITUTES)):
+        for step in range(n):  # a scraper's run of HTML pages can be long; the whole set is the bound
             k = (index + step) % n
             sample = self.dataset.samples[k]
             try:
@@ -120,8 +117,8 @@ class AugkitDataset(Dataset):
                 self._failures.add(failure_row(sample.key, exc))
                 continue
             return torch.from_numpy(array.copy() if not array.flags.c_contiguous else array), self.targets[k]
-        raise AugkitError(f"{min(n, MAX_SUBSTITUTES)} samples in a row from index {index} could not be used "
-                          f"(last: {self.failures[-1]['message'] if self.failures else '?'}); see data.failures")
+        raise AugkitError(f"none of the {n} samples could be used (e.g. {self.failures[-1]['message']}); "
+                          f"see data.failures")
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -157,7 +157,7 @@ def test_a_dataset_with_nothing_usable_says_so_in_one_line(tmp_path):
     from augkit.errors import AugkitError
 
     data = AugkitDataset(write_tree(tmp_path / "bad", {"a/x.jpg": b"", "b/y.jpg": b"<html>"}), RECIPE)
-    with pytest.raises(AugkitError, match="2 samples in a row from index 0 could not be used"):
+    with pytest.raises(AugkitError, match="none of the 2 samples could be used"):
         data[0]
 
 
@@ -173,3 +173,14 @@ def test_targets_and_sample_weights_serve_a_weighted_sampler(tmp_path):
     sampler = torch.utils.data.WeightedRandomSampler(data.sample_weights, 4000, generator=torch.Generator().manual_seed(0))
     drawn = torch.tensor([data.targets[i] for i in sampler])
     assert abs(float((drawn == 1).float().mean()) - 0.5) < 0.05  # each class equally often
+
+
+def test_a_long_run_of_bad_files_is_bridged_by_the_next_good_sample(tmp_path):
+    from imagefiles import write_tree
+
+    root = class_folders(tmp_path / "data", classes=("ants",), per_class=2)
+    write_tree(root, {f"bees/scraped_{i:02d}.jpg": b"<html>429 Too Many Requests</html>" for i in range(20)})
+    data = AugkitDataset(root, RECIPE)  # ants_0, ants_1, then 20 pages
+    x, y = data[5]
+    assert torch.equal(x, data[0][0]) and y == 0  # after the last page, round to sample 0
+    assert sorted(f["source"] for f in data.failures) == [f"bees/scraped_{i:02d}.jpg" for i in range(3, 20)]
