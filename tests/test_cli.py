@@ -304,3 +304,15 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(runner, tmp_path,
     result = runner.invoke(cli, [str(a) for a in args])
     assert result.exit_code == 2 and "is empty" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(runner, monkeypatch):
+    import augkit.preview
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(augkit.preview, "preview", interrupted)
+    monkeypatch.setattr(augkit.preview, "sample_captions", interrupted, raising=False)
+    result = runner.invoke(cli, ["preview", str(STANDARD), str(CAT_PHOTO), "-o", "x.png"])
+    assert result.exit_code == 130 and result.stderr == "\ninterrupted\n"

@@ -37,6 +37,9 @@ class AugkitGroup(click.Group):
             return super().invoke(ctx)
         except AugkitError as error:
             raise _Failure(error) from None
+        except KeyboardInterrupt:  # commands with something to resume say so themselves
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
         except OSError as error:
             if error.errno not in _ENVIRONMENT_FIXES:
                 raise  # not the machine's state: a bug, which deserves its traceback
