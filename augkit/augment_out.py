@@ -32,6 +32,7 @@ from augkit.errors import UsageError
 from augkit.files import (TEXT_ERRORS, csv_text, file_stamp, folder_lock, is_empty_folder, remove_temporaries,
                           write_text_atomic)
 from augkit.seeds import SEEDING
+from augkit.words import plural
 
 RUN_FILE = "augkit-run.json"
 INPUTS = "augkit-inputs.csv"
@@ -226,15 +227,15 @@ def _stale_outputs(out: Path, previous: dict[str, Any], recorded: list[RecordedI
                 not_made.append((rel, job.key))
     causes = []
     if removed:
-        causes.append(f"{_count({k for _, k in removed}, 'source file')} removed since, e.g. {removed[0][1]}")
+        causes.append(f"{plural(len({k for _, k in removed}), 'source file')} removed since, e.g. {removed[0][1]}")
     if changed:
-        causes.append(f"{_count({k for _, k in changed}, 'source file')} changed since, e.g. {changed[0][1]}")
+        causes.append(f"{plural(len({k for _, k in changed}), 'source file')} changed since, e.g. {changed[0][1]}")
     if not_made:
         why = [f"copies {old.copies} -> {options.copies}" if options.copies < old.copies else "",
                "no originals now" if old.include_original and not options.include_original else "",
                f"format {old.fmt} -> {options.fmt}" if old.fmt != options.fmt else ""]
         why = [w for w in why if w] or ["names that moved: a new input shares a stem"]
-        causes.append(f"{_count(not_made, 'output')} this run would not make ({', '.join(why)}), e.g. {not_made[0][0]}")
+        causes.append(f"{plural(len(not_made), 'output')} this run would not make ({', '.join(why)}), e.g. {not_made[0][0]}")
     stale = sorted(rel for rel, _ in removed + changed + not_made)
     return stale, "; ".join(causes)
 
@@ -246,12 +247,8 @@ def _refuse_foreign(out: Path, jobs: list[Job], ours: dict[str, int]) -> None:
     foreign = sorted(rel for job in jobs for rel, _ in job.outputs if rel in present and rel not in ours)
     if foreign:
         raise UsageError(f"{out / foreign[0]}: augkit would write an output there but did not write this file, "
-                         f"or it changed since ({_count(foreign, 'such file')}); it is never counted as done, "
+                         f"or it changed since ({plural(len(foreign), 'such file')}); it is never counted as done, "
                          f"replaced or removed: move it out of OUT")
-
-
-def _count(items, noun: str) -> str:
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _remove_run(out: Path, previous: dict[str, Any], recorded, ours: dict[str, int] | None) -> None:

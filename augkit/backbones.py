@@ -311,12 +311,13 @@ def weights_file(backbone: Backbone, *, cache_dir: str | os.PathLike | None = No
         dest.unlink()  # damaged since it was verified: fetch it again
     if mirror is None:
         mirror = os.environ.get(MIRROR_ENV, "").strip() or None
-    download(mirror_url(backbone.url, mirror), dest, sha256=backbone.sha256, size=backbone.size, progress=progress)
+    download(mirror_url(backbone.url, mirror), dest, sha256=backbone.sha256, size=backbone.size, progress=progress,
+             mirrored=mirror is not None)
     return dest, backbone.sha256
 
 
 def download(url: str, dest: Path, *, sha256: str, size: int | None = None, progress: bool = False,
-             timeout: float = 30.0) -> None:
+             timeout: float = 30.0, mirrored: bool = False) -> None:
     """Download ``url`` to ``dest`` via a temporary file beside it, verify the sha256, then
     ``os.replace``. Any failure (no network, HTTP error, a transfer cut short, a checksum
     mismatch, Ctrl-C) removes the temporary file and raises a one-line AugkitError."""
@@ -328,7 +329,9 @@ def download(url: str, dest: Path, *, sha256: str, size: int | None = None, prog
 
     from augkit._version import __version__
 
-    fix = "download it elsewhere and pass --weights PATH, or set a mirror with --mirror / AUGKIT_MIRROR"
+    fix = "download it elsewhere and pass --weights PATH, or " + (
+        "check the mirror (--mirror / AUGKIT_MIRROR) serves the same file" if mirrored
+        else "set a mirror with --mirror / AUGKIT_MIRROR")
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_parts(dest.parent)
     tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")

@@ -445,7 +445,8 @@ def load_recipe(recipe: str | os.PathLike | Mapping | Recipe) -> Recipe:
     try:
         text = read_regular_file(recipe, MAX_RECIPE_BYTES).decode("utf-8")
     except FileNotFoundError:
-        raise RecipeError(f"{source}: recipe file not found; check the path (ready recipes are in recipes/)") from None
+        raise RecipeError(f"{source}: recipe file not found; check the path (augkit's ready recipes, such as "
+                          f"standard.yaml, are in the recipes/ folder of its repository)") from None
     except FileRefused as exc:
         fix = "a recipe is a few hundred lines of YAML" if "larger" in str(exc) else "give the path of a recipe file"
         raise RecipeError(f"{source}: {exc}; {fix}") from None

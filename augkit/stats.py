@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from augkit.errors import UsageError
+from augkit.words import plural
 
 CHANNELS = ("R", "G", "B")
 SIZE_PAIRS_KEPT = 10_000  # distinct (width, height) pairs kept; beyond, sizes are binned coarser
@@ -284,7 +285,7 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
     """A short human summary of a stats dict."""
     fmt = lambda xs: "(" + ", ".join(f"{x:.4f}" for x in xs) + ")"  # noqa: E731
     classes = stats["classes"]
-    lines = [f"{stats['images']} images, {len(classes)} classes"
+    lines = [f"{plural(stats['images'], 'image')}, {plural(len(classes), 'class', 'classes')}"
              + (f" ({min(classes.values())}-{max(classes.values())} per class)" if classes else "")
              + (f"; analyzed a sample of {stats['analyzed']} (seed {stats['sample']['seed']})" if stats["sample"] else "")]
     sizes = stats["sizes"]
@@ -326,7 +327,7 @@ def plot_stats(stats: dict[str, Any], size: tuple[int, int] = (1320, 460)) -> np
     """An RGB uint8 figure of a stats dict: class balance, image sizes, channel histograms."""
     width, height = size
     img = np.full((height, width, 3), 255, np.uint8)
-    title = f"{stats['source']}: {stats['images']} images, {len(stats['classes'])} classes"
+    title = f"{stats['source']}: {plural(stats['images'], 'image')}, {plural(len(stats['classes']), 'class', 'classes')}"
     if stats["mean"] is not None:
         title += "   mean " + " ".join(f"{v:.3f}" for v in stats["mean"]) + "   std " + " ".join(f"{v:.3f}" for v in stats["std"])
     _text(img, title, 16, 26, 0.55)

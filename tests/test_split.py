@@ -109,7 +109,7 @@ def test_each_class_gets_exact_counts(uneven, tmp_path):
         "fly": {"train": 2, "val": 1, "test": 0},
     }
     assert "20 images -> 14 train, 4 val, 2 test (stratified by class, seed 0)" in result.output
-    assert "warning: too few images for a fly test file" in result.output
+    assert "warning: too few images to give every class a file in every split: none for fly test" in result.output
     assert len({r["path"] for r in rows}) == 20 and set(r["path"].split("/")[0] for r in rows) == {"data"}
 
 

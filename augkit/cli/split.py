@@ -7,6 +7,7 @@ import os
 import click
 
 from augkit.cli import options
+from augkit.words import plural
 
 
 @click.command()
@@ -53,12 +54,13 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
         for group, counts in result.counts.items():
             click.echo(f"  {group or '(unlabelled)'}: " + " / ".join(str(counts[s]) for s in SPLITS))
     if result.duplicates:
-        click.echo(f"{result.duplicates} paths are the same file as another (same inode or bytes); "
-                   "each such group is kept in one split", err=True)
+        click.echo(f"{plural(result.duplicates, 'path is', 'paths are')} the same file as another (same inode or "
+                   "bytes); each such group is kept in one split", err=True)
     if result.empty:
         where = ", ".join(f"{g or '(unlabelled)'} {s}" for g, s in result.empty[:5])
         more = f" and {len(result.empty) - 5} more" if len(result.empty) > 5 else ""
-        click.echo(f"warning: too few images for a {where}{more} file; those classes have none there", err=True)
+        click.echo(f"warning: too few images to give every class a file in every split: none for {where}{more}",
+                   err=True)
     click.echo(f"{'wrote' if written else 'unchanged:'} {output}")
     if materialize_dir:
         done = materialize(result, materialize_dir, dataset.root, copy=copy_files)
