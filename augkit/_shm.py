@@ -35,7 +35,9 @@ import itertools
 import multiprocessing
 import os
 import re
+import signal
 import sys
+import threading
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -118,27 +120,51 @@ def named_semaphores():
         config["semprefix"] = saved
 
 
-def create_slot(nbytes: int) -> shared_memory.SharedMemory | None:
-    """A new block of ``nbytes`` with every page allocated, or None when /dev/shm is full."""
-    while True:
-        try:
-            shm = shared_memory.SharedMemory(name=f"{tag()}-{next(_counter)}", create=True, size=nbytes)
-            break
-        except FileExistsError:  # left by a killed process that had this pid: not ours
-            continue
-        except OSError as exc:
-            if exc.errno in _NO_ROOM:
-                return None
-            raise
+def create_slot(nbytes: int, blocks: dict[str, shared_memory.SharedMemory]) -> str | None:
+    """The name of a new block of ``nbytes`` with every page allocated, added to ``blocks``
+    at once (so that whoever closes ``blocks`` removes it, Ctrl-C or not); None when
+    /dev/shm is full."""
+    with _ctrl_c_deferred():  # between creation and ``blocks``, a Ctrl-C would leak the block
+        while True:
+            try:
+                shm = shared_memory.SharedMemory(name=f"{tag()}-{next(_counter)}", create=True, size=nbytes)
+                break
+            except FileExistsError:  # left by a killed process that had this pid: not ours
+                continue
+            except OSError as exc:
+                if exc.errno in _NO_ROOM:
+                    return None
+                raise
+        blocks[shm.name] = shm
     try:
         _allocate(shm)
     except OSError as exc:
+        if exc.errno not in _NO_ROOM:
+            raise
+        del blocks[shm.name]
         shm.close()
         shm.unlink()
-        if exc.errno in _NO_ROOM:
-            return None
-        raise
-    return shm
+        return None
+    return shm.name
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """A SIGINT that arrives inside is handled (KeyboardInterrupt raised) on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(*received[0])
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 def _allocate(shm: shared_memory.SharedMemory) -> None:
@@ -172,12 +198,9 @@ class Slots:
                 self.free.append(name)
         if self.free:
             return self.free.pop()
-        shm = None if self.full else create_slot(self.nbytes)
-        if shm is None:
-            self.full = True
-            return None
-        self.blocks[shm.name] = shm
-        return shm.name
+        name = None if self.full else create_slot(self.nbytes, self.blocks)
+        self.full = name is None
+        return name
 
     def lend(self, name: str, shape, dtype: str):
         import numpy as np

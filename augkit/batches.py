@@ -6,25 +6,32 @@ preprocess, stack (engine workers, one :class:`BatchTask` call per batch) -> the
 - Sample ``i`` in epoch ``e`` is augmented with ``derive_seed(seed, e, key_i)`` and the
   epoch's order is a permutation seeded by ``(seed, e)``: the same batches for any number
   of workers, different every epoch.
+- Every sample of a flow has one final size: ``size``, or else what the recipe makes of
+  the first usable image. What can be told before the first batch is a usage error then
+  (images of several sizes that the recipe does not make one size); a sample that still
+  ends at another size is a failure row.
 - Workers write each batch straight into a shared-memory slot; the consumer receives an
   array over that memory, with no copy and no pickling of pixels. A slot is reused only
   when nothing refers to its array any more (the consumer dropped the batch, or converted
   it with a copy), so keeping a batch around is always safe: a new slot is made instead.
+  When ``/dev/shm`` lacks the room (Docker gives it 64 MB), batches come through pipes
+  instead, and ``notes`` says what to change (see ``augkit._shm``).
 - Memory is bounded: at most ``workers * prefetch`` batches are in flight.
-- An image that cannot be used is left out of its batch and recorded in ``failures``.
+- An image that cannot be used is left out of its batch and recorded in ``failures``; so
+  are the samples of a batch whose worker process died twice building it.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator, Sequence
 import functools
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from multiprocessing import shared_memory
 from typing import Any
 
 import numpy as np
 
+from augkit import _shm
 from augkit.errors import UsageError
 from augkit.seeds import derive_seed
 
@@ -37,6 +44,12 @@ PREPROCESS_MODES = ("tf", "torch", "caffe")
 
 # What to do instead of normalising in the recipe (see Recipe.require_image_output).
 NORMALISE_WITH_PREPROCESS = "drop {name} and use preprocess='torch', 'tf' or (mean, std) (--preprocess) instead"
+ONE_SIZE = "pass size=(H, W) (--size H,W) or end the recipe with a Resize or a crop"
+
+# Without a final size, the first usable one of this many samples sets it.
+PROBE_SAMPLES = 16
+# Slots beyond those in flight: the batch the consumer holds, one waiting for its turn.
+SPARE_SLOTS = 2
 
 
 @dataclass(frozen=True)
@@ -119,12 +132,19 @@ class SamplePipeline:
 
     def augmented(self, path: str, key: str, epoch: int) -> np.ndarray:
         """The augmented uint8 RGB image at its final size (raises DecodeError)."""
+        return self.transformed(self.decoded(path), key, epoch)
+
+    def decoded(self, path: str) -> np.ndarray:
+        from augkit.decoding import decode_image
+
+        return decode_image(path, max_pixels=self.max_pixels)
+
+    def transformed(self, image: np.ndarray, key: str, epoch: int) -> np.ndarray:
+        """A decoded image, augmented as sample ``key`` of ``epoch``, at its final size."""
         import cv2
 
-        from augkit.decoding import decode_image
         from augkit.recipes import require_image
 
-        image = decode_image(path, max_pixels=self.max_pixels)
         if self.recipe is not None:
             image = require_image(self.recipe(image, seed=derive_seed(self.seed, epoch, key)))
         if self.size is not None and image.shape[:2] != tuple(self.size):
@@ -150,32 +170,6 @@ class SamplePipeline:
 
 # --- worker side -------------------------------------------------------------------------
 
-_attached: dict[str, shared_memory.SharedMemory] = {}
-
-
-def _attach(name: str) -> shared_memory.SharedMemory:
-    shm = _attached.get(name)
-    if shm is None:
-        # The parent owns (and unlinks) the block; attaching must not register it with
-        # this process's resource tracker, which would unlink it when the worker exits.
-        shm = shared_memory.SharedMemory(name=name, track=False) if sys.version_info >= (3, 13) else _untracked(name)
-        _attached[name] = shm
-    return shm
-
-
-def _untracked(name: str) -> shared_memory.SharedMemory:
-    # Python < 3.13 registers every attachment with the resource tracker, which the
-    # parent shares: skip the registration rather than undo it (undoing it would make
-    # the parent's own unlink fail in the tracker).
-    from multiprocessing import resource_tracker
-
-    register = resource_tracker.register
-    resource_tracker.register = lambda *args, **kwargs: None
-    try:
-        return shared_memory.SharedMemory(name=name)
-    finally:
-        resource_tracker.register = register
-
 
 @dataclass(frozen=True)
 class BatchItem:
@@ -196,17 +190,23 @@ class BuiltBatch:
 
 
 class BatchTask:
-    """Builds one batch in a worker, into its shared-memory slot when it has one."""
+    """Builds one batch in a worker, into its shared-memory slot when it has one.
 
-    def __init__(self, pipeline: SamplePipeline):
+    ``sample_size`` is the (H, W) every sample must end at (None: the batch's first one);
+    a sample that ends at another size is a failure row.
+    """
+
+    def __init__(self, pipeline: SamplePipeline, sample_size: tuple[int, int] | None = None):
         self.pipeline = pipeline
+        self.sample_size = sample_size
 
     def __call__(self, item: BatchItem) -> BuiltBatch:
         from augkit.decoding import DecodeError
 
         pipeline = self.pipeline
         labels, failures = [], []
-        batch = first = None
+        batch = None
+        size = self.sample_size
         for path, key, label in item.samples:
             try:
                 image = pipeline.augmented(path, key, item.epoch)
@@ -216,12 +216,15 @@ class BatchTask:
             except Exception as exc:  # noqa: BLE001 - one bad sample is a row, not the end
                 failures.append({"source": key, "reason": "transform_error", "message": f"{key}: {type(exc).__name__}: {exc}"})
                 continue
+            if size is None:
+                size = image.shape[:2]
+            if image.shape[:2] != size:
+                failures.append({"source": key, "reason": "size_mismatch",
+                                 "message": f"{key}: the recipe made it {_hw(image.shape)}, but the samples of this "
+                                            f"flow are {_hw(size)}; {ONE_SIZE}"})
+                continue
             if batch is None:
-                first = image.shape
-                batch = self._target(item, pipeline.output_shape(first))
-            elif image.shape != first:
-                raise ValueError(f"samples end at different shapes ({first}, {image.shape}); "
-                                 f"set a final size (size=(H, W) / --size)")
+                batch = self._target(item, pipeline.output_shape(image.shape))
             pipeline.write(image, batch[len(labels)])  # straight into the batch: no copy
             labels.append(label)
         y = np.asarray(labels, np.int64)
@@ -235,58 +238,17 @@ class BatchTask:
         shape, dtype = (len(item.samples), *sample_shape), self.pipeline.preprocess.dtype
         if item.slot is None:
             return np.empty(shape, dtype)
-        block = _attach(item.slot)
-        if int(np.prod(shape)) * dtype.itemsize > block.size:
-            raise ValueError(f"a batch of {shape} does not fit its {block.size}-byte slot; set a final size "
-                             f"(size=(H, W) / --size)")
+        block = _shm.attach(item.slot)
+        if int(np.prod(shape)) * dtype.itemsize > block.size:  # a bug: the flow sized its slots from sample_size
+            raise ValueError(f"a batch of {shape} does not fit its {block.size}-byte slot")
         return np.ndarray(shape, dtype, buffer=block.buf)
 
 
+def _hw(shape: Sequence[int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
 # --- parent side -------------------------------------------------------------------------
-
-
-class _Slots:
-    """Shared-memory blocks handed to workers and lent to the consumer as arrays."""
-
-    def __init__(self, nbytes: int):
-        self.nbytes = max(1, nbytes)
-        self.blocks: dict[str, shared_memory.SharedMemory] = {}
-        self.lent: dict[str, np.ndarray] = {}  # slot -> the array the consumer got
-        self.free: list[str] = []
-
-    def take(self) -> str:
-        for name in list(self.lent):
-            # 2 = our dict entry + getrefcount's argument: nobody else holds the batch.
-            if sys.getrefcount(self.lent[name]) <= 2:
-                del self.lent[name]
-                self.free.append(name)
-        if self.free:
-            return self.free.pop()
-        shm = shared_memory.SharedMemory(create=True, size=self.nbytes)
-        self.blocks[shm.name] = shm
-        return shm.name
-
-    def lend(self, name: str, shape, dtype: str) -> np.ndarray:
-        array = np.ndarray(shape, np.dtype(dtype), buffer=self.blocks[name].buf)
-        self.lent[name] = array
-        return array
-
-    def give_back(self, name: str) -> None:
-        self.free.append(name)
-
-    def close(self) -> None:
-        for name, shm in self.blocks.items():
-            shm.unlink()  # the name goes now; a mapping lives on while something uses it
-            array = self.lent.pop(name, None)
-            if array is not None and sys.getrefcount(array) > 2:
-                # The consumer still holds this batch, and NumPy does not pin the memory:
-                # closing would unmap it under the array. Leave the mapping to the array
-                # (its base memoryview keeps the mmap alive); close only the descriptor.
-                shm._buf = shm._mmap = None  # noqa: SLF001 - SharedMemory has no "detach"
-            del array
-            shm.close()
-        self.lent.clear()
-        self.blocks.clear()
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
@@ -326,12 +288,16 @@ class Flow:
         self.size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
         self.pipeline = SamplePipeline(loaded, seed=self.seed, size=self.size, preprocess=preprocess,
                                        channels_first=channels_first, max_pixels=max_pixels)
-        self.task = BatchTask(self.pipeline)
         self.batch_size, self.shuffle, self.epochs, self.drop_last = batch_size, shuffle, epochs, drop_last
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index
         self.failures: list[dict[str, Any]] = []
-        self._slots: _Slots | None = None
+        self.notes: list[str] = []  # what the user should know that is not a failure
+        self.delivered = 0  # batches given to the consumer
+        self.sample_size = self.size or self._probe_size()
+        self.task = BatchTask(self.pipeline, self.sample_size)
+        self._slots: _shm.Slots | None = None
+        self._use_slots = self.engine.workers > 0 and self.sample_size is not None and self._shm_has_room()
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -344,14 +310,20 @@ class Flow:
 
     def epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The batches of one epoch, in order."""
-        use_slots = self.engine.workers > 0
-        if use_slots and self._slots is None:
-            self._slots = _Slots(self._batch_nbytes())
-        items = (BatchItem(epoch, number, tuple(samples), self._slots.take() if use_slots else None)
-                 for number, samples in self.batch_items(epoch))
-        for outcome in self.engine.map(self.task, items):
-            if outcome.error is not None:
-                raise RuntimeError(f"building a batch failed: {outcome.error}")
+        if self._use_slots and self._slots is None:
+            self._slots = _shm.Slots(self._batch_nbytes())
+        sent: dict[int, BatchItem] = {}  # batch number -> the item, until its outcome is in
+
+        def items() -> Iterator[BatchItem]:
+            for number, samples in self.batch_items(epoch):
+                sent[number] = BatchItem(epoch, number, tuple(samples), self._take_slot())
+                yield sent[number]
+
+        for outcome in self.engine.map(self.task, items()):
+            item = sent.pop(outcome.index)
+            if outcome.error is not None:  # its worker died twice, or a bug in BatchTask
+                self._lost(item, outcome)
+                continue
             built: BuiltBatch = outcome.value
             self.failures.extend(built.failures)
             if built.shape is None:  # every sample of this batch failed
@@ -359,6 +331,7 @@ class Flow:
                     self._slots.give_back(built.slot)
                 continue
             x = built.array if built.slot is None else self._slots.lend(built.slot, built.shape, built.dtype)
+            self.delivered += 1
             yield x, built.labels
             del x, built  # so that a batch the consumer dropped frees its slot
 
@@ -366,19 +339,81 @@ class Flow:
         epoch = 0
         try:
             while self.epochs is None or epoch < self.epochs:
+                before = self.delivered
                 yield from self.epoch(epoch)
+                if self.delivered == before:  # every image failed, or no batch fits: so will every epoch
+                    return
                 epoch += 1
         finally:
             self.close()
 
+    def _lost(self, item: BatchItem, outcome) -> None:
+        reason = "worker_crashed" if outcome.crashed else "task_error"
+        error = "its worker process died twice building its batch" if outcome.crashed else outcome.error
+        self.failures.extend({"source": key, "reason": reason, "message": f"{key}: {error}"}
+                             for _path, key, _label in item.samples)
+        if item.slot is not None:
+            self._slots.give_back(item.slot)
+
+    def _take_slot(self) -> str | None:
+        if self._slots is None:
+            return None
+        full = self._slots.full
+        slot = self._slots.take()
+        if slot is None and not full:  # say it once
+            self.notes.append(f"{_shm.SHM_DIR} ran out of room after {len(self._slots.blocks)} batches: the others "
+                              f"come through pipes (slower); {self._more_room_hint()}")
+        return slot
+
     def _batch_nbytes(self) -> int:
-        """Bytes of the largest batch: from the final size, or from a first sample."""
-        sample = self.dataset.samples[0]
-        if self.size is not None:
-            h, w = self.size
-        else:
-            h, w = self.pipeline.augmented(sample.path, sample.key, 0).shape[:2]
+        h, w = self.sample_size
         return self.batch_size * h * w * 3 * self.pipeline.preprocess.dtype.itemsize
+
+    def _shm_has_room(self) -> bool:
+        """Whether /dev/shm can hold the slots this flow needs; if not, say what to change."""
+        slots = self.engine.workers * self.engine.prefetch + SPARE_SLOTS
+        need, free = slots * self._batch_nbytes(), _shm.room()
+        if free is None or free >= need:
+            return True
+        self.notes.append(f"{_shm.SHM_DIR} has {_mb(free)} free, but {slots} batches of {_mb(self._batch_nbytes())} "
+                          f"need {_mb(need)}: batches come through pipes instead (slower); "
+                          f"{self._more_room_hint(need)}")
+        return False
+
+    def _more_room_hint(self, need: int | None = None) -> str:
+        size = f"={math.ceil(2 * need / 2**28) * 256}m" if need else ""
+        return (f"for shared memory, give it more room (docker run --shm-size{size}), or use a smaller "
+                f"batch_size (-b) or fewer workers (-w)")
+
+    def _probe_size(self) -> tuple[int, int] | None:
+        """Without ``size``: the final (H, W) of the first usable sample, after checking that
+        the other images will end at it too. None if none of the first ones is usable (the
+        workers then report why, as failure rows)."""
+        pipeline = self.pipeline
+        for sample in self.dataset.samples[:PROBE_SAMPLES]:
+            try:
+                image = pipeline.decoded(sample.path)
+                size = pipeline.transformed(image, sample.key, 0).shape[:2]
+            except Exception:  # noqa: BLE001 - a failure row once a worker meets it
+                continue
+            break
+        else:
+            return None
+        # Does the recipe make any input this size (a Resize or a crop at the end)? Then
+        # the images may differ. If not, they must all be the size of this one.
+        h, w = image.shape[:2]
+        import cv2
+
+        try:
+            fixed = pipeline.transformed(cv2.resize(image, (w + 13, h + 17)), sample.key, 0).shape[:2] == size
+        except Exception:  # noqa: BLE001 - it failed only on the bigger copy: it does not
+            fixed = False
+        if not fixed:
+            other = _first_of_another_size(self.dataset.samples, (h, w), pipeline)
+            if other is not None:
+                raise UsageError(f"images differ in size ({sample.key} {_hw((h, w))}, {other[0]} {_hw(other[1])}) "
+                                 f"and the recipe does not make them one size: {ONE_SIZE}")
+        return size
 
     def close(self) -> None:
         self.engine.close()
@@ -391,6 +426,36 @@ class Flow:
 
     def __exit__(self, *_: Any) -> None:
         self.close()
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f} MB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} kB"
+
+
+def _first_of_another_size(samples, size: tuple[int, int], pipeline: SamplePipeline):
+    """(key, (H, W)) of the first image whose decoded size is not ``size``, or None.
+
+    Headers alone are read (Pillow opens lazily); a header that disagrees is confirmed
+    by decoding, since EXIF orientation (and TIFF's) can turn an image around."""
+    from PIL import Image
+
+    for sample in samples:
+        try:
+            with Image.open(sample.path) as img:
+                w, h = img.size
+                if img.format in ("JPEG", "MPO") and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    h, w = w, h
+        except Exception:  # noqa: BLE001 - unreadable: a failure row later, not a size
+            continue
+        if (h, w) == size:
+            continue
+        try:
+            decoded = pipeline.decoded(sample.path).shape[:2]
+        except Exception:  # noqa: BLE001
+            continue
+        if decoded != size:
+            return sample.key, decoded
+    return None
 
 
 def flow(source, recipe=None, **options: Any) -> Flow:

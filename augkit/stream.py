@@ -4,12 +4,15 @@ The stream is a sequence of ``.npy`` arrays, ``x`` then ``y`` for every batch, e
 ``np.save`` writes them. A reader needs NumPy only::
 
     import sys, numpy as np
+    class Pipe:                               # NumPy then reads through .read()
+        def __init__(self, f): self.read = f.read
     f = sys.stdin.buffer
     while f.peek(1):                          # b"" at the end of the stream
-        x = np.lib.format.read_array(f)       # np.load() needs a seekable file; a pipe is not
-        y = np.lib.format.read_array(f)
+        x = np.lib.format.read_array(Pipe(f)); y = np.lib.format.read_array(Pipe(f))
 
-or, with augkit installed, ``for x, y in augkit.read_stream(sys.stdin.buffer)``.
+(``np.load`` and a bare ``read_array(f)`` ask a real file for its position, and a pipe
+has none: "OSError: obtaining file position failed"), or, with augkit installed,
+``for x, y in augkit.read_stream(sys.stdin.buffer)``.
 """
 
 from __future__ import annotations
@@ -19,19 +22,31 @@ from typing import BinaryIO
 
 import numpy as np
 
+from augkit.errors import AugkitError
+
+
+class StreamWriteError(AugkitError):
+    """The output took no more bytes (a full disk, a closed or read-only descriptor)."""
+
 
 def write_stream(batches, out: BinaryIO) -> int:
     """Write ``(x, y)`` batches as .npy pairs; returns the number of batches written.
 
     A consumer that goes away raises BrokenPipeError here; the caller decides how quietly
-    to stop (the CLI exits 0 without a traceback).
+    to stop (the CLI exits 0 without a traceback). Any other failure to write raises
+    :class:`StreamWriteError`, with the system's reason.
     """
     sink = _Pipe(out)  # through .write(): ndarray.tofile gives up on a pipe's short writes
     count = 0
     for x, y in batches:
-        np.lib.format.write_array(sink, np.ascontiguousarray(x), allow_pickle=False)
-        np.lib.format.write_array(sink, np.asarray(y), allow_pickle=False)
-        out.flush()
+        try:
+            np.lib.format.write_array(sink, np.ascontiguousarray(x), allow_pickle=False)
+            np.lib.format.write_array(sink, np.asarray(y), allow_pickle=False)
+            out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StreamWriteError(exc.strerror or str(exc)) from exc
         count += 1
     return count
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import augkit
-from augkit.batches import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SamplePipeline
+from augkit import _shm
+from augkit.batches import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SamplePipeline, batch_members, epoch_order
 from augkit.errors import RecipeError, UsageError
 from augkit.recipes import load_recipe
-from imagefiles import class_folders, write_tree
+from conftest import make_structured_rgb
+from imagefiles import bad_images, class_folders, encoded, write_tree
 
 RECIPE = {"transforms": [{"HorizontalFlip": {"p": 0.5}}, {"RandomResizedCrop": {"size": [24, 24], "scale": [0.4, 1.0]}},
                          {"RGBShift": {"p": 0.5}}]}
@@ -161,3 +170,142 @@ def test_a_sample_the_recipe_turns_into_floats_at_run_time_is_a_failure_row(data
     assert len(batches.failures) == 15
     assert {f["reason"] for f in batches.failures} == {"transform_error"}
     assert "the recipe returned float32 (60, 80, 3), not a uint8 RGB image" in batches.failures[0]["message"]
+
+
+# --- a worker that dies, images without a final size ---------------------------------------
+
+
+def die_on_black(image, **_):
+    """A Lambda's image function that kills its worker process on an all-black image."""
+    if image.max() < 16:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return image
+
+
+def test_the_samples_of_a_batch_whose_worker_dies_are_failure_rows_and_the_flow_goes_on(tmp_path, dataset):
+    black = encoded(np.zeros((60, 80, 3), np.uint8), "JPEG")
+    data = write_tree(tmp_path / "data", {"dog/black.jpg": black,
+                                          **{f"{c}/{p.name}": p.read_bytes() for c in ("cat", "dog", "owl")
+                                             for p in (dataset / c).iterdir()}})
+    recipe = {"transforms": [{"Lambda": {"image": die_on_black}}, *RECIPE["transforms"]]}
+    with augkit.flow(data, recipe, batch_size=4, workers=2, shuffle=False, epochs=2) as batches:
+        got = [len(y) for _, y in batches]
+        order = epoch_order(len(batches.dataset), batches.seed, 0, shuffle=False)
+        members = [batch_members(batches.dataset, order, n, 4) for n in range(len(batches))]
+    lost = next(m for m in members if any(key == "dog/black.jpg" for _, key, _ in m))  # killed it twice
+    assert got == [4, 4, 4] * 2  # 16 images, the batch with the black one lost in both epochs
+    assert [(f["source"], f["reason"]) for f in batches.failures] == [(key, "worker_crashed") for _, key, _ in lost] * 2
+    assert "worker process died" in batches.failures[0]["message"]
+
+
+@pytest.fixture(scope="module")
+def two_sizes(tmp_path_factory):
+    """cat/ images are 60x80, dog/ images 40x50."""
+    return write_tree(tmp_path_factory.mktemp("sizes") / "data", {
+        **{f"cat/c{i}.jpg": encoded(make_structured_rgb(60, 80, seed=i), "JPEG") for i in range(3)},
+        **{f"dog/d{i}.jpg": encoded(make_structured_rgb(40, 50, seed=9 + i), "JPEG") for i in range(3)},
+    })
+
+
+def test_without_a_size_images_the_recipe_leaves_at_several_sizes_are_refused_before_any_batch(two_sizes):
+    with pytest.raises(UsageError) as caught:
+        augkit.flow(two_sizes, {"transforms": [{"HorizontalFlip": {"p": 0.5}}]}, workers=2)
+    assert str(caught.value) == ("images differ in size (cat/c0.jpg 60x80, dog/d0.jpg 40x50) and the recipe does not "
+                                 "make them one size: pass size=(H, W) (--size H,W) or end the recipe with a Resize "
+                                 "or a crop")
+
+
+def test_without_a_size_a_recipe_that_ends_in_a_crop_takes_images_of_any_size(two_sizes):
+    recipe = {"transforms": [{"HorizontalFlip": {"p": 0.5}}, {"RandomCrop": {"height": 32, "width": 32}}]}
+    runs = []
+    for workers in (0, 2):
+        with augkit.flow(two_sizes, recipe, batch_size=4, workers=workers) as batches:
+            runs.append([(x.copy(), y.copy()) for x, y in batches])
+        assert batches.failures == []
+    assert [x.shape for x, _ in runs[1]] == [(4, 32, 32, 3), (2, 32, 32, 3)]
+    assert same(runs[0], runs[1])
+
+
+def test_without_a_size_a_first_image_that_cannot_be_read_is_a_failure_row(tmp_path, dataset):
+    cut, _ = bad_images()["cut.jpg"]
+    data = write_tree(tmp_path / "data", {"cat/0_cut.jpg": cut, **{f"cat/{p.name}": p.read_bytes()
+                                                                    for p in (dataset / "cat").iterdir()}})
+    with augkit.flow(data, None, batch_size=4, workers=2, shuffle=False) as batches:
+        assert [x.shape for x, _ in batches] == [(3, 60, 80, 3), (2, 60, 80, 3)]  # left out of its batch
+    assert [(f["source"], f["reason"]) for f in batches.failures] == [("cat/0_cut.jpg", "truncated")]
+
+
+def test_without_a_size_a_recipe_that_fails_on_every_image_gives_failure_rows_and_ends(dataset):
+    recipe = {"transforms": [{"RandomCrop": {"height": 100, "width": 100}}]}  # bigger than every image
+    with augkit.flow(dataset, recipe, batch_size=4, workers=2, epochs=None) as batches:
+        assert list(batches) == []  # forever, but no epoch will give a batch
+    assert len(batches.failures) == 15 and {f["reason"] for f in batches.failures} == {"transform_error"}
+
+
+def test_without_a_size_a_sample_that_ends_at_another_size_is_a_failure_row(dataset):
+    recipe = {"transforms": [{"RandomScale": {"scale_limit": 0.3, "p": 1.0}}]}  # a new size for every sample
+    with augkit.flow(dataset, recipe, batch_size=4, workers=2, shuffle=False) as batches:
+        size = batches.sample_size
+        delivered = sum(len(y) for x, y in batches if x.shape[1:3] == size)
+    assert batches.failures and {f["reason"] for f in batches.failures} == {"size_mismatch"}
+    assert delivered + len(batches.failures) == 15
+    assert f"but the samples of this flow are {size[0]}x{size[1]}; pass size=(H, W)" in batches.failures[0]["message"]
+
+
+# --- /dev/shm: room, and what a killed run left there ---------------------------------------
+
+
+def test_a_dev_shm_without_room_for_the_slots_sends_batches_through_pipes_and_says_what_to_change(dataset, monkeypatch):
+    reference = collect(0, dataset, size=32, epochs=2)
+    monkeypatch.setattr(_shm, "room", lambda *_: 64 * 2**10)  # as if Docker's 64 MB were nearly taken
+    with augkit.flow(dataset, RECIPE, batch_size=4, workers=2, size=32, epochs=2) as batches:
+        got = [(x.copy(), y.copy()) for x, y in batches]
+        assert batches._slots is None
+    assert same(got, reference)
+    assert batches.notes == ["/dev/shm has 64 kB free, but 6 batches of 12 kB need 72 kB: batches come through pipes "
+                             "instead (slower); for shared memory, give it more room (docker run --shm-size=256m), or "
+                             "use a smaller batch_size (-b) or fewer workers (-w)"]
+
+
+def test_a_dev_shm_that_fills_up_during_a_run_sends_the_other_batches_through_pipes(dataset, monkeypatch):
+    reference = collect(0, dataset, size=32, epochs=3)
+    allocate, made = _shm._allocate, []
+
+    def two_then_full(shm):
+        if len(made) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        made.append(shm.name)
+        allocate(shm)
+
+    monkeypatch.setattr(_shm, "_allocate", two_then_full)
+    got, slots = [], set()
+    with augkit.flow(dataset, RECIPE, batch_size=4, workers=2, size=32, epochs=3) as batches:
+        for x, y in batches:
+            got.append((x.copy(), y.copy()))
+            slots |= set(batches._slots.blocks)
+    assert sorted(slots) == sorted(made)
+    assert same(got, reference)
+    assert batches.notes[0].startswith("/dev/shm ran out of room after 2 batches: the others come through pipes")
+    assert not any(os.path.exists(f"/dev/shm/{name}") for name in made)
+
+
+needs_shm = pytest.mark.skipif(not (os.path.isdir(_shm.SHM_DIR) and _shm._pid_namespace()),
+                               reason="needs /dev/shm and /proc")
+
+
+@needs_shm
+def test_slots_are_named_after_their_run_and_a_killed_runs_are_removed_when_a_flow_starts(dataset):
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    left = Path(_shm.SHM_DIR) / f"augkit-{gone}-{_shm._pid_namespace()}-0"  # as a run killed with -9 leaves it
+    left.write_bytes(b"\0" * 4096)
+    try:
+        with augkit.flow(dataset, RECIPE, batch_size=4, workers=2, size=32) as batches:
+            assert not left.exists()
+            running = iter(batches)
+            next(running)
+            names = list(batches._slots.blocks)
+            assert names and all(name.startswith(_shm.tag() + "-") for name in names)
+        assert not any(os.path.exists(f"{_shm.SHM_DIR}/{name}") for name in names)
+    finally:
+        left.unlink(missing_ok=True)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import augkit
+from augkit import _shm
+from augkit.engine import LocalEngine
 from augkit.stream import read_stream, write_stream
 from conftest import make_structured_rgb
-from imagefiles import class_folders, encoded, write_tree
+from imagefiles import bad_images, class_folders, encoded, write_tree
+
+REPO = Path(__file__).resolve().parent.parent
 
 NUMPY_ONLY_READER = textwrap.dedent("""
     import sys, numpy as np
@@ -54,6 +63,16 @@ def learnable(tmp_path_factory):
 
 def augkit_stream(*args) -> list[str]:
     return [sys.executable, "-m", "augkit", "stream", *map(str, args)]
+
+
+def first_batch(producer: subprocess.Popen):
+    """The first batch ``producer`` writes (its process group is killed if none comes)."""
+    watchdog = threading.Timer(120, os.killpg, (producer.pid, signal.SIGKILL))
+    watchdog.start()
+    try:
+        return next(read_stream(producer.stdout))
+    finally:
+        watchdog.cancel()
 
 
 def test_a_numpy_only_reader_gets_every_batch(data, recipe):
@@ -123,3 +142,170 @@ def test_a_stream_where_every_image_failed_exits_1_with_one_line_per_image(recip
     assert "Traceback" not in done.stderr
     assert done.stderr.splitlines()[-1] == ("Error: no batch was written: every image failed (1 empty, "
                                             "1 not_an_image); see the lines above")
+
+
+# --- every failure one line: stdout, Ctrl-C, images without --size --------------------------
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_stdout_is_one_line_and_exit_1(data, recipe):
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(augkit_stream(recipe, data, "--size", 16, "-w", 2), stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == "Error: cannot write the stream to stdout: No space left on device\n"
+
+
+def test_a_closed_stdout_is_one_line_and_exit_1(data, recipe):
+    done = subprocess.run(["bash", "-c", '"$@" >&-', "-", *augkit_stream(recipe, data, "--size", 16)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == "Error: stdout is closed; pipe the stream into a program (augkit stream ... | python train.py)\n"
+
+
+def test_ctrl_c_stops_the_stream_with_one_line(data, recipe):
+    producer = subprocess.Popen(augkit_stream(recipe, data, "--size", 16, "--epochs", 0, "-w", 2),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        first_batch(producer)  # running: workers, slots and all
+        os.killpg(producer.pid, signal.SIGINT)  # what the terminal does with Ctrl-C
+        _, stderr = producer.communicate(timeout=120)
+    finally:
+        if producer.poll() is None:
+            os.killpg(producer.pid, signal.SIGKILL)
+            producer.wait()
+    assert stderr.decode().strip() == "interrupted"
+    assert producer.returncode in (130, -signal.SIGINT)  # a shell reports both as 130
+
+
+@pytest.mark.skipif(not (os.path.isdir(_shm.SHM_DIR) and _shm._pid_namespace()), reason="needs /dev/shm and /proc")
+def test_what_a_stream_killed_with_sigkill_leaves_in_dev_shm_is_removed_by_the_next_run(data, recipe):
+    producer = subprocess.Popen(augkit_stream(recipe, data, "--size", 16, "--epochs", 0, "-w", 2),
+                                stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        first_batch(producer)
+        prefix = f"augkit-{producer.pid}-{_shm._pid_namespace()}-"
+        left = {name for name in os.listdir(_shm.SHM_DIR) if name.startswith((prefix, f"sem.mp-{prefix}"))}
+    finally:
+        os.killpg(producer.pid, signal.SIGKILL)  # nothing of it runs any cleanup
+        producer.wait()
+        producer.stdout.close()
+    assert sum(name.startswith(prefix) for name in left) >= 1  # its batch slots
+    assert sum(name.startswith("sem.mp-") for name in left) == 5  # its process pool's semaphores
+    assert left <= set(os.listdir(_shm.SHM_DIR))
+    with LocalEngine(workers=1):  # the next run, any command
+        pass
+    assert not left & set(os.listdir(_shm.SHM_DIR))
+
+
+@pytest.fixture(scope="module")
+def two_sizes(tmp_path_factory):
+    return write_tree(tmp_path_factory.mktemp("sizes") / "data", {
+        "cat/a.jpg": encoded(make_structured_rgb(60, 80), "JPEG"),
+        "dog/b.jpg": encoded(make_structured_rgb(40, 50, seed=1), "JPEG"),
+    })
+
+
+def test_a_stream_that_can_never_give_a_batch_ends_even_with_epochs_0(data, recipe):
+    done = subprocess.run(augkit_stream(recipe, data, "-b", 64, "--drop-last", "--epochs", 0), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines()[-1] == ("Error: no batch was written: 0 batches per epoch (fewer images than "
+                                            "--batch-size 64 with --drop-last?)")
+
+
+def test_without_size_images_of_several_sizes_are_bad_usage_before_any_batch(two_sizes, tmp_path):
+    flip = tmp_path / "flip.yaml"
+    flip.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    done = subprocess.run(augkit_stream(flip, two_sizes), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("Error: images differ in size (cat/a.jpg 60x80, dog/b.jpg 40x50) and the recipe does not "
+                           "make them one size: pass size=(H, W) (--size H,W) or end the recipe with a Resize or a "
+                           "crop\n")
+
+
+def test_without_size_a_first_image_that_cannot_be_read_is_a_skipped_line(recipe, tmp_path):
+    cut, _ = bad_images()["cut.jpg"]
+    data = write_tree(tmp_path / "data", {"cat/0_cut.jpg": cut, "cat/1.jpg": encoded(make_structured_rgb(60, 80), "JPEG")})
+    done = subprocess.run(augkit_stream(recipe, data, "-w", 2), capture_output=True, timeout=120)
+    assert done.returncode == 0
+    assert [x.shape for x, _ in read_stream(io.BytesIO(done.stdout))] == [(1, 40, 40, 3)]
+    assert done.stderr.decode() == ("skipped: cat/0_cut.jpg: file is truncated (incomplete download or copy?)\n"
+                                    .replace("cat/0_cut.jpg", str(data / "cat" / "0_cut.jpg")))
+
+
+# --- the snippets people copy ------------------------------------------------------------
+
+
+def help_snippets() -> list[str]:
+    """The Python snippets of `augkit stream --help`: paragraphs that start with an import."""
+    shown = subprocess.run([sys.executable, "-m", "augkit", "stream", "--help"], capture_output=True, text=True,
+                           check=True).stdout
+    paragraphs = [textwrap.dedent(p) for p in shown.split("\n\n")]
+    return [p.strip("\n") + "\n" for p in paragraphs if p.lstrip().startswith("import ")]
+
+
+def readme_snippets(language: str) -> list[str]:
+    """The ``language`` code blocks of README's "Training batches on the fly" section (with
+    its "augkit stream" subsection)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Training batches on the fly\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+# What the README leaves to the reader: a model to fit, and torch imported.
+PRELUDES = {
+    "model.fit": ("import keras\n"
+                  "model = keras.Sequential([keras.layers.Input((224, 224, 3)), keras.layers.GlobalAveragePooling2D(),\n"
+                  "                          keras.layers.Dense(4, activation='softmax')])\n"
+                  "model.compile(optimizer='sgd', loss='sparse_categorical_crossentropy')\n"),
+    "torch.utils": "import torch\n",
+}
+
+
+def test_the_help_shows_both_ways_to_read_a_stream():
+    snippets = help_snippets()
+    assert len(snippets) == 2 and "read_stream" in snippets[0] and "Pipe(f)" in snippets[1]
+
+
+@pytest.mark.parametrize("where", ["help", "readme"])
+def test_every_snippet_that_reads_a_stream_reads_all_of_a_real_one(data, recipe, where):
+    snippets = help_snippets() if where == "help" else [s for s in readme_snippets("python") if "stdin" in s]
+    assert snippets
+    for snippet in snippets:
+        producer = subprocess.Popen(augkit_stream(recipe, data, "-b", 4, "--size", 16, "--no-shuffle", "-w", 2),
+                                    stdout=subprocess.PIPE)
+        reader = subprocess.run([sys.executable, "-c", snippet + "print(x.shape, y.tolist())\n"],
+                                stdin=producer.stdout, capture_output=True, text=True, timeout=120)
+        producer.stdout.close()
+        assert producer.wait(timeout=60) == 0
+        assert reader.returncode == 0, (snippet, reader.stderr)
+        assert reader.stdout == "(1, 16, 16, 3) [2]\n", snippet  # the last batch: 9 images in 4s
+
+
+def test_every_other_python_snippet_of_the_flow_section_runs(tmp_path):
+    # In a folder laid out as the snippets assume: data/train (4 classes) and recipes/.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train").symlink_to(REPO / "sample_data")
+    (tmp_path / "recipes").symlink_to(REPO / "recipes")
+    snippets = [s for s in readme_snippets("python") if "stdin" not in s]
+    assert len(snippets) == 3  # flow, PyTorch, Keras
+    for snippet in snippets:
+        if "torch.utils" in snippet:
+            pytest.importorskip("torch")
+        if "keras" in snippet:
+            pytest.importorskip("keras")
+        prelude = "".join(code for marker, code in PRELUDES.items() if marker in snippet)
+        code = snippet.replace("epochs=10", "epochs=2").replace("range(10)", "range(2)")  # the same, shorter
+        done = subprocess.run([sys.executable, "-c", prelude + code + "print('ran')\n"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "torch")})
+        assert done.returncode == 0 and done.stdout.endswith("ran\n"), (snippet, done.stderr[-2000:])
+
+
+def test_the_shell_snippet_of_the_stream_section_trains_from_a_stream():
+    (snippet,) = readme_snippets("bash")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", snippet], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "training accuracy" in done.stdout

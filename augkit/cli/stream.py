@@ -8,6 +8,7 @@ import sys
 import click
 
 from augkit.cli import options
+from augkit.errors import AugkitError
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -42,28 +43,55 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
            split, max_pixels) -> None:
     """Write augmented batches of SRC to stdout as .npy arrays, x then y per batch.
 
-    Read them with `augkit.read_stream(sys.stdin.buffer)`, or NumPy alone:
-    `while f.peek(1): x = np.lib.format.read_array(f); y = np.lib.format.read_array(f)`.
     y holds class indices (classes sorted by name; -1 for unlabelled images).
+    Read the batches with augkit:
+
+    \b
+        import sys, augkit
+        for x, y in augkit.read_stream(sys.stdin.buffer):
+            ...
+
+    or with NumPy alone. np.load and a bare read_array(f) need a seekable file, and a
+    pipe is not one: the Pipe wrapper makes NumPy read through .read().
+
+    \b
+        import sys, numpy as np
+        class Pipe:
+            def __init__(self, f): self.read = f.read
+        f = sys.stdin.buffer
+        while f.peek(1):
+            x = np.lib.format.read_array(Pipe(f)); y = np.lib.format.read_array(Pipe(f))
     """
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        raise AugkitError("stdout is closed; pipe the stream into a program (augkit stream ... | python train.py)")
     if sys.stdout.isatty():
         raise click.UsageError("stdout is a terminal; pipe the stream into a program (augkit stream ... | python train.py)")
     from augkit.batches import flow
-    from augkit.stream import write_stream
+    from augkit.stream import StreamWriteError, write_stream
 
     batches = flow(src, recipe_path, batch_size=batch_size, shuffle=shuffle, seed=seed, epochs=epochs or None,
                    workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
                    channels_first=channels_first, drop_last=drop_last, split=split, max_pixels=max_pixels)
+    for note in batches.notes:
+        click.echo(f"note: {note}", err=True)
+    told = len(batches.notes)
     try:
         written = write_stream(batches, sys.stdout.buffer)
     except BrokenPipeError:
-        # The reader went away (head, a script that stopped): stop quietly. Point stdout at
-        # /dev/null so that the interpreter's final flush does not complain again; the
-        # finally below stops the workers.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader went away (head, a script that stopped): stop quietly. The finally
+        # below stops the workers.
+        _forget_stdout()
         sys.exit(0)
+    except StreamWriteError as exc:  # stdout full, or not open for writing
+        _forget_stdout()
+        raise AugkitError(f"cannot write the stream to stdout: {exc}") from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(130)
     finally:
         batches.close()
+    for note in batches.notes[told:]:
+        click.echo(f"note: {note}", err=True)
     for failure in batches.failures:
         click.echo(f"skipped: {failure['message']}", err=True)
     if not written:
@@ -76,3 +104,9 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
                                  dict(Counter(f["reason"] for f in batches.failures)), "the lines above")
         raise click.UsageError(f"no batch was written: {len(batches)} batches per epoch "
                                f"(fewer images than --batch-size {batch_size} with --drop-last?)")
+
+
+def _forget_stdout() -> None:
+    # What is still buffered for stdout cannot be written; point stdout at /dev/null so
+    # that the interpreter's final flush does not fail again (a second message, exit 120).
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
