@@ -48,6 +48,16 @@ def local_ray():
     ray.shutdown()
 
 
+def failure_rows(out) -> list[str]:
+    """The rows of a run's failures.csv: the same inputs must fail, for the same reasons."""
+    return (out / "failures.csv").read_text().splitlines()[1:]
+
+
+def identities(folder, pattern: str) -> dict[str, tuple[int, int]]:
+    """Name -> (inode, mtime) of the files that match: a file written again gets a new inode."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.rglob(pattern)}
+
+
 def augment(*args):
     result = CliRunner().invoke(cli, ["augment", *map(str, args)])
     assert result.exit_code == 0, (result.output, result.exception)
@@ -63,6 +73,8 @@ def test_augment_on_ray_is_byte_identical_to_local_and_resumes(local_ray, tmp_pa
     augment(recipe, data, tmp_path / "ray", "-k", 2, "--engine", "ray")
     assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")
 
+    assert failure_rows(tmp_path / "ray") == failure_rows(tmp_path / "local") != []
+
     # An interrupted run leaves complete outputs, no reports, maybe a temporary file.
     out = tmp_path / "ray"
     for path in sorted(out.rglob("*.jpg"))[::3]:
@@ -70,8 +82,9 @@ def test_augment_on_ray_is_byte_identical_to_local_and_resumes(local_ray, tmp_pa
     for report in ("manifest.csv", "failures.csv", "summary.json"):
         (out / report).unlink()
     (out / "cat" / ".cat_0_00.jpg.augkit-tmp-1-0").write_bytes(b"half")
-    result = augment(recipe, data, out, "-k", 2, "--engine", "ray")
-    assert "already there" in result.output
+    kept = identities(out, "*.jpg")
+    augment(recipe, data, out, "-k", 2, "--engine", "ray")
+    assert identities(out, "*.jpg").items() >= kept.items()  # the resume wrote only what was missing
     assert tree_bytes(out) == tree_bytes(tmp_path / "local")
 
 
@@ -102,7 +115,11 @@ def test_cache_features_on_ray_equals_local_and_resumes(local_ray, tmp_path, mon
     assert on_ray.keys() == local.keys()
     assert on_ray == local
 
+    assert failure_rows(tmp_path / "ray") == failure_rows(tmp_path / "local") != []
+
     (tmp_path / "ray" / "features-00001.npy").unlink()  # as if stopped before that shard was done
     (tmp_path / "ray" / "features-00002.json").unlink()
-    assert "computed" in cache_features(tmp_path / "ray", "--engine", "ray").output
+    kept = identities(tmp_path / "ray", "features-00000.*")  # the one shard still complete
+    cache_features(tmp_path / "ray", "--engine", "ray")
+    assert identities(tmp_path / "ray", "features-00000.*") == kept  # not computed again
     assert tree_bytes(tmp_path / "ray") == local
