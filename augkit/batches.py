@@ -349,7 +349,7 @@ class Flow:
 
     def _lost(self, item: BatchItem, outcome) -> None:
         reason = "worker_crashed" if outcome.crashed else "task_error"
-        error = "its worker process died twice building its batch" if outcome.crashed else outcome.error
+        error = "the worker process died building its batch" if outcome.crashed else outcome.error
         self.failures.extend({"source": key, "reason": reason, "message": f"{key}: {error}"}
                              for _path, key, _label in item.samples)
         if item.slot is not None:
@@ -467,6 +467,9 @@ def flow(source, recipe=None, **options: Any) -> Flow:
     ``size=(H, W)`` (final shape of every sample), ``preprocess`` (None = uint8, "tf",
     "torch", "caffe", or ``(mean, std)`` on the 0-1 scale), ``channels_first=False``,
     ``drop_last=False``, ``split`` (rows of one split of a split manifest), ``max_pixels``.
-    ``y`` holds class indices into ``.classes`` (-1 for unlabelled images).
+    ``y`` holds class indices into ``.classes`` (-1 for unlabelled images). ``.failures``
+    lists the samples left out (one row each: source, reason, message); ``.notes`` what to
+    change when shared memory is short. Without ``size``, images the recipe leaves at
+    several sizes raise UsageError here, before any batch.
     """
     return Flow(source, recipe, **options)
