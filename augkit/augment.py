@@ -126,7 +126,10 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
     from augkit.engine import get_engine
     from augkit.recipes import load_recipe
 
+    from augkit.decoding import resolve_max_pixels
+
     check_options(options)  # before discovery: an absurd --copies is refused at once
+    resolve_max_pixels(options.max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
     started = time.perf_counter()
     out = Path(out)
     runner = get_engine(engine, **{"workers": workers, **(engine_options or {})})

@@ -226,7 +226,7 @@ def _too_large(name: str, width: int, height: int, limit: int) -> DecodeError:
         name,
         "too_large",
         f"image is {width}x{height} ({_pixels(width * height)}), over the "
-        f"{_pixels(limit)} limit; raise it with --max-pixels or {MAX_PIXELS_ENV}",
+        f"{_pixels(limit)} limit; raise it with --max-pixels (max_pixels= from Python) or {MAX_PIXELS_ENV}",
     )
 
 

@@ -23,9 +23,13 @@ def one_line(text: str) -> str:
 
 def failure_row(key: str, exc: BaseException) -> dict[str, str]:
     """The row for sample ``key`` that raised ``exc``: a DecodeError keeps its reason; any
-    other exception is the recipe's (``transform_error``)."""
+    other exception is the recipe's (``transform_error``). An AugkitError (bad usage, such
+    as a bad AUGKIT_MAX_IMAGE_PIXELS) is no sample's fault: it is raised again."""
     from augkit.decoding import DecodeError
+    from augkit.errors import AugkitError
 
+    if isinstance(exc, AugkitError) and not isinstance(exc, DecodeError):
+        raise exc
     if isinstance(exc, DecodeError):
         return {"source": key, "reason": exc.reason, "message": one_line(str(exc))}
     return {"source": key, "reason": "transform_error", "message": one_line(f"{key}: {type(exc).__name__}: {exc}")}

@@ -359,6 +359,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     :func:`~augkit.backbones.resolve_backbone`. Returns the :class:`FeatureSummary`."""
     from augkit.augment_out import check_paths, source_folders
     from augkit.backbones import Backbone, feature_model, resolve_backbone, weights_file
+    from augkit.decoding import resolve_max_pixels
     from augkit.discovery import discover
     from augkit.engine import default_workers as cores
     from augkit.engine import get_engine
@@ -371,6 +372,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
         raise UsageError("--views and --batch-size must be at least 1")
     if recipe is None and (options.views > 1 or options.plain_first):
         raise UsageError("--views > 1 and --plain-first need --recipe (without one every view is the same image)")
+    resolve_max_pixels(options.max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
     cache = Path(cache)
     dataset = discover(src, split=split)
     check_paths(source_folders(dataset), cache)

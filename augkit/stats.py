@@ -234,8 +234,11 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
     from augkit.discovery import discover
     from augkit.engine import get_engine
 
+    from augkit.decoding import resolve_max_pixels
+
     if sample is not None and sample < 1:
         raise UsageError(f"--sample {sample}: give a number of images >= 1, or leave it out for all")
+    resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
     dataset = discover(src, split=split)
     chosen = choose_sample(dataset.samples, sample, seed)
     if engine == "local" and workers is None and len(chosen) < IN_PROCESS_BELOW:

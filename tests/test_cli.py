@@ -316,3 +316,18 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(runner, monkeypatch):
     monkeypatch.setattr(augkit.preview, "sample_captions", interrupted, raising=False)
     result = runner.invoke(cli, ["preview", str(STANDARD), str(CAT_PHOTO), "-o", "x.png"])
     assert result.exit_code == 130 and result.stderr == "\ninterrupted\n"
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5"])
+@pytest.mark.parametrize("command", [
+    ["augment", STANDARD, SAMPLE_DATA, "{tmp}/out", "-w", 2],
+    ["stats", SAMPLE_DATA, "-o", "{tmp}/stats.json", "-w", 2],
+    ["cache-features", SAMPLE_DATA, "-o", "{tmp}/cache", "--weights", "{tmp}/none.onnx"],
+])
+def test_a_bad_max_pixels_variable_is_one_usage_error_not_a_row_per_image(runner, tmp_path, monkeypatch, value,
+                                                                          command):
+    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", value)
+    result = runner.invoke(cli, [str(a).replace("{tmp}", str(tmp_path)) for a in command])
+    assert result.exit_code == 2, result.output
+    _assert_one_line_error(result)
+    assert "AUGKIT_MAX_IMAGE_PIXELS" in result.stderr and list(tmp_path.iterdir()) == []

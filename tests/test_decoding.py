@@ -466,7 +466,7 @@ def test_decompression_bomb_is_rejected_from_the_header_alone(tmp_path, pixel_de
     assert peak < 5_000_000  # a decoded 30000x30000 RGB image would be 2.7 GB
     assert str(error) == (
         f"{bomb}: image is 30000x30000 (900.0 Mpx), over the 89.5 Mpx limit; "
-        "raise it with --max-pixels or AUGKIT_MAX_IMAGE_PIXELS"
+        "raise it with --max-pixels (max_pixels= from Python) or AUGKIT_MAX_IMAGE_PIXELS"
     )
 
 
@@ -918,7 +918,7 @@ def test_jpeg_bomb_is_rejected_from_its_sof_without_decoding(monkeypatch, pixel_
     assert pixel_decoders == []
     assert str(error) == (
         "<bytes>: image is 30000x30000 (900.0 Mpx), over the 89.5 Mpx limit; "
-        "raise it with --max-pixels or AUGKIT_MAX_IMAGE_PIXELS"
+        "raise it with --max-pixels (max_pixels= from Python) or AUGKIT_MAX_IMAGE_PIXELS"
     )
     assert peak < 1_000_000
 

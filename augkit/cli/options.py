@@ -24,8 +24,18 @@ split = click.option(
     help="With a split manifest as SRC: use only the rows of this split (train, val, test), or "
          "`all` for every row. Required when the manifest has a split column.",
 )
+def _pixel_limit(ctx: click.Context, param: click.Parameter, value):
+    """Check AUGKIT_MAX_IMAGE_PIXELS when the option is left out: a bad value is one usage
+    error here, not a failure row per image in the workers."""
+    if value is None:
+        from augkit.decoding import resolve_max_pixels
+
+        resolve_max_pixels(None)  # UsageError: the group reports it, exit 2
+    return value
+
+
 max_pixels = click.option(
-    "--max-pixels", type=click.IntRange(min=1), default=None,
+    "--max-pixels", type=click.IntRange(min=1), default=None, callback=_pixel_limit,
     help="Reject images larger than this many pixels, from the header, before decoding "
          "(default 89478485, or AUGKIT_MAX_IMAGE_PIXELS).",
 )

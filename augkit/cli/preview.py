@@ -6,6 +6,8 @@ import os
 
 import click
 
+from augkit.cli import options
+
 GRID_FORMATS = ("png", "jpg", "jpeg", "webp")  # what augkit.decoding.encode_image writes
 
 
@@ -21,8 +23,9 @@ GRID_FORMATS = ("png", "jpg", "jpeg", "webp")  # what augkit.decoding.encode_ima
 @click.option("--max-images", default=4, show_default=True, type=click.IntRange(1, 32),
               help="When IMAGE is a folder: how many of its images to show, one row each.")
 @click.option("--open", "open_after", is_flag=True, help="Open the grid with the system viewer.")
+@options.max_pixels
 def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None, tile: int,
-            max_images: int, open_after: bool) -> None:
+            max_images: int, open_after: bool, max_pixels: int | None) -> None:
     """Write a grid: the original IMAGE and N augmented samples, each captioned with the
     transforms that fired and their drawn values. IMAGE may be a folder: an image the
     recipe fails on (smaller than a crop) is skipped there, and an error for one IMAGE."""
@@ -49,7 +52,7 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
     for sample in chosen:
         path, key = (sample.path, sample.key) if sample else (image, os.path.basename(image))
         try:
-            images.append((decode_image(path), key))
+            images.append((decode_image(path, max_pixels=max_pixels), key))
         except DecodeError as exc:
             if sample is None:
                 raise AugkitError(str(exc)) from None
