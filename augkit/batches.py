@@ -294,7 +294,7 @@ class Flow:
         self.failures: list[dict[str, Any]] = []
         self.notes: list[str] = []  # what the user should know that is not a failure
         self.delivered = 0  # batches given to the consumer
-        self.sample_size = self.size or self._probe_size()
+        self.sample_size = self.size or final_size(self.dataset.samples, self.pipeline)
         self.task = BatchTask(self.pipeline, self.sample_size)
         self._slots: _shm.Slots | None = None
         self._use_slots = self.engine.workers > 0 and self.sample_size is not None and self._shm_has_room()
@@ -385,36 +385,6 @@ class Flow:
         return (f"for shared memory, give it more room (docker run --shm-size{size}), or use a smaller "
                 f"batch_size (-b) or fewer workers (-w)")
 
-    def _probe_size(self) -> tuple[int, int] | None:
-        """Without ``size``: the final (H, W) of the first usable sample, after checking that
-        the other images will end at it too. None if none of the first ones is usable (the
-        workers then report why, as failure rows)."""
-        pipeline = self.pipeline
-        for sample in self.dataset.samples[:PROBE_SAMPLES]:
-            try:
-                image = pipeline.decoded(sample.path)
-                size = pipeline.transformed(image, sample.key, 0).shape[:2]
-            except Exception:  # noqa: BLE001 - a failure row once a worker meets it
-                continue
-            break
-        else:
-            return None
-        # Does the recipe make any input this size (a Resize or a crop at the end)? Then
-        # the images may differ. If not, they must all be the size of this one.
-        h, w = image.shape[:2]
-        import cv2
-
-        try:
-            fixed = pipeline.transformed(cv2.resize(image, (w + 13, h + 17)), sample.key, 0).shape[:2] == size
-        except Exception:  # noqa: BLE001 - it failed only on the bigger copy: it does not
-            fixed = False
-        if not fixed:
-            other = _first_of_another_size(self.dataset.samples, (h, w), pipeline)
-            if other is not None:
-                raise UsageError(f"images differ in size ({sample.key} {_hw((h, w))}, {other[0]} {_hw(other[1])}) "
-                                 f"and the recipe does not make them one size: {ONE_SIZE}")
-        return size
-
     def close(self) -> None:
         self.engine.close()
         if self._slots is not None:
@@ -430,6 +400,37 @@ class Flow:
 
 def _mb(nbytes: int) -> str:
     return f"{nbytes / 2**20:.0f} MB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} kB"
+
+
+def final_size(samples, pipeline: SamplePipeline) -> tuple[int, int] | None:
+    """Without a final size: the (H, W) that ``pipeline`` gives the first usable sample,
+    after checking that the other images will end at it too (UsageError if the recipe
+    leaves them at several sizes). None if none of the first ones is usable: the workers
+    then say why, as failure rows. For ``flow``, and for any adapter that batches."""
+    for sample in samples[:PROBE_SAMPLES]:
+        try:
+            image = pipeline.decoded(sample.path)
+            size = pipeline.transformed(image, sample.key, 0).shape[:2]
+        except Exception:  # noqa: BLE001 - a failure row once a worker meets it
+            continue
+        break
+    else:
+        return None
+    # Does the recipe make any input this size (a Resize or a crop at the end)? Then the
+    # images may differ. If not, they must all be the size of this one.
+    import cv2
+
+    h, w = image.shape[:2]
+    try:
+        fixed = pipeline.transformed(cv2.resize(image, (w + 13, h + 17)), sample.key, 0).shape[:2] == size
+    except Exception:  # noqa: BLE001 - it failed only on the bigger copy: it does not
+        fixed = False
+    if not fixed:
+        other = _first_of_another_size(samples, (h, w), pipeline)
+        if other is not None:
+            raise UsageError(f"images differ in size ({sample.key} {_hw((h, w))}, {other[0]} {_hw(other[1])}) "
+                             f"and the recipe does not make them one size: {ONE_SIZE}")
+    return size
 
 
 def _first_of_another_size(samples, size: tuple[int, int], pipeline: SamplePipeline):
