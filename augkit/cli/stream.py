@@ -85,10 +85,7 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
     except StreamWriteError as exc:  # stdout full, or not open for writing
         _forget_stdout()
         raise AugkitError(f"cannot write the stream to stdout: {exc}") from None
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted", err=True)
-        sys.exit(130)
-    finally:
+    finally:  # Ctrl-C too: the group prints its one line and exits 130
         batches.close()
     for note in batches.notes[told:]:
         click.echo(f"note: {note}", err=True)
