@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,6 +131,9 @@ class SamplePipeline:
         self.preprocess = Preprocess.parse(preprocess)
         self.channels_first = channels_first
         self.max_pixels = max_pixels
+        from augkit.decoding import resolve_max_pixels
+
+        resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one error now, not a row per image
 
     def augmented(self, path: str, key: str, epoch: int) -> np.ndarray:
         """The augmented uint8 RGB image at its final size (raises DecodeError)."""
@@ -442,6 +447,8 @@ def _first_of_another_size(samples, size: tuple[int, int], pipeline: SamplePipel
 
     for sample in samples:
         try:
+            if not stat.S_ISREG(os.stat(sample.path).st_mode):
+                continue  # a FIFO would block the open: decoding makes it a failure row later
             with Image.open(sample.path) as img:
                 w, h = img.size
                 if img.format in ("JPEG", "MPO") and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):

@@ -75,11 +75,32 @@ class Outcome:
     crashed: bool = False  # the worker process died while holding this item
 
 
+# Memory one worker may need at its peak: a 24-megapixel photo (6000x4000) through Affine,
+# CLAHE and GaussNoise peaked at 1.5 GiB per process (ImageNet-sized photos: 0.3 GiB); see
+# benchmarks/RESULTS.md. The default worker count leaves each worker that much.
+WORKER_MEMORY = 1536 * 2**20
+
+
 def default_workers() -> int:
+    """One per core, but no more than the memory available holds (WORKER_MEMORY each)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    available = available_memory()
+    return cores if available is None else max(1, min(cores, available // WORKER_MEMORY))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available for new work (Linux's MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def limit_threads() -> None:
@@ -154,12 +175,15 @@ _clock: Callable[[], float] = time.perf_counter
 
 def _exit_with_parent(parent_pid: int) -> None:
     # A worker's own parent is the forkserver, and its task queue stays open while any
-    # worker lives, so nothing else tells it that the run was killed (kill -9, OOM).
+    # worker lives, so nothing else tells it that the run was killed (kill -9, OOM). A run
+    # killed but not yet reaped is a zombie, which kill(pid, 0) still finds: a caller that
+    # reads the run's output before waiting for it (subprocess.run(capture_output=True))
+    # would otherwise wait on workers that wait on it.
+    from augkit._shm import _gone
+
     while True:
         time.sleep(0.5)
-        try:
-            os.kill(parent_pid, 0)
-        except ProcessLookupError:
+        if _gone(parent_pid):
             os._exit(1)
 
 

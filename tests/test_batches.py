@@ -309,3 +309,12 @@ def test_slots_are_named_after_their_run_and_a_killed_runs_are_removed_when_a_fl
         assert not any(os.path.exists(f"{_shm.SHM_DIR}/{name}") for name in names)
     finally:
         left.unlink(missing_ok=True)
+
+
+def test_a_bad_max_pixels_variable_is_refused_when_the_flow_is_made(tmp_path, monkeypatch):
+    from augkit.errors import UsageError
+    from imagefiles import class_folders
+
+    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", "abc")
+    with pytest.raises(UsageError, match="AUGKIT_MAX_IMAGE_PIXELS"):
+        augkit.flow(class_folders(tmp_path / "data", per_class=2), batch_size=2, size=16, workers=0)

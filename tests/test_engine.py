@@ -354,3 +354,52 @@ def test_the_semaphores_of_a_killed_run_are_removed_by_the_next_engine_and_nobod
     finally:
         for entry in entries:
             entry.unlink(missing_ok=True)
+
+
+def test_workers_exit_when_their_run_is_killed_even_before_anyone_reaps_it(tmp_path):
+    # subprocess.run(capture_output=True) reads the run's output before waiting for it: the
+    # killed run stays a zombie, which kill(pid, 0) still finds, and its workers (holding
+    # the output pipe) once waited for it forever while the caller waited for them.
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from interrupting import session_processes
+
+    (tmp_path / "killer.py").write_text(textwrap.dedent("""
+        import os, signal, time
+
+        def task(item):
+            if item == 3:
+                os.kill(int(os.environ["RUN_PID"]), signal.SIGKILL)  # the OOM killer, say
+                time.sleep(600)  # a long image: the worker is busy when its run dies
+            return item
+    """))
+    (tmp_path / "run.py").write_text(textwrap.dedent("""
+        import os
+        os.environ["RUN_PID"] = str(os.getpid())
+        import killer
+        from augkit.engine import LocalEngine
+        with LocalEngine(workers=2, chunk_size=1) as engine:
+            list(engine.map(killer.task, range(8)))
+    """))
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:  # the output ends once every process holding the pipe has gone
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the workers outlived their killed run")
+    assert session_processes(proc.pid) == [], output
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("gib, cores, expected", [(24, 2, 2), (2, 8, 1), (6, 8, 4), (0.5, 4, 1)])
+def test_the_default_worker_count_leaves_each_worker_memory_for_a_large_photo(monkeypatch, gib, cores, expected):
+    import augkit.engine as engine
+
+    monkeypatch.setattr(engine, "available_memory", lambda: int(gib * 2**30))
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert engine.default_workers() == expected
