@@ -662,3 +662,13 @@ def test_every_shipped_recipe_gives_224_rgb(path, photo_sized_rgb):
     for seed in range(4):
         out = recipe(photo_sized_rgb, seed=seed)
         assert out.shape == (224, 224, 3) and out.dtype == np.uint8
+
+
+def test_the_eval_recipe_is_shorter_side_256_then_the_centre_224(photo_sized_rgb):
+    import cv2
+
+    out = load_recipe(RECIPES_DIR / "eval.yaml")(photo_sized_rgb, seed=0)  # 300x400
+    resized = cv2.resize(photo_sized_rgb, (341, 256), interpolation=cv2.INTER_AREA)  # 400 * 256 / 300 = 341.3
+    top, left = (256 - 224) // 2, (341 - 224) // 2
+    assert out.shape == (224, 224, 3)
+    assert np.array_equal(out, resized[top:top + 224, left:left + 224])
