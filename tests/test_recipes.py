@@ -672,3 +672,9 @@ def test_the_eval_recipe_is_shorter_side_256_then_the_centre_224(photo_sized_rgb
     top, left = (256 - 224) // 2, (341 - 224) // 2
     assert out.shape == (224, 224, 3)
     assert np.array_equal(out, resized[top:top + 224, left:left + 224])
+
+
+def test_the_letterbox_recipe_keeps_the_whole_image_between_black_bars(photo_sized_rgb):
+    out = load_recipe(RECIPES_DIR / "eval-letterbox.yaml")(photo_sized_rgb, seed=0)  # 300x400 -> 168x224
+    assert out.shape == (224, 224, 3)
+    assert not out[:28].any() and not out[28 + 168:].any() and out[28:28 + 168].mean() > 50
