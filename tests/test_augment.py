@@ -389,7 +389,7 @@ def test_a_fixed_input_that_had_failed_is_retried_without_overwrite(recipe, data
     good = (dataset / "cat" / "cat_2.jpg").read_bytes()
     (dataset / "cat" / "cat_2.jpg").write_bytes(good[: len(good) // 2])
     out = tmp_path / "out"
-    assert "1 inputs failed" in run("augment", recipe, dataset, out, "-w", 0).output
+    assert "1 input failed" in run("augment", recipe, dataset, out, "-w", 0).output
     (dataset / "cat" / "cat_2.jpg").write_bytes(good)
 
     result = run("augment", recipe, dataset, out, "-w", 0)

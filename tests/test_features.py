@@ -539,3 +539,18 @@ def test_a_second_run_into_a_cache_in_use_is_refused(tiny_model, dataset, tmp_pa
         result = run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0), expect=2)
     assert "another augkit run is writing to this CACHE" in result.output
     run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 0))
+
+
+def test_an_image_that_kills_its_worker_is_a_row_and_the_rest_are_cached(tiny_model, dataset, tmp_path, monkeypatch):
+    # cache-features -w 2 --recipe once ended in a BrokenProcessPool traceback when a worker
+    # died: now the engine restarts it, pins the image that killed it, and goes on.
+    import crashing_tasks
+
+    import augkit.features
+
+    monkeypatch.setattr(augkit.features, "FeatureTask", crashing_tasks.FeatureTaskThatKillsItsWorker)
+    cache = tmp_path / "cache"
+    result = run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 2))
+    assert [(r["path"], r["reason"]) for r in read_csv(cache / "failures.csv")] == [
+        (crashing_tasks.KILLS_ITS_WORKER, "worker_crashed")]
+    assert load_features(cache).features.shape[0] == len(tree_bytes(dataset)) - 1 and "1 image failed" in result.output

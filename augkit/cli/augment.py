@@ -61,7 +61,7 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
         click.echo(f"{summary.inputs} inputs -> {summary.outputs} outputs in {out} "
                    f"({summary.written} written, {summary.existing} already there; "
                    f"{summary.seconds:.1f} s, {rate:.0f} outputs/s)")
-        report_failures(summary.failed_inputs, "inputs", summary.failures, f"{out}/failures.csv")
+        report_failures(summary.failed_inputs, "input", summary.failures, f"{out}/failures.csv")
     if summary.inputs and not summary.outputs:
         raise nothing_usable(f"none of the {summary.inputs} inputs gave an output", summary.failures,
                              f"{out}/failures.csv")

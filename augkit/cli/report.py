@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from augkit.errors import AugkitError
+from augkit.words import plural
 
 
 def reasons(failures: dict[str, int]) -> str:
@@ -14,9 +15,9 @@ def reasons(failures: dict[str, int]) -> str:
 
 
 def report_failures(count: int, noun: str, failures: dict[str, int], report: str) -> None:
-    """The line a run that left some inputs out ends with (stderr)."""
+    """The line a run that left some inputs out ends with (stderr): ``noun`` in the singular."""
     if count:
-        click.echo(f"{count} {noun} failed ({reasons(failures)}); see {report}", err=True)
+        click.echo(f"{plural(count, noun)} failed ({reasons(failures)}); see {report}", err=True)
 
 
 def nothing_usable(what: str, failures: dict[str, int], report: str) -> AugkitError:
