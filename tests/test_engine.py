@@ -392,6 +392,9 @@ def test_workers_exit_when_their_run_is_killed_even_before_anyone_reaps_it(tmp_p
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail("the workers outlived their killed run")
+    deadline = time.monotonic() + 30  # a process that has closed its files may not have exited yet
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert session_processes(proc.pid) == [], output
     assert proc.returncode == -signal.SIGKILL
 
