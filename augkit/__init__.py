@@ -9,7 +9,10 @@ The Python API, imported lazily so that ``import augkit`` stays cheap:
 - :func:`flow` -> ``(x, y)`` training batches, fresh augmentations every epoch
 - :func:`read_stream` -> ``(x, y)`` batches from ``augkit stream`` on a pipe
 
-Writing augmented copies to disk: ``from augkit.augment import augment, AugmentOptions``.
+- :func:`augment` with :class:`AugmentOptions` -> augmented copies of a dataset written to disk
+
+Public modules: ``augkit.torch`` (``AugkitDataset``), ``augkit.keras`` (``AugkitPyDataset``),
+``augkit.pca_color`` (``PCAColor``, for ``A.load`` of an exported recipe).
 """
 
 from augkit._version import __version__
@@ -17,12 +20,14 @@ from augkit._version import __version__
 _LAZY = {
     "load_recipe": "augkit.recipes",
     "Recipe": "augkit.recipes",
-    "decode_image": "augkit.decoding",
-    "discover": "augkit.discovery",
-    "load_features": "augkit.features",
-    "flow": "augkit.batches",
-    "Flow": "augkit.batches",
-    "read_stream": "augkit.stream",
+    "decode_image": "augkit.input.decoding",
+    "discover": "augkit.input.discovery",
+    "load_features": "augkit.stages.features",
+    "flow": "augkit.stages.batches",
+    "Flow": "augkit.stages.batches",
+    "read_stream": "augkit.stages.stream",
+    "augment": "augkit.stages.augment",
+    "AugmentOptions": "augkit.stages.augment",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -44,8 +44,8 @@ try:
 except (ImportError, ValueError) as exc:  # ValueError: Keras's word for an unknown KERAS_BACKEND
     raise _keras_import_error(exc) from exc
 
-from augkit.batches import BatchItem, BatchTask, SamplePipeline, batch_members, batches_per_epoch, epoch_order
-from augkit.failures import FailureLog
+from augkit.stages.batches import BatchItem, BatchTask, SamplePipeline, batch_members, batches_per_epoch, epoch_order
+from augkit.core.failures import FailureLog
 
 
 class AugkitPyDataset(keras.utils.PyDataset):
@@ -55,7 +55,7 @@ class AugkitPyDataset(keras.utils.PyDataset):
                  size=None, preprocess: Any = None, channels_first: bool = False, drop_last: bool = False,
                  split: str | None = None, max_pixels: int | None = None, **pydataset_options: Any):
         super().__init__(**pydataset_options)  # workers, use_multiprocessing, max_queue_size
-        from augkit.discovery import discover
+        from augkit.input.discovery import discover
         from augkit.recipes import load_recipe
 
         self.dataset = discover(source, split=split)

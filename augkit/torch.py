@@ -41,9 +41,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("augkit.torch needs PyTorch: pip install torch") from exc
 
-from augkit.batches import SamplePipeline
-from augkit.errors import AugkitError
-from augkit.failures import FailureLog, failure_row
+from augkit.stages.batches import SamplePipeline
+from augkit.core.errors import AugkitError
+from augkit.core.failures import FailureLog, failure_row
 
 
 
@@ -59,7 +59,7 @@ class AugkitDataset(Dataset):
 
     def __init__(self, source, recipe=None, *, seed: int | None = None, size=None, preprocess: Any = "torch",
                  channels_first: bool = True, split: str | None = None, max_pixels: int | None = None):
-        from augkit.discovery import discover
+        from augkit.input.discovery import discover
         from augkit.recipes import load_recipe
 
         self.dataset = discover(source, split=split)

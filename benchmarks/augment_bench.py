@@ -103,7 +103,7 @@ compose = A.Compose([
     A.CoarseDropout(p=0.3),
 ], strict=True)
 
-def derive_seed(*parts):  # identical to augkit.seeds.derive_seed
+def derive_seed(*parts):  # identical to augkit.core.seeds.derive_seed
     text = "\x1f".join(str(p) for p in parts).encode("utf-8")
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
 

@@ -47,8 +47,8 @@ else:
     import cv2, random, torch
     import albumentations as A
     from augkit.recipes import load_recipe
-    from augkit.discovery import discover
-    from augkit.seeds import derive_seed
+    from augkit.input.discovery import discover
+    from augkit.core.seeds import derive_seed
     cv2.setNumThreads(1)
     samples = discover(src).samples
     classes = {c: i for i, c in enumerate(sorted({s.label for s in samples}))}

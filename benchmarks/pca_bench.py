@@ -57,8 +57,8 @@ SIZE = (500, 375)  # width, height
 
 
 def build_images(n: int, seed: int = 0) -> list[np.ndarray]:
-    from augkit.decoding import decode_image
-    from augkit.discovery import discover
+    from augkit.input.decoding import decode_image
+    from augkit.input.discovery import discover
 
     photos = [decode_image(s.path) for s in discover(SAMPLES).samples]
     rng = np.random.default_rng(seed)
@@ -93,7 +93,7 @@ class NumpyImagePCA:
 
 def check_formula(transforms: dict, images: list[np.ndarray]) -> None:
     """PCAColor's output must equal the formula for the alpha it drew."""
-    from augkit.pca_color import image_pca
+    from augkit.recipes.pca_color import image_pca
 
     for name, t in transforms.items():
         if not name.startswith("PCAColor"):
@@ -133,9 +133,9 @@ def main() -> None:
     args = parser.parse_args()
     cv2.setNumThreads(1)
 
-    from augkit._albu import albumentations
-    from augkit.pca_color import IMAGENET_EIGVALS, PCAColor, image_pca
-    from augkit.stats import compute_stats, write_json_atomic
+    from augkit.core._albu import albumentations
+    from augkit.recipes.pca_color import IMAGENET_EIGVALS, PCAColor, image_pca
+    from augkit.stages.stats import compute_stats, write_json_atomic
 
     A = albumentations()
     images = build_images(args.images)

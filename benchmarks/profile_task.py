@@ -55,11 +55,11 @@ def main(argv=None) -> int:
 
     cv2.setNumThreads(1)
 
-    from augkit import decoding
-    from augkit.augment import AugmentOptions, AugmentTask, plan_jobs, prepare_jobs
-    from augkit.discovery import discover
+    from augkit.input import decoding
+    from augkit.stages.augment import AugmentOptions, AugmentTask, plan_jobs, prepare_jobs
+    from augkit.input.discovery import discover
     from augkit.recipes import load_recipe
-    from augkit.seeds import derive_seed, seed_pipeline
+    from augkit.core.seeds import derive_seed, seed_pipeline
 
     src, _ = build_set(args.images)
     dataset = discover(src)
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     print(f"AugmentTask / loop body: {task_ms / loop_ms:.3f} ({task_ms - loop_ms:+.3f} ms per input)")
 
     # --- the engine's own cost per item, pool already running
-    from augkit.engine import LocalEngine
+    from augkit.engines.local import LocalEngine
 
     for workers in (1, 2):
         with LocalEngine(workers=workers) as engine:

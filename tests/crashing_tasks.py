@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from augkit.features import FeatureTask
+from augkit.stages.features import FeatureTask
 
 KILLS_ITS_WORKER = "dog/dog_2.png"
 

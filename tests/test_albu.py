@@ -1,4 +1,4 @@
-"""augkit._albu: albumentations without its network check, and without torch in augkit's own
+"""augkit.core._albu: albumentations without its network check, and without torch in augkit's own
 processes, while ``A.ToTensorV2`` and ``A.pytorch`` keep working for code that uses them."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from augkit.engine import LocalEngine
+from augkit.engines.local import LocalEngine
 from imagefiles import class_folders
 
 # With no torch installed there is nothing to defer. (Not importorskip: that would import
@@ -25,7 +25,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 def test_deferred_bridge_imports_albumentations_without_torch_and_keeps_its_names():
     done = run_python("""
         import sys
-        from augkit._albu import albumentations, defer_torch_bridge
+        from augkit.core._albu import albumentations, defer_torch_bridge
         defer_torch_bridge()
         A = albumentations()
         assert "torch" not in sys.modules
@@ -49,7 +49,7 @@ def test_deferred_bridge_imports_albumentations_without_torch_and_keeps_its_name
 def test_without_deferring_albumentations_is_imported_as_usual():
     done = run_python("""
         import sys
-        from augkit._albu import albumentations
+        from augkit.core._albu import albumentations
         A = albumentations()
         print("torch" in sys.modules, "ToTensorV2" in vars(A))
     """)

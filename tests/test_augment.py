@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from augkit.cli import cli
-from augkit.decoding import decode_image
+from augkit.input.decoding import decode_image
 from augkit.recipes import load_recipe
-from augkit.seeds import derive_seed
+from augkit.core.seeds import derive_seed
 from interrupting import run_interrupted, session_processes
 from imagefiles import bad_images, class_folders, encoded, good_images, tree_bytes, write_tree
 from conftest import make_structured_rgb
@@ -239,7 +239,7 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(recipe, bigger_d
     run("augment", recipe, bigger_dataset, reference, "-k", 3, "-w", 2)
     out = tmp_path / "out"
 
-    status, stderr, session = run_interrupted(tmp_path, "augkit.augment.AugmentTask", "b/b_9.jpg", how, "augment",
+    status, stderr, session = run_interrupted(tmp_path, "augkit.stages.augment.AugmentTask", "b/b_9.jpg", how, "augment",
                                               recipe, bigger_dataset, out, "-k", 3, "-w", 2, "--quiet")
 
     if how == signal.SIGINT:
@@ -304,9 +304,9 @@ def test_a_manifest_label_never_makes_augkit_write_outside_out(recipe, tmp_path,
 
 @pytest.mark.parametrize("label", HOSTILE_LABELS)
 def test_output_names_stay_inside_out_even_from_the_library(label):
-    from augkit.augment import AugmentOptions, plan_jobs
-    from augkit.discovery import Sample
-    from augkit.errors import UsageError
+    from augkit.stages.augment import AugmentOptions, plan_jobs
+    from augkit.input.discovery import Sample
+    from augkit.core.errors import UsageError
 
     with pytest.raises(UsageError, match="would not be a plain path inside OUT"):
         plan_jobs([Sample("/x/y.jpg", "../y.jpg", label)], AugmentOptions(copies=2))
@@ -498,7 +498,7 @@ def test_a_users_file_at_an_output_name_is_never_counted_replaced_or_removed(rec
 
 
 def test_a_second_run_into_an_out_in_use_is_refused(recipe, dataset, tmp_path):
-    from augkit.files import folder_lock
+    from augkit.core.files import folder_lock
 
     out = tmp_path / "out"
     out.mkdir()

@@ -15,9 +15,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import mobilenet_like
-from augkit.backbones import (DEFAULTS, cached_path, feature_model, mirror_url, registry, resolve_backbone,
+from augkit.stages.backbones import (DEFAULTS, cached_path, feature_model, mirror_url, registry, resolve_backbone,
                               weights_file)
-from augkit.errors import AugkitError, UsageError
+from augkit.core.errors import AugkitError, UsageError
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "backbones.md"
 
@@ -393,7 +393,7 @@ def test_a_file_that_is_not_onnx_is_named(tmp_path):
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "googlenet", "efficientnet_lite4"])
 def test_the_pixels_model_normalises_in_graph_exactly_as_the_entry_says(tmp_path, name):
-    from augkit.features import normalize
+    from augkit.stages.features import normalize
 
     layout = registry()[name]["layout"]
     model = mobilenet_like.tiny()

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import augkit
-from augkit import _shm
-from augkit.batches import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SamplePipeline, batch_members, epoch_order
-from augkit.errors import RecipeError, UsageError
+from augkit.engines import _shm
+from augkit.stages.batches import IMAGENET_MEAN, IMAGENET_STD, Preprocess, SamplePipeline, batch_members, epoch_order
+from augkit.core.errors import RecipeError, UsageError
 from augkit.recipes import load_recipe
 from conftest import make_structured_rgb
 from imagefiles import bad_images, class_folders, encoded, write_tree
@@ -312,7 +312,7 @@ def test_slots_are_named_after_their_run_and_a_killed_runs_are_removed_when_a_fl
 
 
 def test_a_bad_max_pixels_variable_is_refused_when_the_flow_is_made(tmp_path, monkeypatch):
-    from augkit.errors import UsageError
+    from augkit.core.errors import UsageError
     from imagefiles import class_folders
 
     monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", "abc")

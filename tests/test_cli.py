@@ -106,7 +106,7 @@ def test_recipe_check_of_a_missing_file_exits_2(runner, tmp_path):
 
 
 def test_recipe_export_writes_json_that_albumentations_loads(runner, tmp_path):
-    from augkit._albu import albumentations
+    from augkit.core._albu import albumentations
 
     A = albumentations()
     out = tmp_path / "standard.json"
@@ -119,7 +119,7 @@ def test_recipe_export_writes_json_that_albumentations_loads(runner, tmp_path):
 
 
 def test_recipe_export_yaml_by_suffix(runner, tmp_path):
-    from augkit._albu import albumentations
+    from augkit.core._albu import albumentations
 
     out = tmp_path / "standard.yml"
     result = runner.invoke(cli, ["recipe", "export", str(STANDARD), str(out)])
@@ -241,10 +241,10 @@ def refuse_writes(monkeypatch, code: int, after: int = 0):
     import errno as errno_names
     import os
 
-    import augkit.decoding
-    import augkit.files
+    import augkit.input.decoding
+    import augkit.core.files
 
-    real = augkit.files.write_bytes_atomic
+    real = augkit.core.files.write_bytes_atomic
     done = [0]
 
     def write(path, data, **kw):
@@ -253,8 +253,8 @@ def refuse_writes(monkeypatch, code: int, after: int = 0):
             raise OSError(code, os.strerror(code), os.fspath(path))
         return real(path, data, **kw)
 
-    monkeypatch.setattr(augkit.files, "write_bytes_atomic", write)
-    monkeypatch.setattr(augkit.decoding, "write_bytes_atomic", write)
+    monkeypatch.setattr(augkit.core.files, "write_bytes_atomic", write)
+    monkeypatch.setattr(augkit.input.decoding, "write_bytes_atomic", write)
     return errno_names.errorcode[code]
 
 
@@ -307,13 +307,13 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(runner, tmp_path,
 
 
 def test_ctrl_c_in_any_command_is_one_line_and_exit_130(runner, monkeypatch):
-    import augkit.preview
+    import augkit.stages.preview
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(augkit.preview, "preview", interrupted)
-    monkeypatch.setattr(augkit.preview, "sample_captions", interrupted, raising=False)
+    monkeypatch.setattr(augkit.stages.preview, "preview", interrupted)
+    monkeypatch.setattr(augkit.stages.preview, "sample_captions", interrupted, raising=False)
     result = runner.invoke(cli, ["preview", str(STANDARD), str(CAT_PHOTO), "-o", "x.png"])
     assert result.exit_code == 130 and result.stderr == "\ninterrupted\n"
 

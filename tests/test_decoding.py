@@ -1,4 +1,4 @@
-"""Specification of augkit.decoding: every file becomes RGB uint8 (H, W, 3) or a DecodeError.
+"""Specification of augkit.input.decoding: every file becomes RGB uint8 (H, W, 3) or a DecodeError.
 
 All fixtures are generated here, so each test shows exactly what goes in.
 """
@@ -26,8 +26,8 @@ import pytest
 import simplejpeg
 from PIL import ExifTags, Image, ImageFile, ImageOps
 
-from augkit import decoding
-from augkit.errors import UsageError
+from augkit.input import decoding
+from augkit.core.errors import UsageError
 from conftest import make_structured_rgb
 from imagefiles import (
     damage_source,
@@ -41,7 +41,7 @@ from imagefiles import (
     png_with_bad_idat_crc,
 )
 from imagefiles import png_claiming_size as png_with_size
-from augkit.decoding import (
+from augkit.input.decoding import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     DecodeError,

@@ -1,4 +1,4 @@
-"""augkit.discovery: which images a folder or CSV manifest holds, their labels and stable keys.
+"""augkit.input.discovery: which images a folder or CSV manifest holds, their labels and stable keys.
 
 Discovery only lists files, so the "images" here are empty files with image suffixes.
 """
@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from augkit.cli import cli
-from augkit.discovery import discover
-from augkit.errors import UsageError
+from augkit.input.discovery import discover
+from augkit.core.errors import UsageError
 from imagefiles import class_folders as photo_folders
 
 

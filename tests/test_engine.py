@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from augkit import _shm
-from augkit.engine import MAX_CHUNK, LocalEngine, WorkerSetupError, get_engine
-from augkit.errors import UsageError
+from augkit.engines import _shm
+from augkit.engines.local import MAX_CHUNK, LocalEngine, WorkerSetupError, get_engine
+from augkit.core.errors import UsageError
 
 
 class Square:
@@ -234,7 +234,7 @@ def test_workers_import_the_augkit_of_their_parent_whatever_the_current_folder(t
     script.write_text(textwrap.dedent("""
         import functools
         import numpy as np
-        from augkit.engine import LocalEngine
+        from augkit.engines.local import LocalEngine
         from augkit.recipes import Recipe, load_recipe
 
         recipe = load_recipe({"transforms": [{"HorizontalFlip": {"p": 1.0}}]})
@@ -380,7 +380,7 @@ def test_workers_exit_when_their_run_is_killed_even_before_anyone_reaps_it(tmp_p
         import os
         os.environ["RUN_PID"] = str(os.getpid())
         import killer
-        from augkit.engine import LocalEngine
+        from augkit.engines.local import LocalEngine
         with LocalEngine(workers=2, chunk_size=1) as engine:
             list(engine.map(killer.task, range(8)))
     """))
@@ -401,7 +401,7 @@ def test_workers_exit_when_their_run_is_killed_even_before_anyone_reaps_it(tmp_p
 
 @pytest.mark.parametrize("gib, cores, expected", [(24, 2, 2), (2, 8, 1), (6, 8, 4), (0.5, 4, 1)])
 def test_the_default_worker_count_leaves_each_worker_memory_for_a_large_photo(monkeypatch, gib, cores, expected):
-    import augkit.engine as engine
+    import augkit.engines.local as engine
 
     monkeypatch.setattr(engine, "available_memory", lambda: int(gib * 2**30))
     monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: set(range(cores)))

@@ -16,12 +16,12 @@ from click.testing import CliRunner
 
 import augkit
 import mobilenet_like
-from augkit.backbones import resolve_backbone
+from augkit.stages.backbones import resolve_backbone
 from augkit.cli import cli
-from augkit.errors import AugkitError
-from augkit.features import load_features, to_input
+from augkit.core.errors import AugkitError
+from augkit.stages.features import load_features, to_input
 from augkit.recipes import load_recipe
-from augkit.seeds import derive_seed
+from augkit.core.seeds import derive_seed
 from conftest import make_structured_rgb
 from imagefiles import encoded, tree_bytes, write_tree
 from interrupting import run_interrupted
@@ -332,7 +332,7 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(full_model, tmp_
     run(*args, "-o", tmp_path / "reference")
     cache = tmp_path / "cache"
 
-    status, stderr, _ = run_interrupted(tmp_path, "augkit.features.FeatureTask", "c0/img_030.png", how, *args,
+    status, stderr, _ = run_interrupted(tmp_path, "augkit.stages.features.FeatureTask", "c0/img_030.png", how, *args,
                                         "-o", cache)
 
     if how == signal.SIGINT:
@@ -413,7 +413,7 @@ def test_the_centre_square_is_the_one_resize_then_crop_keeps():
     rgb = np.dstack([x / 2, y / 1.5, (x + y) / 3.5]).clip(0, 255).astype(np.uint8)
     resized = cv2.resize(rgb, (341, 256), interpolation=cv2.INTER_AREA)
     two_step = resized[16:240, 58:282].astype(np.float64)
-    from augkit.features import crop_to_input
+    from augkit.stages.features import crop_to_input
 
     one_step = crop_to_input(rgb, prep).astype(np.float64)
     assert np.abs(one_step - two_step).mean() < 0.5  # a 3-pixel shift costs 2.5
@@ -531,7 +531,7 @@ def test_the_registrys_own_weights_are_recorded_as_such(tiny_model, dataset, tmp
 
 
 def test_a_second_run_into_a_cache_in_use_is_refused(tiny_model, dataset, tmp_path):
-    from augkit.files import folder_lock
+    from augkit.core.files import folder_lock
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -546,9 +546,9 @@ def test_an_image_that_kills_its_worker_is_a_row_and_the_rest_are_cached(tiny_mo
     # died: now the engine restarts it, pins the image that killed it, and goes on.
     import crashing_tasks
 
-    import augkit.features
+    import augkit.stages.features
 
-    monkeypatch.setattr(augkit.features, "FeatureTask", crashing_tasks.FeatureTaskThatKillsItsWorker)
+    monkeypatch.setattr(augkit.stages.features, "FeatureTask", crashing_tasks.FeatureTaskThatKillsItsWorker)
     cache = tmp_path / "cache"
     result = run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 2))
     assert [(r["path"], r["reason"]) for r in read_csv(cache / "failures.csv")] == [

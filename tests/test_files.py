@@ -1,4 +1,4 @@
-"""augkit.files: whole-or-nothing writes, the temporaries a killed run leaves, and CSV text
+"""augkit.core.files: whole-or-nothing writes, the temporaries a killed run leaves, and CSV text
 that round-trips any file name."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from augkit.files import TEXT_ERRORS, csv_text, file_stamp, remove_temporaries, temporary_name, write_text_atomic
+from augkit.core.files import TEXT_ERRORS, csv_text, file_stamp, remove_temporaries, temporary_name, write_text_atomic
 
 NAMES = ["plain.jpg", "comma, quote \" and space.jpg", "carriage\rreturn.jpg", "line\nfeed.jpg",
          "caf\u00e9 \u732b.jpg", os.fsdecode(b"not_utf8_\xff\xfe.jpg"), "=1+2.jpg"]

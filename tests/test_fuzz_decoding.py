@@ -79,7 +79,7 @@ def test_the_sandbox_caps_memory(tmp_path):
         (tmp_path / "allocates.py").write_text(
             "import sys, runpy\n"
             "tool = runpy.run_path(sys.argv[1])\n"
-            "import augkit.decoding as decoding\n"
+            "import augkit.input.decoding as decoding\n"
             "decoding.decode_bytes = lambda data, **kw: bytearray(1 << 30)\n"  # 1 GiB, as for a bomb
             "sys.argv[1:2] = []\n"
             "tool['main'](sys.argv[1:])\n"

@@ -1,4 +1,4 @@
-"""augkit.inference: how the backbone is run on prepared batches, and shards written whole."""
+"""augkit.stages.inference: how the backbone is run on prepared batches, and shards written whole."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import mobilenet_like
-from augkit.backbones import feature_model, resolve_backbone
-from augkit.errors import AugkitError
-from augkit.features import Shard
-from augkit.inference import BackboneRunner, batch_size_for, inference_plan, make_session, write_shard
+from augkit.stages.backbones import feature_model, resolve_backbone
+from augkit.core.errors import AugkitError
+from augkit.stages.features import Shard
+from augkit.stages.inference import BackboneRunner, batch_size_for, inference_plan, make_session, write_shard
 
 
 @pytest.fixture(scope="module")

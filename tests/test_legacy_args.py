@@ -1,4 +1,4 @@
-"""augkit.legacy_args: what to write for an albumentations 1.x argument, with the recipe's
+"""augkit.recipes.legacy_args: what to write for an albumentations 1.x argument, with the recipe's
 own values converted where 2.0 changed the unit."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from augkit.legacy_args import PER_TRANSFORM, RENAMED_TRANSFORMS, fixes, renamed_argument, yaml_value
+from augkit.recipes.legacy_args import PER_TRANSFORM, RENAMED_TRANSFORMS, fixes, renamed_argument, yaml_value
 from augkit.recipes import load_recipe
-from augkit.transforms import registry
+from augkit.recipes.transforms import registry
 
 
 def advice(transform: str, given: dict) -> list[str]:

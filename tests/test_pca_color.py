@@ -1,4 +1,4 @@
-"""augkit.pca_color: PCAColor is the AlexNet formula, offset = eigvecs @ (alpha * eigvals) * 255,
+"""augkit.recipes.pca_color: PCAColor is the AlexNet formula, offset = eigvecs @ (alpha * eigvals) * 255,
 added to every pixel, rounded and saturated, for each source of the eigen decomposition."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from augkit.errors import RecipeError
-from augkit.pca_color import IMAGENET_EIGVALS, IMAGENET_EIGVECS, PCAColor, image_pca
+from augkit.core.errors import RecipeError
+from augkit.recipes.pca_color import IMAGENET_EIGVALS, IMAGENET_EIGVECS, PCAColor, image_pca
 from augkit.recipes import load_recipe
 
 
@@ -182,9 +182,9 @@ def rms_offset_255(eigvals: np.ndarray, sigma: float = 0.1) -> float:
 
 
 def test_one_sigma_gives_offsets_of_comparable_size_in_every_mode():
-    from augkit.decoding import decode_image
-    from augkit.discovery import discover
-    from augkit.stats import compute_stats
+    from augkit.input.decoding import decode_image
+    from augkit.input.discovery import discover
+    from augkit.stages.stats import compute_stats
 
     sample_data = Path(__file__).resolve().parent.parent / "sample_data"
     imagenet = rms_offset_255(IMAGENET_EIGVALS)
@@ -217,7 +217,7 @@ def test_image_pca_equals_float64_numpy_on_random_images(seed):
 
 
 def test_the_offset_add_is_the_rounded_saturated_formula_for_every_level():
-    from augkit.pca_color import add_offset_uint8
+    from augkit.recipes.pca_color import add_offset_uint8
 
     every_level = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 16, 3)
     rng = np.random.default_rng(1)
@@ -266,7 +266,7 @@ def test_a_stats_path_that_is_a_folder_is_one_line(tmp_path):
 def test_a_stats_path_that_is_a_named_pipe_is_refused_without_waiting(tmp_path):
     fifo = tmp_path / "stats.json"
     os.mkfifo(fifo)
-    code = ("import sys\nfrom augkit.pca_color import load_dataset_pca\n"
+    code = ("import sys\nfrom augkit.recipes.pca_color import load_dataset_pca\n"
             "try:\n    load_dataset_pca(sys.argv[1])\nexcept ValueError as e:\n    print(e)\n")
     # A child process: opening a FIFO for reading waits for a writer, which would hang this test.
     result = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60)

@@ -1,4 +1,4 @@
-"""augkit.preview: captions that name what fired with its drawn values, and a seeded grid."""
+"""augkit.stages.preview: captions that name what fired with its drawn values, and a seeded grid."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from augkit.cli import cli
-from augkit.errors import AugkitError
-from augkit.preview import caption_for, preview, sample_captions
+from augkit.core.errors import AugkitError
+from augkit.stages.preview import caption_for, preview, sample_captions
 from augkit.recipes import load_recipe
 
 GAP = 4  # pixels between tiles and around the grid
@@ -100,8 +100,8 @@ def test_caption_for_values_of_odd_shapes_leaves_them_out():
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # ToRGB: "The image is already an RGB"
 def test_every_registered_transform_gets_a_caption_from_a_real_run(small_rgb):
-    from augkit.preview import _captions
-    from augkit.transforms import registry
+    from augkit.stages.preview import _captions
+    from augkit.recipes.transforms import registry
 
     for name, entry in registry().items():
         if entry.kind == "composition":

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from augkit.cli import cli
-from augkit.engine import get_engine
-from augkit.errors import UsageError
+from augkit.engines.local import get_engine
+from augkit.core.errors import UsageError
 from imagefiles import bad_images, class_folders, tree_bytes, write_tree
 
 RECIPE = "transforms:\n  - HorizontalFlip: {p: 0.5}\n  - RandomResizedCrop: {size: [32, 32]}\n  - RGBShift: {p: 0.5}\n"

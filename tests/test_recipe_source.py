@@ -1,4 +1,4 @@
-"""augkit.recipe_source: only regular files, bounded in size, as YAML bounded in depth and
+"""augkit.recipes.source: only regular files, bounded in size, as YAML bounded in depth and
 alias expansion; each refusal is one line that names the limit. Hostile inputs are built
 here in code, and refused long before they could cost time or memory."""
 
@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
-from augkit.errors import RecipeError
-from augkit.recipe_source import (
+from augkit.core.errors import RecipeError
+from augkit.recipes.source import (
     MAX_RECIPE_BYTES,
     MAX_YAML_DEPTH,
     MAX_YAML_VALUES,
@@ -45,7 +45,7 @@ def nested_one_of(levels: int) -> str:
 def load_in_a_child(path) -> subprocess.CompletedProcess:
     """load_recipe(path) in a child process that cannot hang this test (old code read a
     FIFO's path and waited forever for a writer)."""
-    code = ("import sys\nfrom augkit.errors import RecipeError\nfrom augkit.recipes import load_recipe\n"
+    code = ("import sys\nfrom augkit.core.errors import RecipeError\nfrom augkit.recipes import load_recipe\n"
             "try:\n    load_recipe(sys.argv[1])\nexcept RecipeError as e:\n    print(e)\n    sys.exit(2)\n")
     return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from augkit._albu import albumentations
+from augkit.core._albu import albumentations
 from augkit.cli import cli
-from augkit.errors import RecipeError, UsageError
+from augkit.core.errors import RecipeError, UsageError
 from augkit.recipes import Recipe, TransformError, load_recipe, save_albumentations
-from augkit.seeds import seed_pipeline
-from augkit.transforms import registry
+from augkit.core.seeds import seed_pipeline
+from augkit.recipes.transforms import registry
 
 A = albumentations()
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -471,7 +471,7 @@ def test_a_pipeline_saved_by_albumentations_loads_and_matches_it(data_format, tm
 
 
 def test_save_albumentations_writes_what_albumentations_loads(tmp_path, small_rgb):
-    import augkit.pca_color  # noqa: F401 - registers PCAColor for A.load
+    import augkit.recipes.pca_color  # noqa: F401 - registers PCAColor for A.load
 
     recipe = load_recipe({"transforms": [
         {"HorizontalFlip": {"p": 0.5}},
@@ -499,7 +499,7 @@ def test_an_exported_recipe_with_pca_color_loads_in_a_fresh_process_after_import
     recipe = load_recipe({"transforms": [{"PCAColor": {"sigma": 0.2, "p": 1.0}}, "HorizontalFlip"]})
     path = tmp_path / "exported.json"
     save_albumentations(recipe, path)
-    code = ("import sys, augkit.pca_color, albumentations as A\n"
+    code = ("import sys, augkit.recipes.pca_color, albumentations as A\n"
             "pipeline = A.load(sys.argv[1])\n"
             "print([type(t).__name__ for t in pipeline.transforms])\n")
 
@@ -516,7 +516,7 @@ def test_recipe_export_of_pca_color_says_what_a_script_must_import(tmp_path):
     out = tmp_path / "pipe.json"
     result = CliRunner().invoke(cli, ["recipe", "export", str(source), str(out)])
     assert result.exit_code == 0
-    assert result.stderr == ("note: the file uses augkit's PCAColor: `import augkit.pca_color` before "
+    assert result.stderr == ("note: the file uses augkit's PCAColor: `import augkit.recipes.pca_color` before "
                              "albumentations' A.load reads it\n")
     assert out.exists()
 

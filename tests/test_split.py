@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from augkit.cli import cli
-from augkit.discovery import Sample, discover
-from augkit.errors import UsageError
-from augkit.split import SPLITS, quotas, split_samples
+from augkit.input.discovery import Sample, discover
+from augkit.core.errors import UsageError
+from augkit.stages.split import SPLITS, quotas, split_samples
 from conftest import make_structured_rgb
 from imagefiles import encoded, tree_bytes, write_tree
 

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from augkit.cli import cli
-from augkit.decoding import decode_image
-from augkit.discovery import discover
-from augkit.stats import _quantiles, covariance, pixel_moments, principal_components
+from augkit.input.decoding import decode_image
+from augkit.input.discovery import discover
+from augkit.stages.stats import _quantiles, covariance, pixel_moments, principal_components
 from conftest import make_structured_rgb
 from imagefiles import bad_images, class_folders, encoded, good_images, write_tree
 
@@ -220,7 +220,7 @@ def test_a_dataset_of_only_bad_files_is_written_and_exits_1(tmp_path):
 def test_sizes_are_binned_the_same_way_whatever_the_order(monkeypatch):
     import random
 
-    import augkit.stats as stats_mod
+    import augkit.stages.stats as stats_mod
 
     monkeypatch.setattr(stats_mod, "SIZE_PAIRS_KEPT", 50)
     sizes = [(100 + i, 200 + (7 * i) % 90) for i in range(300)]
@@ -255,6 +255,6 @@ def test_on_ray_the_result_is_the_same(tmp_path):
 @pytest.mark.parametrize("top, ticks", [(2083, [0, 500, 1000, 1500, 2000]), (1.3, [0, 0.5, 1.0]),
                                         (40, [0, 10, 20, 30, 40]), (0.07, [0, 0.02, 0.04, 0.06]), (0, [0])])
 def test_plot_axes_are_labelled_at_round_values_not_at_their_limits(top, ticks):
-    from augkit.stats import _ticks
+    from augkit.stages.stats import _ticks
 
     assert _ticks(top) == pytest.approx(ticks)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import augkit
-from augkit import _shm
-from augkit.engine import LocalEngine
-from augkit.stream import read_stream, write_stream
+from augkit.engines import _shm
+from augkit.engines.local import LocalEngine
+from augkit.stages.stream import read_stream, write_stream
 from conftest import make_structured_rgb
 from imagefiles import bad_images, class_folders, encoded, write_tree
 

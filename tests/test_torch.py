@@ -154,7 +154,7 @@ def test_a_bad_image_is_replaced_by_the_next_sample_and_listed_even_from_workers
 def test_a_dataset_with_nothing_usable_says_so_in_one_line(tmp_path):
     from imagefiles import write_tree
 
-    from augkit.errors import AugkitError
+    from augkit.core.errors import AugkitError
 
     data = AugkitDataset(write_tree(tmp_path / "bad", {"a/x.jpg": b"", "b/y.jpg": b"<html>"}), RECIPE)
     with pytest.raises(AugkitError, match="none of the 2 samples could be used"):

@@ -1,4 +1,4 @@
-"""augkit.transforms: the names a recipe can use, their arguments, 1.x renames and enum words."""
+"""augkit.recipes.transforms: the names a recipe can use, their arguments, 1.x renames and enum words."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from augkit._albu import albumentations
-from augkit.pca_color import PCAColor
-from augkit.transforms import (
+from augkit.core._albu import albumentations
+from augkit.recipes.pca_color import PCAColor
+from augkit.recipes.transforms import (
     INFORMATIONAL_WARNINGS,
     NOT_FOR_CLASSIFICATION,
     close_matches,

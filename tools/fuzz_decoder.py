@@ -332,7 +332,7 @@ def draw(rng: random.Random, seed_names: list[str]) -> tuple[str, list[tuple[str
 def verdict(data: bytes, max_pixels: int) -> tuple[str | None, str]:
     """(None if decode_bytes kept its contract on ``data``, else what went wrong; what
     the input became: "decoded", a DecodeError's reason, or "exception")."""
-    from augkit.decoding import REASONS, DecodeError, decode_bytes
+    from augkit.input.decoding import REASONS, DecodeError, decode_bytes
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -379,7 +379,7 @@ def serve(max_pixels: int, memory_mb: int) -> None:
 
     import cv2
 
-    import augkit.decoding  # noqa: F401 - before measuring what the imports hold
+    import augkit.input.decoding  # noqa: F401 - before measuring what the imports hold
 
     cv2.setNumThreads(1)
     seeds = seed_files()

@@ -2,7 +2,7 @@
 
 Each command parses its options, calls the library, and reports. Nothing here imports
 albumentations, NumPy or OpenCV at module level, so ``augkit --help`` answers at once.
-Library errors (:class:`augkit.errors.AugkitError`) become one line on stderr and their
+Library errors (:class:`augkit.core.errors.AugkitError`) become one line on stderr and their
 exit code: 2 for bad usage, 1 for a failure; a traceback means a bug in augkit.
 
 One exit-code rule for every command that reads a dataset: 0 when it produced something
@@ -20,7 +20,7 @@ import click
 
 from augkit._version import __version__
 from augkit.cli.report import nothing_usable, report_failures  # noqa: F401 - the commands' end-of-run lines
-from augkit.errors import AugkitError
+from augkit.core.errors import AugkitError
 
 
 class _Failure(click.ClickException):
@@ -98,7 +98,7 @@ _register()
 
 
 def main() -> None:
-    from augkit._albu import defer_torch_bridge
+    from augkit.core._albu import defer_torch_bridge
 
     defer_torch_bridge()  # this process never needs torch: see augkit/_albu.py
     cli(prog_name="augkit")

@@ -40,8 +40,8 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
     OUT mirrors the class layout and gets manifest.csv, failures.csv and summary.json.
     Rerunning the same command after an interruption writes only what is missing.
     """
-    from augkit.augment import AugmentOptions
-    from augkit.augment import augment as run
+    from augkit.stages.augment import AugmentOptions
+    from augkit.stages.augment import augment as run
 
     # The recipe is loaded inside run(), after the engine has started its workers, so
     # that the two imports of albumentations (here and in the workers) overlap.

@@ -79,9 +79,9 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
     view per row), failures.csv and meta.json; read it with augkit.load_features(CACHE).
     Rerunning the same command after an interruption computes only what is missing.
     """
-    from augkit.backbones import resolve_backbone
-    from augkit.features import FeatureOptions
-    from augkit.features import cache_features as run
+    from augkit.stages.backbones import resolve_backbone
+    from augkit.stages.features import FeatureOptions
+    from augkit.stages.features import cache_features as run
     from augkit.recipes import load_recipe
 
     resolved = resolve_backbone(backbone, weights=weights, input_size=input_size, resize=resize, value_range=value_range,
@@ -125,7 +125,7 @@ def backbones(name, as_json) -> None:
     Weights are downloaded on first use into AUGKIT_CACHE_DIR (else the user cache
     directory) and checked against their sha256; `--weights PATH` uses a local file.
     """
-    from augkit.backbones import cached_path, registry, resolve_backbone
+    from augkit.stages.backbones import cached_path, registry, resolve_backbone
 
     names = [name] if name else list(registry())
     rows = []

@@ -28,7 +28,7 @@ def _pixel_limit(ctx: click.Context, param: click.Parameter, value):
     """Check AUGKIT_MAX_IMAGE_PIXELS when the option is left out: a bad value is one usage
     error here, not a failure row per image in the workers."""
     if value is None:
-        from augkit.decoding import resolve_max_pixels
+        from augkit.input.decoding import resolve_max_pixels
 
         resolve_max_pixels(None)  # UsageError: the group reports it, exit 2
     return value
@@ -53,7 +53,7 @@ ray_address = click.option(
 
 
 def engine_options(engine_name: str, workers: int | None, ray_address: str | None) -> dict:
-    """Keyword arguments for augkit.engine.get_engine from the shared options."""
+    """Keyword arguments for augkit.engines.local.get_engine from the shared options."""
     if ray_address and engine_name != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
     options = {"workers": workers}

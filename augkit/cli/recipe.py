@@ -22,8 +22,8 @@ def check(recipe_path: str, no_dry_run: bool) -> None:
     image size it needs. Then a dry run: each transform alone and the whole recipe on a
     synthetic image, 3 seeds, in a child process limited in time and memory. Every
     problem is reported at once, one line each, with its line in RECIPE (exit 2)."""
-    from augkit.errors import RecipeError
-    from augkit.recipe_checks import PROBE_SEEDS, probe_isolated
+    from augkit.core.errors import RecipeError
+    from augkit.recipes.checks import PROBE_SEEDS, probe_isolated
     from augkit.recipes import load_recipe
 
     loaded = load_recipe(recipe_path)
@@ -58,7 +58,7 @@ def export(recipe_path: str, out: str, data_format: str | None) -> None:
     save_albumentations(loaded, out, data_format)
     if "PCAColor" in loaded.names():
         # albumentations finds a class by the name the file gives, among the classes imported.
-        click.echo("note: the file uses augkit's PCAColor: `import augkit.pca_color` before albumentations' "
+        click.echo("note: the file uses augkit's PCAColor: `import augkit.recipes.pca_color` before albumentations' "
                    "A.load reads it", err=True)
     click.echo(out)
 
@@ -67,8 +67,8 @@ def export(recipe_path: str, out: str, data_format: str | None) -> None:
 @click.argument("name", required=False)
 def transforms(name: str | None) -> None:
     """List the transforms a recipe can name, or show NAME's arguments and defaults."""
-    from augkit.errors import UsageError
-    from augkit.transforms import close_matches, registry
+    from augkit.core.errors import UsageError
+    from augkit.recipes.transforms import close_matches, registry
 
     entries = registry()
     if name is None:

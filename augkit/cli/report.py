@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import click
 
-from augkit.errors import AugkitError
-from augkit.words import plural
+from augkit.core.errors import AugkitError
+from augkit.core.words import plural
 
 
 def reasons(failures: dict[str, int]) -> str:

@@ -7,7 +7,7 @@ import os
 import click
 
 from augkit.cli import options
-from augkit.words import plural
+from augkit.core.words import plural
 
 
 @click.command()
@@ -33,9 +33,9 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
     manifest as SRC of `augkit augment` or `augkit stats` with `--split train`.
     Files are never moved; --materialize links (or copies) them into a new folder.
     """
-    from augkit.discovery import discover
-    from augkit.errors import UsageError
-    from augkit.split import SPLITS, check_materialize_target, materialize, split_samples, write_manifest
+    from augkit.input.discovery import discover
+    from augkit.core.errors import UsageError
+    from augkit.stages.split import SPLITS, check_materialize_target, materialize, split_samples, write_manifest
 
     if copy_files and not materialize_dir:
         raise UsageError("--copy only applies with --materialize DIR")

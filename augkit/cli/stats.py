@@ -38,8 +38,8 @@ def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engi
     and the RGB PCA that `PCAColor` (source: dataset) reads. Exact unless --sample.
     Without --workers, datasets under 1000 images are read in this process.
     """
-    from augkit.errors import AugkitError, UsageError
-    from augkit.stats import compute_stats, plot_stats, summary_lines, write_json_atomic
+    from augkit.core.errors import AugkitError, UsageError
+    from augkit.stages.stats import compute_stats, plot_stats, summary_lines, write_json_atomic
 
     if plot_path and os.path.abspath(plot_path) == os.path.abspath(output):
         raise UsageError(f"--plot {plot_path}: is also the JSON output; give the plot another name")
@@ -52,7 +52,7 @@ def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engi
         sys.exit(130)
     write_json_atomic(output, result)
     if plot_path:
-        from augkit.decoding import write_image_atomic
+        from augkit.input.decoding import write_image_atomic
 
         write_image_atomic(plot_path, plot_stats(result), fmt="png")
     if as_json:

@@ -8,7 +8,7 @@ import sys
 import click
 
 from augkit.cli import options
-from augkit.errors import AugkitError
+from augkit.core.errors import AugkitError
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -66,8 +66,8 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
         raise AugkitError("stdout is closed; pipe the stream into a program (augkit stream ... | python train.py)")
     if sys.stdout.isatty():
         raise click.UsageError("stdout is a terminal; pipe the stream into a program (augkit stream ... | python train.py)")
-    from augkit.batches import flow
-    from augkit.stream import StreamWriteError, write_stream
+    from augkit.stages.batches import flow
+    from augkit.stages.stream import StreamWriteError, write_stream
 
     batches = flow(src, recipe_path, batch_size=batch_size, shuffle=shuffle, seed=seed, epochs=epochs or None,
                    workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,

@@ -27,12 +27,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from augkit.augment_plan import AugmentOptions, Job, plan_jobs
-from augkit.errors import UsageError
-from augkit.files import (TEXT_ERRORS, csv_text, file_stamp, folder_lock, is_empty_folder, remove_temporaries,
+from augkit.stages.augment_plan import AugmentOptions, Job, plan_jobs
+from augkit.core.errors import UsageError
+from augkit.core.files import (TEXT_ERRORS, csv_text, file_stamp, folder_lock, is_empty_folder, remove_temporaries,
                           write_text_atomic)
-from augkit.seeds import SEEDING
-from augkit.words import plural
+from augkit.core.seeds import SEEDING
+from augkit.core.words import plural
 
 RUN_FILE = "augkit-run.json"
 INPUTS = "augkit-inputs.csv"

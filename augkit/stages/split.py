@@ -31,8 +31,8 @@ from fractions import Fraction
 from math import floor
 from pathlib import Path, PurePosixPath
 
-from augkit.errors import UsageError
-from augkit.files import csv_text, write_text_atomic
+from augkit.core.errors import UsageError
+from augkit.core.files import csv_text, write_text_atomic
 
 SPLITS = ("train", "val", "test")
 

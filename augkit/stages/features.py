@@ -4,7 +4,7 @@ views of it), computed once, stored as ``.npy`` shards, loaded with :func:`load_
 Stages: discovery (parent) -> plan shards (parent) -> decode, recipe view, centre crop
 and resize to uint8 (one :class:`FeatureTask` call per image, run by the engine: in this
 process or in worker processes, see :func:`default_workers`) -> batches (parent's main
-thread) -> ONNX Runtime, which also normalises (:mod:`augkit.inference`: streams, threads of the parent,
+thread) -> ONNX Runtime, which also normalises (:mod:`augkit.stages.inference`: streams, threads of the parent,
 overlapped with the preparation of the next batches) -> shard files -> joined reports.
 
 What a user can rely on:
@@ -40,11 +40,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from augkit.errors import AugkitError, UsageError
-from augkit.files import (TEXT_ERRORS, CsvWriter, csv_text, file_stamp, folder_lock, is_empty_folder,
+from augkit.core.errors import AugkitError, UsageError
+from augkit.core.files import (TEXT_ERRORS, CsvWriter, csv_text, file_stamp, folder_lock, is_empty_folder,
                           remove_temporaries, write_atomic, write_text_atomic)
-from augkit.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
-from augkit.seeds import SEEDING
+from augkit.stages.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
+from augkit.core.seeds import SEEDING
 
 META = "meta.json"
 MANIFEST = "manifest.csv"
@@ -76,7 +76,7 @@ def default_workers(recipe: bool) -> int:
     processes; ~5 % more throughput on 2 cores); more gets that many worker processes."""
     import math
 
-    from augkit.engine import default_workers as cores
+    from augkit.engines.local import default_workers as cores
 
     need = cores() * (0.4 if recipe else 0.12)
     return 0 if need < 0.5 else math.ceil(need)
@@ -87,7 +87,7 @@ def default_workers(recipe: bool) -> int:
 
 def crop_to_input(image, prep):
     """RGB uint8 (H, W, 3) -> uint8 (S, S, 3) in the backbone's channel order: the centre
-    square, resized, as ``prep`` (a :class:`~augkit.backbones.Preprocessing`) says."""
+    square, resized, as ``prep`` (a :class:`~augkit.stages.backbones.Preprocessing`) says."""
     import cv2
     import numpy as np
 
@@ -113,7 +113,7 @@ def crop_to_input(image, prep):
 def normalize(pixels, prep):
     """uint8 (..., S, S, 3) from :func:`crop_to_input` -> the float32 input, ``x * scale +
     offset`` per channel, in the backbone's layout. The cut model does the same in-graph
-    (:func:`augkit.backbones.feature_model` with ``pixels=True``)."""
+    (:func:`augkit.stages.backbones.feature_model` with ``pixels=True``)."""
     import numpy as np
 
     scale, offset = prep.scale_offset()
@@ -141,8 +141,8 @@ class FeatureTask:
     def __call__(self, item: tuple[str, str]):
         import numpy as np
 
-        from augkit.decoding import DecodeError, decode_image
-        from augkit.seeds import derive_seed
+        from augkit.input.decoding import DecodeError, decode_image
+        from augkit.core.seeds import derive_seed
 
         path, key = item
         opts = self.options
@@ -355,14 +355,14 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
                    engine_options: dict[str, Any] | None = None) -> FeatureSummary:
     """Compute (or finish computing) the feature cache of ``src`` in ``cache``.
 
-    ``backbone`` is a :class:`~augkit.backbones.Backbone`, or a name / YAML / ONNX path for
-    :func:`~augkit.backbones.resolve_backbone`. Returns the :class:`FeatureSummary`."""
-    from augkit.augment_out import check_paths, source_folders
-    from augkit.backbones import Backbone, feature_model, resolve_backbone, weights_file
-    from augkit.decoding import resolve_max_pixels
-    from augkit.discovery import discover
-    from augkit.engine import default_workers as cores
-    from augkit.engine import get_engine
+    ``backbone`` is a :class:`~augkit.stages.backbones.Backbone`, or a name / YAML / ONNX path for
+    :func:`~augkit.stages.backbones.resolve_backbone`. Returns the :class:`FeatureSummary`."""
+    from augkit.stages.augment_out import check_paths, source_folders
+    from augkit.stages.backbones import Backbone, feature_model, resolve_backbone, weights_file
+    from augkit.input.decoding import resolve_max_pixels
+    from augkit.input.discovery import discover
+    from augkit.engines.local import default_workers as cores
+    from augkit.engines.local import get_engine
     from augkit.recipes import load_recipe
 
     started = time.perf_counter()
@@ -410,7 +410,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
         if todo:
             task = FeatureTask(recipe, backbone.preprocessing, options)
             if engine == "ray":
-                from augkit.ray_features import compute_on_ray
+                from augkit.stages.ray_features import compute_on_ray
 
                 timing = compute_on_ray(runner, task, model, backbone, cache, samples, todo, options, progress)
             else:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from augkit.errors import AugkitError, UsageError
+from augkit.core.errors import AugkitError, UsageError
 
 DEFAULT_BACKBONE = "mobilenet_v2"
 CACHE_ENV = "AUGKIT_CACHE_DIR"

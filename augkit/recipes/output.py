@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from augkit.recipe_build import Step
+    from augkit.recipes.build import Step
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from augkit.errors import AugkitError, UsageError
+from augkit.core.errors import AugkitError, UsageError
 from augkit.recipes import NotAnImageError, TransformError, require_image
-from augkit.seeds import derive_seed
+from augkit.core.seeds import derive_seed
 
 # What to do about a recipe that does not return uint8 RGB (see Recipe.require_image_output).
 EIGHT_BIT_IMAGES = "drop {name}: images are written as 8-bit"

@@ -1,7 +1,7 @@
 """The Ray engine: the local engine's contract, on a Ray cluster.
 
-It takes the same task objects and items as :class:`augkit.engine.LocalEngine` and yields
-the same :class:`~augkit.engine.Outcome` rows, so a command switches engines by name
+It takes the same task objects and items as :class:`augkit.engines.local.LocalEngine` and yields
+the same :class:`~augkit.engines.local.Outcome` rows, so a command switches engines by name
 (``--engine ray``) and writes byte-identical outputs: tasks seed every sample from what
 it is, never from where it runs.
 
@@ -19,8 +19,8 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from augkit.engine import Outcome, WorkerSetupError, _call, in_order, limit_threads
-from augkit.errors import UsageError
+from augkit.engines.local import Outcome, WorkerSetupError, _call, in_order, limit_threads
+from augkit.core.errors import UsageError
 
 INSTALL_HINT = 'the Ray engine needs Ray: pip install "augkit[ray]"'
 

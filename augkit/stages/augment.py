@@ -1,7 +1,7 @@
 """Augment: write K augmented copies of every image of a source into an output folder.
 
-Stages: discovery (parent) -> plan the outputs (parent, :mod:`augkit.augment_plan`) -> hold
-and check OUT (parent, :mod:`augkit.augment_out`) -> decode, augment, encode and write
+Stages: discovery (parent) -> plan the outputs (parent, :mod:`augkit.stages.augment_plan`) -> hold
+and check OUT (parent, :mod:`augkit.stages.augment_out`) -> decode, augment, encode and write
 (engine workers, one :class:`AugmentTask` call per input) -> reports (parent).
 
 What a user can rely on:
@@ -11,7 +11,7 @@ What a user can rely on:
   of an interrupted run writes only what is missing (and retries what failed), so it ends
   exactly where an uninterrupted run would.
 - Nothing outside OUT is ever written, and nothing inside it that augkit did not write
-  (:mod:`augkit.augment_out` says how).
+  (:mod:`augkit.stages.augment_out` says how).
 - ``manifest.csv`` lists every output; ``failures.csv`` every input that failed, with its
   reason; ``summary.json`` the counts. None of them depends on timing or on resuming.
 """
@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from augkit.augment_out import (FAILURES, MANIFEST, SUMMARY, check_paths, holding, journal, prepare_jobs,
+from augkit.stages.augment_out import (FAILURES, MANIFEST, SUMMARY, check_paths, holding, journal, prepare_jobs,
                                 prepare_out, run_settings, settle_journal, source_folders, sweep)
-from augkit.augment_plan import AugmentOptions, Job, check_options, plan_jobs
-from augkit.files import csv_text, write_text_atomic
+from augkit.stages.augment_plan import AugmentOptions, Job, check_options, plan_jobs
+from augkit.core.files import csv_text, write_text_atomic
 
 __all__ = ["AugmentOptions", "AugmentTask", "Job", "Summary", "augment", "check_paths", "plan_jobs", "prepare_jobs",
            "source_folders"]
@@ -44,7 +44,7 @@ class AugmentTask:
         self.options = options
 
     def __call__(self, job: Job) -> list[dict[str, Any]]:
-        from augkit.decoding import DecodeError, decode_image, write_image_atomic
+        from augkit.input.decoding import DecodeError, decode_image, write_image_atomic
 
         opts = self.options
         base = {"source": job.key, "label": job.label or ""}
@@ -56,7 +56,7 @@ class AugmentTask:
         except DecodeError as exc:
             return [{**base, "output": "", "copy": None, "status": "failed", "reason": exc.reason, "message": str(exc)}]
         augment = self.recipe.for_image(image)  # a deterministic head (resize) runs once for all copies
-        journal(self.out_dir, (rel for rel, _ in job.outputs))  # before writing: see augkit.augment_out
+        journal(self.out_dir, (rel for rel, _ in job.outputs))  # before writing: see augkit.stages.augment_out
         for rel, k in job.outputs:
             row = {**base, "output": rel, "copy": k}
             try:
@@ -75,7 +75,7 @@ class AugmentTask:
 
 
 def _copy_seed(seed: int, key: str, copy: int) -> int:
-    from augkit.seeds import derive_seed
+    from augkit.core.seeds import derive_seed
 
     return derive_seed(seed, key, copy)
 
@@ -122,11 +122,11 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
             overwrite: bool = False, split: str | None = None, progress: bool = False, engine: str = "local",
             engine_options: dict[str, Any] | None = None) -> Summary:
     """Run the whole augmentation; returns the :class:`Summary`. Raises UsageError for bad usage."""
-    from augkit.discovery import discover
-    from augkit.engine import get_engine
+    from augkit.input.discovery import discover
+    from augkit.engines.local import get_engine
     from augkit.recipes import load_recipe
 
-    from augkit.decoding import resolve_max_pixels
+    from augkit.input.decoding import resolve_max_pixels
 
     check_options(options)  # before discovery: an absurd --copies is refused at once
     resolve_max_pixels(options.max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image

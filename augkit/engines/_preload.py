@@ -6,16 +6,16 @@ Thread limits must be set before NumPy/OpenCV load their thread pools, so this m
 sets them first.
 """
 
-from augkit._albu import defer_torch_bridge
-from augkit.engine import limit_threads
+from augkit.core._albu import defer_torch_bridge
+from augkit.engines.local import limit_threads
 
 defer_torch_bridge()  # workers need albumentations, not torch (1.4 s and 185 MB less)
 limit_threads()
 
 import augkit.recipes  # noqa: E402,F401
-import augkit.transforms  # noqa: E402
+import augkit.recipes.transforms  # noqa: E402
 
-augkit.transforms.registry()  # imports albumentations and builds the name table once
+augkit.recipes.transforms.registry()  # imports albumentations and builds the name table once
 
-import augkit.augment  # noqa: E402,F401
-import augkit.decoding  # noqa: E402,F401
+import augkit.stages.augment  # noqa: E402,F401
+import augkit.input.decoding  # noqa: E402,F401

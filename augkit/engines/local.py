@@ -10,11 +10,11 @@ How the local engine keeps its promises:
 - *No oversubscription.* Workers keep OpenCV, OpenMP and BLAS at one thread each, so N
   workers use N cores.
 - *No fork hazards, cheap start.* Workers come from a ``forkserver`` that has imported
-  albumentations, OpenCV and augkit once (``augkit._preload``), so a worker starts in
+  albumentations, OpenCV and augkit once (``augkit.engines._preload``), so a worker starts in
   milliseconds instead of paying the 2.4-3.5 s import, and never inherits threads or
   OpenCV state from the parent (a user's training script may have plenty).
 - *Determinism.* Nothing here decides randomness: tasks seed each sample from what it is
-  (``augkit.seeds``), so results are identical for any worker count or scheduling.
+  (``augkit.core.seeds``), so results are identical for any worker count or scheduling.
 - *Failures are data.* An exception in a task becomes an :class:`Outcome` with an error
   text; a worker process that dies (a crash in a library, kill -9, the OOM killer) is
   replaced, the items it held are retried one at a time, and the one that kills its
@@ -25,7 +25,7 @@ How the local engine keeps its promises:
   terminal sends it to the whole process group); the parent terminates them and
   re-raises, so the caller prints its one line and no child prints a traceback.
 - *Nothing left behind.* The pool's semaphores carry augkit's name, so a run killed with
-  SIGKILL, which cannot remove them, has them removed by the next run (``augkit._shm``).
+  SIGKILL, which cannot remove them, has them removed by the next run (``augkit.engines._shm``).
 - *Little parent work.* Each chunk costs the parent ~0.6 ms of CPU (pickling, the
   executor's threads waking up), taken from the workers' cores: at 4 inputs per chunk,
   ``augment`` gave the parent 7 % of a core. By default a chunk holds ~0.1 s of work
@@ -54,11 +54,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from augkit import _shm
-from augkit.errors import AugkitError
+from augkit.engines import _shm
+from augkit.core.errors import AugkitError
 
 # Modules the forkserver imports once, so that every worker starts with them loaded.
-PRELOAD = ["augkit._preload"]
+PRELOAD = ["augkit.engines._preload"]
 
 # Automatic chunk size: about this much work per chunk, within [1, MAX_CHUNK] items.
 CHUNK_SECONDS = 0.1
@@ -179,7 +179,7 @@ def _exit_with_parent(parent_pid: int) -> None:
     # killed but not yet reaped is a zombie, which kill(pid, 0) still finds: a caller that
     # reads the run's output before waiting for it (subprocess.run(capture_output=True))
     # would otherwise wait on workers that wait on it.
-    from augkit._shm import _gone
+    from augkit.engines._shm import _gone
 
     while True:
         time.sleep(0.5)
@@ -460,7 +460,7 @@ def in_order(outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
 
 
 def _ray_engine(**options: Any):
-    from augkit.ray_engine import RayEngine  # imports Ray only when asked for
+    from augkit.engines.ray import RayEngine  # imports Ray only when asked for
 
     return RayEngine(**options)
 
@@ -470,7 +470,7 @@ ENGINES: dict[str, Callable[..., Any]] = {"local": LocalEngine, "ray": _ray_engi
 
 def get_engine(name: str = "local", **options: Any) -> LocalEngine:
     """An engine by name; unknown names are a usage error listing the known ones."""
-    from augkit.errors import UsageError
+    from augkit.core.errors import UsageError
 
     try:
         factory = ENGINES[name]

@@ -1,14 +1,14 @@
 """``cache-features --engine ray``: the feature cache computed on a Ray cluster.
 
 Two stages, so each can scale on its own kind of node:
-- *prepare* (CPU): Ray tasks run the same :class:`~augkit.features.FeatureTask` as the
+- *prepare* (CPU): Ray tasks run the same :class:`~augkit.stages.features.FeatureTask` as the
   local engine (decode, recipe view, centre crop) on chunks of images;
 - *infer*: actors that each load the cut backbone once (ONNX Runtime, one thread) take a
   shard's prepared chunks in order, batch them exactly as the local run does (batches of
   ``batch_size`` rows that never span shards), and write the shard's ``.npy`` and
   ``.json`` to the cache themselves. The driver only schedules, then joins the reports.
 
-Shards are the same as the local run's (:func:`~augkit.features.plan_shards`), written by
+Shards are the same as the local run's (:func:`~augkit.stages.features.plan_shards`), written by
 the same function, so a cache is resumable by either engine and the result is the same.
 Every node must see the source images and the cache at the same paths.
 """
@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from augkit.features import FeatureOptions, Shard
-from augkit.inference import BackboneRunner, make_session, write_shard
+from augkit.stages.features import FeatureOptions, Shard
+from augkit.stages.inference import BackboneRunner, make_session, write_shard
 
 CHUNK_IMAGES = 32  # images per prepare task: big enough to amortise a task, small for balance
 
 
 def _prepare(task, items: list[tuple[str, str]]) -> list[Any]:
-    from augkit.engine import limit_threads
+    from augkit.engines.local import limit_threads
 
     limit_threads()
     out = []
@@ -42,7 +42,7 @@ class ShardWriter:
     """A Ray actor: the backbone, loaded once, and the shard it is filling."""
 
     def __init__(self, model, expected_dim: int | None, cache: str, options: FeatureOptions):
-        from augkit.engine import limit_threads
+        from augkit.engines.local import limit_threads
 
         limit_threads()
         self.runner = BackboneRunner(make_session(model, 1), model, expected_dim)

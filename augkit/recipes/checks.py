@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from augkit.recipe_build import Step
+    from augkit.recipes.build import Step
     from augkit.recipes import Recipe
 
 MAX_KERNEL = 255  # px: OpenCV's median filter stops near it; a box or Gaussian filter past it takes seconds
@@ -277,8 +277,8 @@ def probe(recipe: Recipe, emit: Callable[[dict], None] | None = None) -> ProbeRe
     PROBE_SEEDS; a transform that raises is a problem at its line. In this process: see
     :func:`probe_isolated` for a run that a hang or crash cannot take down. ``emit`` gets
     ``{"trying": [name, line]}`` before each run and each problem and note as found."""
-    from augkit._albu import albumentations
-    from augkit.seeds import seed_pipeline
+    from augkit.core._albu import albumentations
+    from augkit.core.seeds import seed_pipeline
 
     A = albumentations()
     report = ProbeReport([], [], PROBE_SIDE)
@@ -342,7 +342,7 @@ def probe_isolated(path: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeReport:
     """:func:`probe` of the recipe file ``path`` in a child process, limited to ``timeout``
     seconds and PROBE_MEMORY_BYTES more memory: a transform that takes longer, or that
     crashes the process, is a problem at the line the child was trying."""
-    command = [sys.executable, "-m", "augkit.recipe_checks", os.fspath(path)]
+    command = [sys.executable, "-m", "augkit.recipes.checks", os.fspath(path)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,  # noqa: S603
                              env={**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"})
     try:
@@ -383,8 +383,8 @@ def probe_isolated(path: str, timeout: float = PROBE_TIMEOUT_S) -> ProbeReport:
 
 
 def _child(path: str) -> None:
-    """``python -m augkit.recipe_checks RECIPE``: probe it, one JSON object a line."""
-    from augkit._albu import defer_torch_bridge
+    """``python -m augkit.recipes.checks RECIPE``: probe it, one JSON object a line."""
+    from augkit.core._albu import defer_torch_bridge
 
     defer_torch_bridge()
     from augkit.recipes import load_recipe

@@ -25,8 +25,8 @@ def failure_row(key: str, exc: BaseException) -> dict[str, str]:
     """The row for sample ``key`` that raised ``exc``: a DecodeError keeps its reason; any
     other exception is the recipe's (``transform_error``). An AugkitError (bad usage, such
     as a bad AUGKIT_MAX_IMAGE_PIXELS) is no sample's fault: it is raised again."""
-    from augkit.decoding import DecodeError
-    from augkit.errors import AugkitError
+    from augkit.input.decoding import DecodeError
+    from augkit.core.errors import AugkitError
 
     if isinstance(exc, AugkitError) and not isinstance(exc, DecodeError):
         raise exc

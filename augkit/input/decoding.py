@@ -35,16 +35,16 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from augkit.decoder_settings import augkit_settings, quiet_libtiff
-from augkit.errors import UsageError
-from augkit.files import write_bytes_atomic
-from augkit.image_checks import is_truncated as _is_truncated
-from augkit.image_checks import jpeg_is_truncated as _jpeg_is_truncated
-from augkit.image_checks import png_chunks as _png_chunks
-from augkit.image_checks import png_crc_failure, size_problem
-from augkit.image_checks import sniff as _sniff
-from augkit.jpeg import JpegDamage, JpegHeader, strict_decode
-from augkit.jpeg import jpeg_header as _jpeg_header
+from augkit.input.decoder_settings import augkit_settings, quiet_libtiff
+from augkit.core.errors import UsageError
+from augkit.core.files import write_bytes_atomic
+from augkit.input.image_checks import is_truncated as _is_truncated
+from augkit.input.image_checks import jpeg_is_truncated as _jpeg_is_truncated
+from augkit.input.image_checks import png_chunks as _png_chunks
+from augkit.input.image_checks import png_crc_failure, size_problem
+from augkit.input.image_checks import sniff as _sniff
+from augkit.input.jpeg import JpegDamage, JpegHeader, strict_decode
+from augkit.input.jpeg import jpeg_header as _jpeg_header
 
 # We enforce our own limit (before decoding, with a better message); Pillow's
 # would warn at 89 Mpx and raise at twice that, independently of ours.
@@ -311,7 +311,7 @@ def _exif_orientation(img: Image.Image, data: bytes) -> int:
 
 
 # --- JPEG fast path ------------------------------------------------------------
-# A plain JPEG skips Pillow: augkit.jpeg reads its header and decodes it strictly.
+# A plain JPEG skips Pillow: augkit.input.jpeg reads its header and decodes it strictly.
 
 
 def _decode_jpeg_fast(
@@ -348,7 +348,7 @@ def _jpeg_rgb(data: bytes, mode: str, size: tuple[int, int], name: str) -> np.nd
 
 
 def _strict_jpeg(data: bytes, colorspace: str, name: str, min_factor: int = 1) -> np.ndarray | None:
-    """Pixels, or DecodeError where libjpeg warned (augkit.jpeg says why every warning
+    """Pixels, or DecodeError where libjpeg warned (augkit.input.jpeg says why every warning
     counts), or None where libjpeg-turbo cannot decode the file and Pillow may."""
     try:
         return strict_decode(data, colorspace, min_factor)

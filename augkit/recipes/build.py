@@ -2,10 +2,10 @@
 albumentations transform, with every problem found reported at once.
 
 A step is built exactly as written: an unknown name, an unknown or 1.x-era argument
-(:mod:`augkit.legacy_args` says what to write), a wrong type or an out-of-range value, a
+(:mod:`augkit.recipes.legacy_args` says what to write), a wrong type or an out-of-range value, a
 warning albumentations would only print, or a value that builds but cannot run
-(:mod:`augkit.recipe_checks`) is a problem, reported by :class:`Where` as ``file:line:
-message`` and raised together as one :class:`~augkit.errors.RecipeError`, a line each.
+(:mod:`augkit.recipes.checks`) is a problem, reported by :class:`Where` as ``file:line:
+message`` and raised together as one :class:`~augkit.core.errors.RecipeError`, a line each.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from augkit import legacy_args
-from augkit import transforms as registry_mod
-from augkit.errors import RecipeError
-from augkit.recipe_checks import argument_problems, composition_problems, number_problems
-from augkit.recipe_source import line_of
+from augkit.recipes import legacy_args
+from augkit.recipes import transforms as registry_mod
+from augkit.core.errors import RecipeError
+from augkit.recipes.checks import argument_problems, composition_problems, number_problems
+from augkit.recipes.source import line_of
 
 
 MAX_COMPOSITION_DEPTH = 32  # OneOf inside SomeOf inside ...: real recipes nest two or three

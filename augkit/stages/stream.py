@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from augkit.errors import AugkitError
+from augkit.core.errors import AugkitError
 
 
 class StreamWriteError(AugkitError):

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from augkit.errors import UsageError
+from augkit.core.errors import UsageError
 
 FORMATS = ("jpg", "png", "webp")
 

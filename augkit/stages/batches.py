@@ -15,7 +15,7 @@ preprocess, stack (engine workers, one :class:`BatchTask` call per batch) -> the
   when nothing refers to its array any more (the consumer dropped the batch, or converted
   it with a copy), so keeping a batch around is always safe: a new slot is made instead.
   When ``/dev/shm`` lacks the room (Docker gives it 64 MB), batches come through pipes
-  instead, and ``notes`` says what to change (see ``augkit._shm``).
+  instead, and ``notes`` says what to change (see ``augkit.engines._shm``).
 - Memory is bounded: at most ``workers * prefetch`` batches are in flight.
 - An image that cannot be used is left out of its batch and recorded in ``failures``; so
   are the samples of a batch whose worker process died twice building it.
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from augkit import _shm
-from augkit.errors import UsageError
-from augkit.seeds import derive_seed
+from augkit.engines import _shm
+from augkit.core.errors import UsageError
+from augkit.core.seeds import derive_seed
 
 # Keras/PyTorch preprocessing conventions: "torch" is ImageNet mean/std on the 0-1 scale,
 # "caffe" subtracts these BGR means on the 0-255 scale (see Preprocess.table).
@@ -131,7 +131,7 @@ class SamplePipeline:
         self.preprocess = Preprocess.parse(preprocess)
         self.channels_first = channels_first
         self.max_pixels = max_pixels
-        from augkit.decoding import resolve_max_pixels
+        from augkit.input.decoding import resolve_max_pixels
 
         resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one error now, not a row per image
 
@@ -140,7 +140,7 @@ class SamplePipeline:
         return self.transformed(self.decoded(path), key, epoch)
 
     def decoded(self, path: str) -> np.ndarray:
-        from augkit.decoding import decode_image
+        from augkit.input.decoding import decode_image
 
         return decode_image(path, max_pixels=self.max_pixels)
 
@@ -206,7 +206,7 @@ class BatchTask:
         self.sample_size = sample_size
 
     def __call__(self, item: BatchItem) -> BuiltBatch:
-        from augkit.decoding import DecodeError
+        from augkit.input.decoding import DecodeError
 
         pipeline = self.pipeline
         labels, failures = [], []
@@ -280,8 +280,8 @@ class Flow:
                  epochs: int | None = 1, workers: int | None = None, size: int | Sequence[int] | None = None,
                  preprocess: Any = None, channels_first: bool = False, drop_last: bool = False,
                  split: str | None = None, max_pixels: int | None = None, prefetch: int = 2):
-        from augkit.discovery import discover
-        from augkit.engine import get_engine
+        from augkit.input.discovery import discover
+        from augkit.engines.local import get_engine
         from augkit.recipes import load_recipe
 
         if batch_size < 1:

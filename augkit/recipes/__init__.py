@@ -13,10 +13,10 @@
 Loading a recipe builds every transform, so a recipe that loads is a recipe that runs
 exactly as written: an unknown name, an unknown or 1.x-era argument, a wrong type or an
 out-of-range value is a :class:`RecipeError` naming the file, the line, the key and the
-fix, one line per problem, every problem at once (:mod:`augkit.recipe_build`). Warnings
+fix, one line per problem, every problem at once (:mod:`augkit.recipes.build`). Warnings
 albumentations would only print become errors too, and so do values that build but
-cannot run (:mod:`augkit.recipe_checks`). The file itself is read within limits
-(:mod:`augkit.recipe_source`).
+cannot run (:mod:`augkit.recipes.checks`). The file itself is read within limits
+(:mod:`augkit.recipes.source`).
 
 A file saved by albumentations' own ``A.save`` (JSON or YAML) loads the same way, and
 :meth:`Recipe.to_albumentations` writes that format back.
@@ -25,7 +25,7 @@ Every augkit command takes what a recipe returns as a uint8 RGB image (HxWx3). A
 that can return anything else (``Normalize``, ``ToFloat`` without ``FromFloat``, one-channel
 ``ToGray``, in any branch that may fire) still runs from Python, ``recipe(image)``, but
 :meth:`Recipe.require_image_output` refuses it for a command, naming the step and the fix
-(:mod:`augkit.recipe_output`); :func:`require_image` catches at run time what no step
+(:mod:`augkit.recipes.output`); :func:`require_image` catches at run time what no step
 declares (a ``Lambda``). A transform that fails on an image raises :class:`TransformError`,
 which names the step and its line.
 """
@@ -43,10 +43,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from augkit import transforms as registry_mod
-from augkit.errors import RecipeError
-from augkit.files import write_text_atomic
-from augkit.recipe_build import (  # noqa: F401 - the limits are part of this module's promise
+from augkit.recipes import transforms as registry_mod
+from augkit.core.errors import RecipeError
+from augkit.core.files import write_text_atomic
+from augkit.recipes.build import (  # noqa: F401 - the limits are part of this module's promise
     MAX_COMPOSITION_DEPTH,
     MAX_TRANSFORMS,
     Step,
@@ -57,9 +57,9 @@ from augkit.recipe_build import (  # noqa: F401 - the limits are part of this mo
     parse_steps,
     short,
 )
-from augkit.recipe_checks import describe_exception, size_needs
-from augkit.recipe_output import Output, at_line, sequence_outputs
-from augkit.recipe_source import (
+from augkit.recipes.checks import describe_exception, size_needs
+from augkit.recipes.output import Output, at_line, sequence_outputs
+from augkit.recipes.source import (
     MAX_RECIPE_BYTES,
     FileRefused,
     YAMLProblem,
@@ -68,7 +68,7 @@ from augkit.recipe_source import (
     parse_yaml,
     read_regular_file,
 )
-from augkit.seeds import seed_pipeline
+from augkit.core.seeds import seed_pipeline
 
 TOP_LEVEL_KEYS = ("seed", "transforms", "name", "description")
 
@@ -102,7 +102,7 @@ class Recipe:
         return self._make_compose(save_applied_params=True)
 
     def _make_compose(self, save_applied_params: bool, transforms: list | None = None):
-        from augkit._albu import albumentations
+        from augkit.core._albu import albumentations
 
         A = albumentations()
         compose = A.Compose(self._transforms if transforms is None else transforms, strict=True,
@@ -198,7 +198,7 @@ class Recipe:
 
     def to_albumentations(self) -> dict[str, Any]:
         """The pipeline in albumentations' ``A.to_dict`` format (what ``A.save`` writes)."""
-        from augkit._albu import albumentations
+        from augkit.core._albu import albumentations
 
         data = albumentations().to_dict(self.compose)
         for node in data["transform"]["transforms"]:
@@ -436,7 +436,7 @@ def load_recipe(recipe: str | os.PathLike | Mapping | Recipe) -> Recipe:
     """A Recipe from a path (YAML or albumentations JSON/YAML), a dict, or a Recipe.
 
     A path must name a regular file of at most MAX_RECIPE_BYTES (see
-    :mod:`augkit.recipe_source` for that and the YAML limits)."""
+    :mod:`augkit.recipes.source` for that and the YAML limits)."""
     if isinstance(recipe, Recipe):
         return recipe
     if isinstance(recipe, Mapping):

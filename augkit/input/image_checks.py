@@ -55,7 +55,7 @@ def jpeg_is_truncated(data: bytes, pos: int = 2) -> bool:
     # Walk segments from SOI to the first EOI. Stopping at that EOI (instead of
     # looking at the file's last markers) ignores data appended after the image,
     # e.g. the MP4 of a "motion photo", which can contain FF DA by chance.
-    # ``pos`` lets augkit.jpeg.jpeg_header's walk hand over at the first SOS marker.
+    # ``pos`` lets augkit.input.jpeg.jpeg_header's walk hand over at the first SOS marker.
     n = len(data)
     while pos + 2 <= n:
         if data[pos] != 0xFF:

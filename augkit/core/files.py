@@ -119,7 +119,7 @@ def folder_lock(folder: str | os.PathLike, what: str):
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    from augkit.errors import UsageError
+    from augkit.core.errors import UsageError
 
     fd = os.open(os.path.join(folder, ".augkit-lock"), os.O_RDWR | os.O_CREAT, 0o666)
     try:

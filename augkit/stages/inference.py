@@ -4,7 +4,7 @@ the batches the preparing thread fills, and the shard files their results go to.
 :class:`InferenceStreams` runs N sessions of one intra-op thread each rather than one
 session with N threads (see there why); :func:`write_shard` writes a shard's ``.npy``
 whole or not at all, then the ``.json`` that marks it done. The Ray engine's actors
-(:mod:`augkit.ray_features`) use the same :class:`BackboneRunner` and :func:`write_shard`,
+(:mod:`augkit.stages.ray_features`) use the same :class:`BackboneRunner` and :func:`write_shard`,
 so both engines write the same bytes.
 """
 
@@ -17,15 +17,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from augkit.errors import AugkitError
-from augkit.files import write_atomic, write_text_atomic
+from augkit.core.errors import AugkitError
+from augkit.core.files import write_atomic, write_text_atomic
 
 if TYPE_CHECKING:
-    from augkit.features import Shard
+    from augkit.stages.features import Shard
 
 
 def make_session(model, threads: int):
-    """An ONNX Runtime session for a :class:`~augkit.backbones.FeatureModel`."""
+    """An ONNX Runtime session for a :class:`~augkit.stages.backbones.FeatureModel`."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -40,7 +40,7 @@ def make_session(model, threads: int):
         raise AugkitError(f"ONNX Runtime cannot load the cut backbone ({' '.join(str(exc).split())[:300]})") from None
 
 
-GIL_SWITCH_S = 0.0002  # see augkit.features._compute
+GIL_SWITCH_S = 0.0002  # see augkit.stages.features._compute
 MAX_STREAMS = 4  # each holds a batch's activations (~12 MB per 224x224 MobileNet v2 image)
 
 

@@ -4,7 +4,7 @@ A recipe names albumentations 2.0.8 image transforms by class name, the composit
 ``OneOf``/``SomeOf``/``Sequential``/``RandomOrder``, and augkit's own transforms
 (``PCAColor``). This module knows those names, their arguments and defaults, and the
 OpenCV constants a person would rather write as words (``border_mode: reflect_101``);
-:mod:`augkit.legacy_args` knows what albumentations 1.x called them.
+:mod:`augkit.recipes.legacy_args` knows what albumentations 1.x called them.
 """
 
 from __future__ import annotations
@@ -76,12 +76,12 @@ class Entry:
 @functools.lru_cache(maxsize=None)
 def registry() -> dict[str, Entry]:
     """Every usable name -> Entry. Imports albumentations (slow): call it only when needed."""
-    from augkit._albu import albumentations
+    from augkit.core._albu import albumentations
 
-    A = albumentations()  # first: the package's own import goes through augkit._albu
+    A = albumentations()  # first: the package's own import goes through augkit.core._albu
     from albumentations.core.transforms_interface import DualTransform, ImageOnlyTransform
 
-    from augkit.pca_color import PCAColor
+    from augkit.recipes.pca_color import PCAColor
 
     entries: dict[str, Entry] = {}
     for name in sorted(dir(A)):
@@ -121,8 +121,8 @@ def close_matches(word: str, choices: list[str] | tuple[str, ...], n: int = 3) -
 
 def renamed_argument(transform: str, arg: str) -> str | None:
     """What albumentations 2.0 calls a 1.x argument, or None if it was not renamed
-    (:func:`augkit.legacy_args.fixes` gives the value to write too)."""
-    from augkit.legacy_args import renamed_argument as renamed
+    (:func:`augkit.recipes.legacy_args.fixes` gives the value to write too)."""
+    from augkit.recipes.legacy_args import renamed_argument as renamed
 
     return renamed(transform, arg)
 

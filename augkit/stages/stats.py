@@ -28,8 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from augkit.errors import UsageError
-from augkit.words import plural
+from augkit.core.errors import UsageError
+from augkit.core.words import plural
 
 CHANNELS = ("R", "G", "B")
 SIZE_PAIRS_KEPT = 10_000  # distinct (width, height) pairs kept; beyond, sizes are binned coarser
@@ -120,7 +120,7 @@ class StatsTask:
         self.max_pixels = max_pixels
 
     def __call__(self, path: str) -> ImageStats | dict[str, str]:
-        from augkit.decoding import DecodeError, decode_image
+        from augkit.input.decoding import DecodeError, decode_image
 
         try:
             image = decode_image(path, max_pixels=self.max_pixels)
@@ -221,7 +221,7 @@ def choose_sample(samples: list, n: int | None, seed: int) -> list:
     which of the old ones are picked. Returned in key order."""
     if n is None or n >= len(samples):
         return list(samples)
-    from augkit.seeds import derive_seed
+    from augkit.core.seeds import derive_seed
 
     picked = sorted(samples, key=lambda s: derive_seed(seed, "stats-sample", s.key))[:n]
     return sorted(picked, key=lambda s: s.key)
@@ -231,10 +231,10 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
                   workers: int | None = None, max_pixels: int | None = None, progress: bool = False,
                   engine: str = "local", engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Stream over the dataset once; returns the stats.json content. Raises UsageError."""
-    from augkit.discovery import discover
-    from augkit.engine import get_engine
+    from augkit.input.discovery import discover
+    from augkit.engines.local import get_engine
 
-    from augkit.decoding import resolve_max_pixels
+    from augkit.input.decoding import resolve_max_pixels
 
     if sample is not None and sample < 1:
         raise UsageError(f"--sample {sample}: give a number of images >= 1, or leave it out for all")
@@ -279,7 +279,7 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
 
 
 def write_json_atomic(path, data: dict[str, Any]) -> None:
-    from augkit.files import write_text_atomic
+    from augkit.core.files import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 

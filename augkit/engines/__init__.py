@@ -1,0 +1,1 @@
+"""Running a task over items: the contract, the local process pool and Ray."""

@@ -1,0 +1,1 @@
+"""Getting samples in: discovery of a source, decoding of an image file."""

@@ -1,0 +1,1 @@
+"""What the commands do: augment, batches and streams, features, stats, split, preview."""
