@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from augkit.core._albu import albumentations
+from augkit.core.words import close_matches
 from augkit.recipes.pca_color import PCAColor
 from augkit.recipes.transforms import (
     INFORMATIONAL_WARNINGS,
     NOT_FOR_CLASSIFICATION,
-    close_matches,
     registry,
     renamed_argument,
     resolve_enum,

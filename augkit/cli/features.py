@@ -9,20 +9,19 @@ import click
 
 from augkit.cli import options
 from augkit.cli.report import nothing_usable, report_failures
+from augkit.core.words import numbers
 
 
-def _numbers(count: int):
+def _numbers_callback(count: int):
+    """A Click callback: ``--mean 0.5,0.5,0.5`` -> three floats, read as a backbone entry reads them."""
+
     def convert(ctx, param, value):
         if value is None:
             return None
-        parts = [p for p in value.replace(",", " ").split() if p]
         try:
-            numbers = [float(p) for p in parts]
+            return numbers(value, count)
         except ValueError:
-            numbers = []
-        if len(numbers) != count:
-            raise click.BadParameter(f"expected {count} numbers separated by commas, got {value!r}")
-        return numbers
+            raise click.BadParameter(f"expected {count} numbers separated by commas, got {value!r}") from None
 
     return convert
 
@@ -51,9 +50,9 @@ def _numbers(count: int):
               help="Stored feature type.")
 @click.option("--input-size", type=click.IntRange(min=1), default=None, help="Override the backbone's input side (pixels).")
 @click.option("--resize", type=click.IntRange(min=1), default=None, help="Override the shorter side before the centre crop.")
-@click.option("--mean", callback=_numbers(3), default=None, metavar="M1,M2,M3", help="Override the per-channel mean.")
-@click.option("--std", callback=_numbers(3), default=None, metavar="S1,S2,S3", help="Override the per-channel std.")
-@click.option("--range", "value_range", callback=_numbers(2), default=None, metavar="LO,HI",
+@click.option("--mean", callback=_numbers_callback(3), default=None, metavar="M1,M2,M3", help="Override the per-channel mean.")
+@click.option("--std", callback=_numbers_callback(3), default=None, metavar="S1,S2,S3", help="Override the per-channel std.")
+@click.option("--range", "value_range", callback=_numbers_callback(2), default=None, metavar="LO,HI",
               help="Override the range pixel values 0..255 are mapped onto before mean/std (e.g. 0,1 or 0,255).")
 @click.option("--channels", type=click.Choice(["RGB", "BGR"], case_sensitive=False), default=None,
               help="Override the channel order.")

@@ -68,7 +68,8 @@ def export(recipe_path: str, out: str, data_format: str | None) -> None:
 def transforms(name: str | None) -> None:
     """List the transforms a recipe can name, or show NAME's arguments and defaults."""
     from augkit.core.errors import UsageError
-    from augkit.recipes.transforms import close_matches, registry
+    from augkit.core.words import close_matches
+    from augkit.recipes.transforms import registry
 
     entries = registry()
     if name is None:

@@ -46,6 +46,7 @@ import yaml
 from augkit.recipes import transforms as registry_mod
 from augkit.core.errors import RecipeError
 from augkit.core.files import write_text_atomic
+from augkit.core.words import close_matches
 from augkit.recipes.build import (  # noqa: F401 - the limits are part of this module's promise
     MAX_COMPOSITION_DEPTH,
     MAX_TRANSFORMS,
@@ -409,7 +410,7 @@ def _parse(data: Any, where: Where) -> Recipe:
         return Recipe(steps, seed=_seed(data, where), source=where.source, from_file=from_file, _where=where)
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            hint = registry_mod.close_matches(str(key), TOP_LEVEL_KEYS)
+            hint = close_matches(str(key), TOP_LEVEL_KEYS)
             if key in registry_mod.registry():
                 fix = "list transforms under `transforms:`"
             else:

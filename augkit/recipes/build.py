@@ -20,6 +20,7 @@ from typing import Any
 from augkit.recipes import legacy_args
 from augkit.recipes import transforms as registry_mod
 from augkit.core.errors import RecipeError
+from augkit.core.words import close_matches
 from augkit.recipes.checks import argument_problems, composition_problems, number_problems
 from augkit.recipes.source import line_of
 
@@ -251,7 +252,7 @@ def build(step: Step, where: Where):
             where.report(step.line, f"{step.name} is albumentations 1.x; write {renamed} instead (its arguments: "
                                     f"`augkit transforms {renamed}`)")
         else:
-            hint = registry_mod.close_matches(step.name, list(known))
+            hint = close_matches(step.name, list(known))
             fix = f"did you mean {' or '.join(hint)}?" if hint else "run `augkit transforms` to list them"
             where.report(step.line, f"unknown transform {step.name!r}; {fix}")
         return None
@@ -298,7 +299,7 @@ def build(step: Step, where: Where):
             unknown.pop(key, None)
         ok = False
     for key in unknown:
-        hint = registry_mod.close_matches(str(key), list(valid))
+        hint = close_matches(str(key), list(valid))
         fix = f"did you mean {' or '.join(hint)}?" if hint else f"valid: {', '.join(valid)}"
         where.report(step.arg_lines.get(key, step.line), f"{step.name}: unknown argument {key!r}; {fix}")
         ok = False

@@ -50,17 +50,19 @@ PROBE_MEMORY_BYTES = 8 << 30  # address space the child may add to what its impo
 # --- 1. arguments that build but cannot run ------------------------------------------------
 
 
-def _numbers(value: Any) -> Iterator[float | int]:
+def _numbers_in(value: Any) -> Iterator[float | int]:
+    """Every number inside an argument's value, however nested (booleans are not numbers).
+    Not :func:`augkit.core.words.numbers`, which reads a fixed count from text a person typed."""
     if isinstance(value, bool):
         return
     if isinstance(value, (int, float)):
         yield value
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _numbers(item)
+            yield from _numbers_in(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _numbers(item)
+            yield from _numbers_in(item)
 
 
 def number_problems(args: dict[str, Any]) -> list[tuple[str, str]]:
@@ -68,7 +70,7 @@ def number_problems(args: dict[str, Any]) -> list[tuple[str, str]]:
     finite, or past OpenCV's 32-bit integers. Checked before building."""
     problems: list[tuple[str, str]] = []
     for key, value in args.items():
-        for number in _numbers(value):
+        for number in _numbers_in(value):
             if isinstance(number, float) and not math.isfinite(number):
                 problems.append((key, f"{key}: {number} is not a finite number"))
                 break
@@ -99,7 +101,7 @@ def argument_problems(step: Step, transform: Any) -> list[tuple[str | None, str]
     problems: list[tuple[str | None, str]] = []
     kind = type(transform).__name__
     if "blur_limit" in step.args and hasattr(transform, "blur_limit"):
-        largest = max(_numbers(transform.blur_limit), default=0)
+        largest = max(_numbers_in(transform.blur_limit), default=0)
         if largest > MAX_KERNEL:
             problems.append(("blur_limit", f"blur_limit: a {largest:g} px kernel is past {MAX_KERNEL} px (larger "
                                            f"kernels take seconds per image, or crash OpenCV's median filter)"))
@@ -189,7 +191,7 @@ def _leaf_after(transform: Any, bound: _Bound) -> _Bound:
     if kind in ("RandomResizedCrop", "RandomSizedCrop"):
         return _Bound(int(transform.size[0]), int(transform.size[1]), True)
     if kind == "SmallestMaxSize" and transform.max_size is not None:
-        side = int(min(_numbers(transform.max_size)))
+        side = int(min(_numbers_in(transform.max_size)))
         return _Bound(side, side, True)
     if kind == "PadIfNeeded":
         return _Bound(max(bound.height, transform.min_height or 0), max(bound.width, transform.min_width or 0), True)

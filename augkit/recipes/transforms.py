@@ -9,7 +9,6 @@ OpenCV constants a person would rather write as words (``border_mode: reflect_10
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import re
@@ -107,16 +106,6 @@ def argument_defaults(cls: type) -> dict[str, Any]:
         for name, p in params.items()
         if name not in ("self", "strict") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     }
-
-
-def close_matches(word: str, choices: list[str] | tuple[str, ...], n: int = 3) -> list[str]:
-    """Closest names, case-insensitively ('horizontalflip' finds 'HorizontalFlip')."""
-    by_lower = {c.lower(): c for c in choices}
-    exact = by_lower.get(word.lower())
-    if exact:
-        return [exact]
-    found = difflib.get_close_matches(word.lower(), list(by_lower), n=n, cutoff=0.6)
-    return [by_lower[f] for f in found]
 
 
 def renamed_argument(transform: str, arg: str) -> str | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from augkit.core.errors import AugkitError, UsageError
+from augkit.core.words import close_matches, numbers
 
 DEFAULT_BACKBONE = "mobilenet_v2"
 CACHE_ENV = "AUGKIT_CACHE_DIR"
@@ -100,12 +101,6 @@ class Backbone:
 # --- the registry ------------------------------------------------------------------------
 
 
-def close_matches(word: str, choices) -> list[str]:
-    import difflib
-
-    return difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-
-
 @functools.lru_cache(maxsize=1)
 def registry() -> dict[str, dict[str, Any]]:
     """Name -> validated entry, from the packaged ``backbones.yaml``."""
@@ -131,7 +126,10 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
             raise UsageError(f"{where}: {key} must be a positive whole number, got {out[key]!r}")
     for key, length in (("range", 2), ("mean", 3), ("std", 3)):
         if key in out:
-            out[key] = _numbers(out[key], length, f"{where}: {key}")
+            try:
+                out[key] = numbers(out[key], length)
+            except ValueError:
+                raise UsageError(f"{where}: {key}: expected {length} numbers, got {out[key]!r}") from None
     if "std" in out and any(s == 0 for s in out["std"]):
         raise UsageError(f"{where}: std must not contain 0")
     for key, allowed in (("channels", CHANNELS), ("layout", LAYOUTS), ("pooled", POOL_RULES)):
@@ -145,18 +143,6 @@ def _check_entry(entry: Any, where: str) -> dict[str, Any]:
             raise UsageError(f"{where}: sha256 must be 64 hexadecimal digits")
         out["sha256"] = sha
     return out
-
-
-def _numbers(value: Any, length: int, what: str) -> list[float]:
-    if isinstance(value, str):
-        value = [v for v in value.replace(",", " ").split() if v]
-    try:
-        numbers = [float(v) for v in value]
-    except (TypeError, ValueError):
-        numbers = []
-    if len(numbers) != length:
-        raise UsageError(f"{what}: expected {length} numbers, got {value!r}")
-    return numbers
 
 
 def _load_user_entry(path: Path) -> dict[str, Any]:
