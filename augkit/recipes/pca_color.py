@@ -28,7 +28,7 @@ deviation from the mean instead of adding one offset, so its changes are far sma
 
 Speed: the offset is rounded to whole levels and added with OpenCV's saturating uint8
 add/subtract; the ``image`` mode's covariance comes from exact integer reductions
-(:func:`augkit.stages.stats.pixel_moments`). No float copy of the image is ever made.
+(:func:`augkit.core.rgb_pca.pixel_moments`). No float copy of the image is ever made.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from augkit.core._albu import albumentations
+from augkit.core.rgb_pca import covariance, pixel_moments, principal_components
 from augkit.recipes.source import FileRefused, read_regular_file
-from augkit.stages.stats import covariance, pixel_moments, principal_components
 
 A = albumentations()
 from albumentations.core.transforms_interface import BaseTransformInitSchema  # noqa: E402
