@@ -19,7 +19,6 @@ import os
 import click
 
 from augkit._version import __version__
-from augkit.cli.report import nothing_usable, report_failures  # noqa: F401 - the commands' end-of-run lines
 from augkit.core.errors import AugkitError
 
 

@@ -94,7 +94,7 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
     if not written:
         from collections import Counter
 
-        from augkit.cli import nothing_usable
+        from augkit.cli.report import nothing_usable
 
         if batches.failures:
             raise nothing_usable("no batch was written: every image failed",
