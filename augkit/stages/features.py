@@ -2,9 +2,9 @@
 views of it), computed once, stored as ``.npy`` shards, loaded with :func:`load_features`.
 
 Stages: discovery (parent) -> plan shards (parent) -> decode, recipe view, centre crop
-and resize to uint8 (one :class:`FeatureTask` call per image, run by the engine: in this
-process or in worker processes, see :func:`default_workers`) -> batches (parent's main
-thread) -> ONNX Runtime, which also normalises (:mod:`augkit.stages.inference`: streams, threads of the parent,
+and resize to uint8 (:mod:`augkit.stages.preprocess`; one :class:`FeatureTask` call per
+image, run by the engine: in this process or in worker processes, see
+:func:`default_workers`) -> batches (parent's main thread) -> ONNX Runtime, which also normalises (:mod:`augkit.stages.inference`: streams, threads of the parent,
 overlapped with the preparation of the next batches) -> shard files -> joined reports.
 
 What a user can rely on:
@@ -45,6 +45,7 @@ from augkit.core.files import (TEXT_ERRORS, CsvWriter, csv_text, file_stamp, fol
                           remove_temporaries, write_atomic, write_text_atomic)
 from augkit.stages.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
 from augkit.core.seeds import SEEDING
+from augkit.stages.preprocess import crop_to_input, normalize, to_input  # noqa: F401 - features' names for them
 
 META = "meta.json"
 MANIFEST = "manifest.csv"
@@ -83,50 +84,6 @@ def default_workers(recipe: bool) -> int:
 
 
 # --- the worker side --------------------------------------------------------------------------
-
-
-def crop_to_input(image, prep):
-    """RGB uint8 (H, W, 3) -> uint8 (S, S, 3) in the backbone's channel order: the centre
-    square, resized, as ``prep`` (a :class:`~augkit.stages.backbones.Preprocessing`) says."""
-    import cv2
-    import numpy as np
-
-    size = prep.input_size
-    h, w = image.shape[:2]
-    if (h, w) != (size, size):
-        # "Shorter side to `resize`, then the centre size x size", taken from the image
-        # itself: the same square (within a pixel), resized once, at half the cost.
-        side = max(1, round(min(h, w) * size / prep.resize))
-        top, left = (h - side) // 2, (w - side) // 2
-        image = image[top:top + side, left:left + side]
-        if side != size:
-            # Bilinear; INTER_AREA (a box filter) once shrinking by 2x or more, where
-            # bilinear would skip pixels and alias. Below 2x, bilinear is within 0.6 grey
-            # levels (mean) of PIL's antialiased bilinear on photos, 5x faster than area.
-            shrink = cv2.INTER_AREA if side >= 2 * size else cv2.INTER_LINEAR
-            image = cv2.resize(image, (size, size), interpolation=shrink)
-    if prep.channels == "BGR":
-        return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    return np.ascontiguousarray(image)
-
-
-def normalize(pixels, prep):
-    """uint8 (..., S, S, 3) from :func:`crop_to_input` -> the float32 input, ``x * scale +
-    offset`` per channel, in the backbone's layout. The cut model does the same in-graph
-    (:func:`augkit.stages.backbones.feature_model` with ``pixels=True``)."""
-    import numpy as np
-
-    scale, offset = prep.scale_offset()
-    x = pixels.astype(np.float32) * np.array(scale, np.float32) + np.array(offset, np.float32)
-    if prep.layout == "NCHW":
-        x = np.moveaxis(x, -1, -3)
-    return np.ascontiguousarray(x)
-
-
-def to_input(image, prep):
-    """RGB uint8 (H, W, 3) -> the network's float32 input for one image ((3, S, S) for
-    NCHW), exactly as ``prep`` says."""
-    return normalize(crop_to_input(image, prep), prep)
 
 
 class FeatureTask:

@@ -1,0 +1,266 @@
+"""Preprocessing: how a decoded uint8 RGB image becomes the array a network takes.
+
+The one place for
+- the presets: ``tf``, ``torch`` and ``caffe`` (Keras/PyTorch conventions, for ``flow``'s
+  ``preprocess=``), ``(mean, std)`` on the 0-1 scale, and the backbones' own
+  (:class:`Preprocessing`: size, crop, range, mean, std, channel order, layout; the
+  ONNX-zoo convention is :data:`ZOO`);
+- the one map they all reduce to, :class:`Affine` (per output channel ``x * scale +
+  offset`` of the uint8 level, channels maybe reversed), with its three forms built from
+  it: a lookup table (``flow``'s workers), NumPy (:func:`normalize`) and ONNX nodes (the
+  backbone's in-graph prologue) - the same float32 arithmetic, so the same values;
+- the one resize rule, :func:`resize` (see there), used by ``flow``'s ``size=`` and by
+  the backbones' "shorter side to ``resize``, centre ``input_size``" (:func:`crop_to_input`).
+
+NumPy, OpenCV and Pillow are imported where used: ``augkit backbones`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from augkit.core.errors import UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, on the 0-1 scale
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # BGR, on the 0-255 scale
+PREPROCESS_MODES = ("tf", "torch", "caffe")
+
+# The ONNX-zoo convention: what a bare ONNX backbone gets, and what an entry leaves out.
+ZOO: dict[str, Any] = {
+    "input_size": 224,
+    "range": [0.0, 1.0],
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
+    "channels": "RGB",
+    "layout": "NCHW",
+}
+ZOO_RESIZE_RATIO = 256 / 224  # "shorter side to 256, centre 224", the zoo's evaluation
+
+
+# --- the one per-channel map ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Affine:
+    """uint8 level ``x`` of output channel ``c`` -> ``x * scale[c] + offset[c]`` in float32;
+    with ``bgr`` the output channels are B, G, R (the input is always RGB)."""
+
+    scale: tuple[float, float, float]
+    offset: tuple[float, float, float]
+    bgr: bool = False
+
+    @classmethod
+    def of(cls, mean, std, value_range=(0.0, 1.0), bgr: bool = False) -> Affine:
+        """``(x / 255 * (hi - lo) + lo - mean) / std``, mean and std in output channel order."""
+        lo, hi = value_range
+        step = (hi - lo) / 255.0
+        return cls(tuple(step / s for s in std), tuple((lo - m) / s for m, s in zip(mean, std)), bgr)
+
+    def _f32(self):
+        import numpy as np
+
+        return np.array(self.scale, np.float32), np.array(self.offset, np.float32)
+
+    @functools.cached_property
+    def table(self):
+        """(256, 3) float32: the output of each level per output channel, computed as the
+        NumPy and ONNX forms compute it (float32 multiply, then add), so all three agree."""
+        import numpy as np
+
+        scale, offset = self._f32()
+        return np.ascontiguousarray(np.arange(256, dtype=np.float32)[:, None] * scale + offset)
+
+    def numpy(self, pixels, channels_first: bool = False):
+        """uint8 (..., H, W, 3) RGB -> float32, channels last or (..., 3, H, W)."""
+        import numpy as np
+
+        if self.bgr:
+            pixels = pixels[..., ::-1]
+        scale, offset = self._f32()
+        x = pixels.astype(np.float32) * scale + offset
+        return np.ascontiguousarray(np.moveaxis(x, -1, -3) if channels_first else x)
+
+    def write(self, image, out, channels_first: bool = False) -> None:
+        """The map of one HxWx3 RGB uint8 image into ``out`` (HxWx3 or 3xHxW float32) in
+        place, by lookup table: no intermediate array, so ``out`` may be shared memory."""
+        import cv2
+        import numpy as np
+
+        if self.bgr:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        if channels_first:
+            for c in range(3):
+                cv2.LUT(np.ascontiguousarray(image[..., c]), self.table[:, c], dst=out[c])
+        else:
+            cv2.LUT(image, self.table.reshape(256, 1, 3), dst=out)
+
+    def onnx(self, source: str, output: str, prefix: str, channels_first: bool):
+        """(nodes, initializers): uint8 NHWC ``source`` (channels already in output order)
+        -> float32 ``output``. NCHW transposes the uint8 first (a quarter of the bytes of
+        float), then Cast, Mul, Add broadcast per channel."""
+        import numpy as np
+        import onnx
+        from onnx import helper, numpy_helper
+
+        shape = (1, 3, 1, 1) if channels_first else (3,)
+        scale, offset = self._f32()
+        initializers = [numpy_helper.from_array(scale.reshape(shape), f"{prefix}_scale"),
+                        numpy_helper.from_array(offset.reshape(shape), f"{prefix}_offset")]
+        nodes = []
+        if channels_first:
+            nodes.append(helper.make_node("Transpose", [source], [f"{prefix}_nchw"], perm=[0, 3, 1, 2]))
+            source = f"{prefix}_nchw"
+        nodes += [
+            helper.make_node("Cast", [source], [f"{prefix}_float"], to=onnx.TensorProto.FLOAT),
+            helper.make_node("Mul", [f"{prefix}_float", f"{prefix}_scale"], [f"{prefix}_scaled"]),
+            helper.make_node("Add", [f"{prefix}_scaled", f"{prefix}_offset"], [output]),
+        ]
+        return nodes, initializers
+
+
+def preset(mode: str) -> Affine:
+    """The Keras/PyTorch convention named ``mode``: ``tf`` maps 0..255 onto -1..1, ``torch``
+    is ImageNet mean/std on the 0-1 scale, ``caffe`` subtracts the BGR means from 0..255 BGR."""
+    if mode == "tf":
+        return Affine.of((0.5,) * 3, (0.5,) * 3)
+    if mode == "torch":
+        return Affine.of(IMAGENET_MEAN, IMAGENET_STD)
+    if mode == "caffe":
+        return Affine.of(CAFFE_MEAN_BGR, (1.0,) * 3, (0.0, 255.0), bgr=True)
+    raise UsageError(f"unknown preprocess {mode!r}; use one of: {', '.join(PREPROCESS_MODES)}, or (mean, std)")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """``flow``'s ``preprocess=``: None keeps uint8, a preset name, or ``(mean, std)`` on
+    the 0-1 scale; applied with :meth:`Affine.write`."""
+
+    mode: str | None = None  # None = keep uint8
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # on the 0-1 scale (explicit mode)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    @classmethod
+    def parse(cls, value: Any) -> Preprocess:
+        if value is None or isinstance(value, Preprocess):
+            return value or cls()
+        if isinstance(value, str):
+            preset(value)  # an unknown name: the usage error
+            return cls(value)
+        try:
+            mean, std = value
+            return cls("explicit", tuple(float(m) for m in mean), tuple(float(s) for s in std))
+        except (TypeError, ValueError):
+            raise UsageError(f"preprocess {value!r}: give a mode name or (mean, std) with 3 values each on the 0-1 scale") from None
+
+    @functools.cached_property
+    def affine(self) -> Affine | None:
+        if self.mode is None:
+            return None
+        return Affine.of(self.mean, self.std) if self.mode == "explicit" else preset(self.mode)
+
+    @property
+    def dtype(self):
+        import numpy as np
+
+        return np.dtype(np.uint8 if self.mode is None else np.float32)
+
+    @property
+    def table(self):
+        return self.affine.table
+
+    def __call__(self, image, out, channels_first: bool = False) -> None:
+        """Write the preprocessed HxWx3 RGB uint8 image into ``out`` (HxWx3, or 3xHxW with
+        ``channels_first``) in place."""
+        if self.affine is None:
+            out[...] = image.transpose(2, 0, 1) if channels_first else image
+        else:
+            self.affine.write(image, out, channels_first)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """A backbone's input: the centre square that resizing the shorter side to ``resize``
+    and cropping ``input_size`` keeps, resized by :func:`resize` (an image already of that
+    size is used as is), channels reordered, 0..255 mapped onto ``range``, ``(x - mean) /
+    std``, in ``layout``."""
+
+    input_size: int
+    resize: int
+    range: tuple[float, float]
+    mean: tuple[float, float, float]  # in the model's channel order
+    std: tuple[float, float, float]
+    channels: str
+    layout: str
+
+    @property
+    def affine(self) -> Affine:
+        return Affine.of(self.mean, self.std, self.range, bgr=self.channels == "BGR")
+
+    def scale_offset(self) -> tuple[list[float], list[float]]:
+        """Per channel, ``x * scale + offset`` equals the whole normalisation."""
+        affine = self.affine
+        return list(affine.scale), list(affine.offset)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["range"], data["mean"], data["std"] = list(self.range), list(self.mean), list(self.std)
+        return data
+
+
+# --- the one resize rule ----------------------------------------------------------------------
+
+
+def resize(image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None):
+    """uint8 HxWx3 ``image`` (or its region ``box`` = (left, top, right, bottom) in pixels)
+    -> uint8 ``size`` = (H, W). Bilinear; INTER_AREA (a box filter) once shrinking by 2x or
+    more, where bilinear would skip pixels and alias."""
+    import cv2
+
+    if box is not None:
+        left, top, right, bottom = (round(v) for v in box)
+        image = image[top:bottom, left:right]
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    shrink = cv2.INTER_AREA if min(image.shape[0] / h, image.shape[1] / w) >= 2 else cv2.INTER_LINEAR
+    return cv2.resize(image, (w, h), interpolation=shrink)
+
+
+def centre_box(height: int, width: int, prep: Preprocessing) -> tuple[float, float, float, float]:
+    """The region of an image that "shorter side to ``resize``, centre ``input_size``" keeps."""
+    size = prep.input_size
+    side = max(1, round(min(height, width) * size / prep.resize))
+    top, left = (height - side) // 2, (width - side) // 2
+    return (left, top, left + side, top + side)
+
+
+def crop_to_input(image, prep: Preprocessing):
+    """RGB uint8 (H, W, 3) -> uint8 (S, S, 3) in the backbone's channel order: the centre
+    square, resized, as ``prep`` says."""
+    import cv2
+    import numpy as np
+
+    size = prep.input_size
+    h, w = image.shape[:2]
+    if (h, w) != (size, size):
+        image = resize(image, (size, size), centre_box(h, w, prep))
+    if prep.channels == "BGR":
+        return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return np.ascontiguousarray(image)
+
+
+def normalize(pixels, prep: Preprocessing):
+    """uint8 (..., S, S, 3) from :func:`crop_to_input` (channels already in the model's
+    order) -> the float32 input in the backbone's layout. The cut model does the same
+    in-graph (:func:`augkit.stages.backbones.feature_model` with ``pixels=True``)."""
+    affine = Affine.of(prep.mean, prep.std, prep.range)  # the channels are already in order
+    return affine.numpy(pixels, channels_first=prep.layout == "NCHW")
+
+
+def to_input(image, prep: Preprocessing):
+    """RGB uint8 (H, W, 3) -> the network's float32 input for one image ((3, S, S) for
+    NCHW), exactly as ``prep`` says."""
+    return normalize(crop_to_input(image, prep), prep)
