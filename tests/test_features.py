@@ -19,7 +19,7 @@ import mobilenet_like
 from augkit.stages.backbones import resolve_backbone
 from augkit.cli import cli
 from augkit.core.errors import AugkitError
-from augkit.stages.features import load_features, to_input
+from augkit.stages.features import FeatureOptions, cache_features, load_features, to_input
 from augkit.recipes import load_recipe
 from augkit.core.seeds import derive_seed
 from conftest import make_structured_rgb
@@ -298,6 +298,31 @@ def test_a_cache_of_views_seeded_the_old_way_is_not_resumed_into(tiny_model, dat
     result = run(*args, expect=2)
 
     assert "seeding" in result.output and "--overwrite" in result.output
+
+
+def test_a_cache_that_names_the_recipe_recipe_hash_is_resumed_not_refused(tiny_model, dataset, recipe, tmp_path):
+    cache = tmp_path / "cache"
+    args = ["cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "--recipe", recipe, "--views", 2, "-w", 0)]
+    run(*args)
+    meta = json.loads((cache / "meta.json").read_text())
+    meta["recipe_hash"] = meta.pop("recipe_fingerprint")  # what caches made before the one name hold
+    (cache / "meta.json").write_text(json.dumps(meta))
+
+    assert "(0 computed, 20 from earlier runs" in run(*args).output
+
+
+def test_the_library_and_the_cli_take_the_recipes_seed_and_make_the_same_cache(tiny_model, dataset, tmp_path):
+    recipe = tmp_path / "seeded.yaml"
+    recipe.write_text("seed: 7\n" + RECIPE)
+    run("cache-features", dataset, "-o", tmp_path / "cli", *tiny_args(tiny_model, "--recipe", recipe, "--views", 2,
+                                                                      "-w", 0))
+    cache_features(dataset, tmp_path / "library", backbone=resolve_backbone(str(tiny_model), input_size=64),
+                   recipe=recipe, options=FeatureOptions(views=2, dtype="float32"), workers=0)
+
+    cli_cache, library_cache = augkit.load_features(tmp_path / "cli"), augkit.load_features(tmp_path / "library")
+    assert cli_cache.meta["seed"] == library_cache.meta["seed"] == 7
+    assert np.array_equal(cli_cache.features, library_cache.features)
+    assert cli_cache.manifest == library_cache.manifest
 
 
 def test_a_folder_that_is_not_a_cache_is_refused_even_with_overwrite(tiny_model, dataset, tmp_path):

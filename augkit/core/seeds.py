@@ -18,6 +18,16 @@ import hashlib
 SEEDING = "one-stream"
 
 
+def run_seed(seed: int | None, recipe=None) -> int:
+    """The seed of a run: the one given, else the recipe's ``seed:``, else 0. Every entry
+    point (the commands, ``flow``, the PyTorch and Keras adapters, ``augment``,
+    ``cache_features``, ``preview``) takes its seed from here, so the library and the CLI
+    make the same run from the same recipe."""
+    if seed is not None:
+        return seed
+    return (getattr(recipe, "seed", None) if recipe is not None else None) or 0
+
+
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed from the parts' text (stable across processes, Python and NumPy versions)."""
     # surrogateescape: a file name that is not UTF-8 seeds from its own bytes

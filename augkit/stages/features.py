@@ -43,9 +43,12 @@ from typing import Any
 from augkit.core.errors import AugkitError, UsageError
 from augkit.core.files import (TEXT_ERRORS, CsvWriter, csv_text, file_stamp, folder_lock, is_empty_folder,
                           remove_temporaries, write_atomic, write_text_atomic)
-from augkit.stages.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
-from augkit.core.seeds import SEEDING
 from augkit.stages.preprocess import crop_to_input, normalize, to_input  # noqa: F401 - features' names for them
+from augkit.stages.inference import GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan, make_session
+from augkit.core.progress import progress_bar
+from augkit.core.runs import FINGERPRINT, UnreadableRecord, describe, differences, read_record, \
+    refuse_unless_overwrite, write_record
+from augkit.core.seeds import SEEDING, run_seed
 
 META = "meta.json"
 MANIFEST = "manifest.csv"
@@ -53,15 +56,17 @@ LABELS = "labels.npy"
 FAILURES = "failures.csv"
 SHARD_ROWS = 4096  # rows per shard (~10 MB of float16 MobileNet v2 features)
 DTYPES = ("float16", "float32")
-_COMPARED = ("weights_sha256", "preprocessing", "feature_node", "recipe_hash", "seed", "seeding", "views", "plain_first",
+# Settings that change the features a cache holds: a rerun with other ones is another run.
+_COMPARED = ("weights_sha256", "preprocessing", "feature_node", FINGERPRINT, "seed", "seeding", "views", "plain_first",
              "dtype")
+_NAMES = {"weights_sha256": "backbone weights", "feature_node": "feature tensor"}
 
 
 @dataclass(frozen=True)
 class FeatureOptions:
     views: int = 1
     plain_first: bool = False  # view 0 is the image without the recipe
-    seed: int = 0
+    seed: int | None = None  # None: the recipe's seed: (see augkit.core.seeds.run_seed)
     dtype: str = "float16"
     batch_size: int | None = None  # default: batch_size_for(threads), see there
     threads: int | None = None  # ONNX Runtime intra-op threads (default: one per core)
@@ -234,23 +239,13 @@ def _settings(backbone, weights_sha: str, model, recipe, options: FeatureOptions
         "preprocessing": backbone.preprocessing.as_dict(),
         "feature_node": model.output_name,
         "recipe": None if recipe is None else recipe.source,
-        "recipe_hash": None if recipe is None else recipe.fingerprint,
+        FINGERPRINT: None if recipe is None else recipe.fingerprint,
         "seed": options.seed,
         "seeding": SEEDING,
         "views": options.views,
         "plain_first": options.plain_first,
         "dtype": options.dtype,
     }
-
-
-def _differences(previous: dict[str, Any], settings: dict[str, Any]) -> list[str]:
-    differs = []
-    for key in _COMPARED:
-        if key in ("seed", "seeding") and previous.get("recipe_hash") is None and settings["recipe_hash"] is None:
-            continue  # without a recipe the seed changes nothing
-        if previous.get(key) != settings[key]:
-            differs.append(key)
-    return differs
 
 
 def _is_ours(name: str) -> bool:
@@ -265,22 +260,18 @@ def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool, sample
     if cache.exists() and not cache.is_dir():
         raise UsageError(f"{cache}: exists and is not a folder; choose another CACHE")
     meta = cache / META
-    if meta.exists():
-        try:
-            previous = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            previous = {}
-        differs = _differences(previous, settings)
-        names = {"weights_sha256": "backbone weights", "recipe_hash": "recipe", "feature_node": "feature tensor"}
-        what = ", ".join(f"{names.get(k, k)} {_short(previous.get(k))} -> {_short(settings[k])}" for k in differs)
+    try:
+        previous = read_record(meta)
+    except UnreadableRecord:
+        previous = {}  # differs in everything: replaced with --overwrite (the cache's files are known by name)
+    if previous is not None:
+        differs = differences(previous, settings, _COMPARED)
+        what = describe(previous, settings, differs, _NAMES)
         stale = [] if differs else _stale_sources(cache, samples)
         if stale:
             what = (f"features of {len(stale)} images whose files changed or are gone since, e.g. {stale[0]}; "
                     f"source {previous.get('source', '?')}")
-        if what and not overwrite:
-            raise UsageError(f"{cache}: holds features made with other settings or sources ({what}); "
-                             f"use another CACHE or --overwrite to replace them")
-        if what:
+        if refuse_unless_overwrite(cache, what, overwrite, holds="features", word="CACHE", pronoun="them"):
             for path in cache.iterdir():
                 if path.is_file() and _is_ours(path.name):
                     path.unlink()
@@ -290,7 +281,7 @@ def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool, sample
     remove_temporaries(cache, _is_ours)
     # Incomplete until the reports are joined again: a run stopped half-way is never read
     # as a finished cache, even when it was resuming (or extending) a finished one.
-    write_text_atomic(meta, json.dumps({"complete": False, **settings}, indent=2) + "\n")
+    write_record(meta, {"complete": False, **settings})
 
 
 def _refuse_foreign(cache: Path) -> None:
@@ -299,11 +290,6 @@ def _refuse_foreign(cache: Path) -> None:
         raise UsageError(f"{cache}: holds files augkit did not write (e.g. {first}) and no {META}; "
                          f"a CACHE must be a new or empty folder, or one `augkit cache-features` made: "
                          f"choose another CACHE")
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text[:12] + "..." if isinstance(value, str) and len(value) == 64 else text
 
 
 def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, options: FeatureOptions = FeatureOptions(),
@@ -340,6 +326,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
         recipe = load_recipe(recipe) if recipe is not None else None
         if recipe is not None:
             recipe.require_image_output("drop {name}: the backbone applies its own normalisation")
+        options = dataclasses.replace(options, seed=run_seed(options.seed, recipe))  # as the CLI: the recipe's seed:
         if not isinstance(backbone, Backbone):
             backbone = resolve_backbone(backbone, weights=weights)
         path, sha = weights_file(backbone, cache_dir=cache_dir, mirror=mirror, progress=progress)
@@ -391,8 +378,6 @@ def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples
              options: FeatureOptions, progress: bool) -> dict[str, Any]:
     """Feed the todo shards' images through the workers and the inference streams."""
     import numpy as np
-    from tqdm import tqdm
-
 
     size = backbone.preprocessing.input_size
     batch = options.batch_size
@@ -406,7 +391,7 @@ def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples
         return todo[j], todo[j].start + k - starts[j]
 
     total = sum(s.stop - s.start for s in todo) * options.views
-    bar = tqdm(total=total, unit="row", desc="features", disable=not progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(total, unit="row", desc="features", enabled=progress)
     inference = InferenceStreams(sessions, model, cache, options.dtype, backbone.feature_dim, free, bar)
 
     def take_buffer():
