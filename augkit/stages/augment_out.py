@@ -31,6 +31,8 @@ from augkit.stages.augment_plan import AugmentOptions, Job, plan_jobs
 from augkit.core.errors import UsageError
 from augkit.core.files import (TEXT_ERRORS, csv_text, file_stamp, folder_lock, is_empty_folder, remove_temporaries,
                           write_text_atomic)
+from augkit.core.runs import FINGERPRINT, UnreadableRecord, describe, differences, read_record, \
+    refuse_unless_overwrite, write_record
 from augkit.core.seeds import SEEDING
 from augkit.core.words import plural
 
@@ -45,13 +47,13 @@ REPORTS = (RUN_FILE, INPUTS, WRITTEN, MANIFEST, FAILURES, SUMMARY)
 # Settings that change the bytes of an output of the same name. Copies, originals and the
 # format only change which outputs there are: adding copies (or originals) keeps every
 # output valid, and what a rerun would no longer make is found as stale outputs.
-_COMPARED = ("recipe_fingerprint", "seed", "seeding", "quality")
+_COMPARED = (FINGERPRINT, "seed", "seeding", "quality")
 
 
 def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
     return {
         "recipe": recipe.source,
-        "recipe_fingerprint": recipe.fingerprint,
+        FINGERPRINT: recipe.fingerprint,
         "seed": options.seed,
         "seeding": SEEDING,
         "copies": options.copies,
@@ -175,14 +177,12 @@ def previous_run(out: Path) -> tuple[dict[str, Any], list[RecordedInput] | None]
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; choose another OUT")
     run_file = out / RUN_FILE
-    if run_file.is_file():
-        try:
-            settings = json.loads(run_file.read_text(encoding="utf-8"))
-            if not isinstance(settings, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{run_file}: cannot be read ({exc}); it says which files augkit wrote in {out}, so "
-                             f"nothing there is replaced without it: choose another OUT") from None
+    try:
+        settings = read_record(run_file)
+    except UnreadableRecord as exc:
+        raise UsageError(f"{run_file}: cannot be read ({exc}); it says which files augkit wrote in {out}, so "
+                         f"nothing there is replaced without it: choose another OUT") from None
+    if settings is not None:
         return settings, _read_inputs(out / INPUTS)
     if out.is_dir() and not is_empty_folder(out):
         first = sorted(p.name for p in out.iterdir())[0]
@@ -286,10 +286,8 @@ def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, o
     if recorded_run is not None:
         previous, recorded = recorded_run
         ours = _ours(out)
-        differs = [k for k in _COMPARED if previous.get(k) != settings[k]]
-        what = ", ".join(f"{k} {previous.get(k)!r} -> {settings[k]!r}" for k in differs if k != "recipe_fingerprint")
-        if "recipe_fingerprint" in differs:
-            what = "the recipe" + (f", {what}" if what else "")
+        differs = differences(previous, settings, _COMPARED)
+        what = describe(previous, settings, differs)
         if recorded is None or ours is None:  # made by an augkit that recorded less: nothing to compare
             what = what or f"no record of its inputs and outputs ({INPUTS}, {WRITTEN}): made by an older augkit"
             recorded = recorded or samples
@@ -299,16 +297,13 @@ def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, o
                 what += f"; the earlier run's SRC was {previous.get('source')}"
         if ours is not None:
             _refuse_foreign(out, jobs, ours)  # before anything is removed
-        if what and not overwrite:
-            raise UsageError(f"{out}: holds a run with different settings or sources ({what}); "
-                             f"use another OUT or --overwrite to replace it")
-        if what:
+        if refuse_unless_overwrite(out, what, overwrite, holds="a run", word="OUT"):
             _remove_run(out, previous, recorded, ours)
     out.mkdir(parents=True, exist_ok=True)
     remove_temporaries(out, lambda name: name in REPORTS)
     if not (out / WRITTEN).exists():
         write_text_atomic(out / WRITTEN, "")  # first: an OUT with a run file always has a journal
-    write_text_atomic(out / RUN_FILE, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    write_record(out / RUN_FILE, settings)
     write_text_atomic(out / INPUTS, _inputs_text(inputs))
 
 
