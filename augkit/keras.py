@@ -46,6 +46,7 @@ except (ImportError, ValueError) as exc:  # ValueError: Keras's word for an unkn
 
 from augkit.stages.batches import BatchItem, BatchTask, SamplePipeline, batch_members, batches_per_epoch, epoch_order
 from augkit.core.failures import FailureLog
+from augkit.core.seeds import run_seed
 
 
 class AugkitPyDataset(keras.utils.PyDataset):
@@ -60,7 +61,7 @@ class AugkitPyDataset(keras.utils.PyDataset):
 
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
-        self.seed = seed if seed is not None else ((loaded.seed if loaded else None) or 0)
+        self.seed = run_seed(seed, loaded)
         size = (size, size) if isinstance(size, int) else size
         self._task = BatchTask(SamplePipeline(loaded, seed=self.seed, size=size, preprocess=preprocess,
                                               channels_first=channels_first, max_pixels=max_pixels))

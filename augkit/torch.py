@@ -44,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 from augkit.stages.batches import SamplePipeline
 from augkit.core.errors import AugkitError
 from augkit.core.failures import FailureLog, failure_row
+from augkit.core.seeds import run_seed
 
 
 
@@ -64,7 +65,7 @@ class AugkitDataset(Dataset):
 
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
-        seed = seed if seed is not None else ((loaded.seed if loaded else None) or 0)
+        seed = run_seed(seed, loaded)
         size = (size, size) if isinstance(size, int) else size
         self.pipeline = SamplePipeline(loaded, seed=seed, size=size, preprocess=preprocess,
                                        channels_first=channels_first, max_pixels=max_pixels)

@@ -87,8 +87,6 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
                                 mean=mean, std=std, channels=channels and channels.upper(),
                                 layout=layout and layout.upper(), feature_node=feature_node)
     recipe = load_recipe(recipe_path) if recipe_path else None
-    if seed is None:
-        seed = (recipe.seed if recipe is not None else None) or 0
     opts = FeatureOptions(views=views, plain_first=plain_first, seed=seed, dtype=dtype, batch_size=batch_size,
                           threads=threads, shard_images=shard_images, max_pixels=max_pixels)
     try:

@@ -60,7 +60,7 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
     if not images:
         raise AugkitError(f"{image}: none of the chosen images could be read")
     skip = (lambda exc: click.echo(f"skipped: {exc}", err=True)) if chosen != [None] else None  # a folder
-    grid = make_grid(recipe, images, n=n, seed=seed if seed is not None else (recipe.seed or 0), tile=tile,
+    grid = make_grid(recipe, images, n=n, seed=seed, tile=tile,
                      on_failure=skip)
     write_image_atomic(output, grid, fmt=suffix)  # the format the suffix names
     click.echo(output)

@@ -30,6 +30,7 @@ from augkit.stages.augment_out import (FAILURES, MANIFEST, SUMMARY, check_paths,
                                 prepare_out, run_settings, settle_journal, source_folders, sweep)
 from augkit.stages.augment_plan import AugmentOptions, Job, check_options, plan_jobs
 from augkit.core.files import csv_text, write_text_atomic
+from augkit.core.seeds import run_seed
 
 __all__ = ["AugmentOptions", "AugmentTask", "Job", "Summary", "augment", "check_paths", "plan_jobs", "prepare_jobs",
            "source_folders"]
@@ -139,8 +140,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
         check_options(options, len(dataset.samples))
         recipe = load_recipe(recipe)  # after the engine: its workers import while we do
         recipe.require_image_output("drop {name}: images are written as 8-bit")
-        if options.seed is None:
-            options = replace(options, seed=recipe.seed or 0)
+        options = replace(options, seed=run_seed(options.seed, recipe))
         jobs = plan_jobs(dataset.samples, options)
         with holding(out):
             prepare_out(out, run_settings(recipe, options, str(src)), jobs, dataset.samples, options, overwrite)

@@ -35,7 +35,7 @@ import numpy as np
 
 from augkit.engines import _shm
 from augkit.core.errors import UsageError
-from augkit.core.seeds import derive_seed
+from augkit.core.seeds import derive_seed, run_seed
 
 # Keras/PyTorch preprocessing conventions: "torch" is ImageNet mean/std on the 0-1 scale,
 # "caffe" subtracts these BGR means on the 0-255 scale (see Preprocess.table).
@@ -289,7 +289,7 @@ class Flow:
         self.engine = get_engine("local", workers=workers, chunk_size=1, prefetch=prefetch)
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
-        self.seed = seed if seed is not None else ((loaded.seed if loaded else None) or 0)
+        self.seed = run_seed(seed, loaded)
         self.size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
         self.pipeline = SamplePipeline(loaded, seed=self.seed, size=self.size, preprocess=preprocess,
                                        channels_first=channels_first, max_pixels=max_pixels)

@@ -20,7 +20,7 @@ import numpy as np
 
 from augkit.core.errors import AugkitError, UsageError
 from augkit.recipes import NotAnImageError, TransformError, require_image
-from augkit.core.seeds import derive_seed
+from augkit.core.seeds import derive_seed, run_seed
 
 # What to do about a recipe that does not return uint8 RGB (see Recipe.require_image_output).
 EIGHT_BIT_IMAGES = "drop {name}: images are written as 8-bit"
@@ -222,13 +222,15 @@ def render_grid(rows: list[list[tuple[np.ndarray, list[str]]]], tile: int = 256,
     return grid
 
 
-def preview(recipe, images: list[tuple[np.ndarray, str]], *, n: int = 8, seed: int = 0, tile: int = 256,
+def preview(recipe, images: list[tuple[np.ndarray, str]], *, n: int = 8, seed: int | None = None, tile: int = 256,
             on_failure: Callable[[AugkitError], None] | None = None) -> np.ndarray:
     """The grid for one or several (image, key) pairs, as an RGB uint8 array.
 
     An image the recipe fails on raises the AugkitError of :func:`sample_captions`, or,
-    with ``on_failure``, is passed to it and left out (AugkitError if none is left)."""
+    with ``on_failure``, is passed to it and left out (AugkitError if none is left).
+    ``seed`` None: the recipe's ``seed:`` (:func:`~augkit.core.seeds.run_seed`), as ``augment`` takes it."""
     recipe.require_image_output(EIGHT_BIT_IMAGES)
+    seed = run_seed(seed, recipe)
     rows = []
     for image, key in images:
         try:
