@@ -17,13 +17,16 @@ from augkit.recipes import load_recipe
 GAP = 4  # pixels between tiles and around the grid
 
 
+VARIED = [
+    {"Affine": {"rotate": [-20, 20], "scale": [0.8, 1.2], "p": 0.7}},
+    {"RGBShift": {"p": 0.5}},
+    {"CLAHE": {"p": 0.5}},
+]
+
+
 @pytest.fixture
 def varied_recipe():
-    return load_recipe({"transforms": [
-        {"Affine": {"rotate": [-20, 20], "scale": [0.8, 1.2], "p": 0.7}},
-        {"RGBShift": {"p": 0.5}},
-        {"CLAHE": {"p": 0.5}},
-    ]})
+    return load_recipe({"transforms": VARIED})
 
 
 def test_caption_for_affine_shows_rotation_and_one_scale_when_x_equals_y():
@@ -172,6 +175,12 @@ def test_different_seeds_give_different_grids(small_rgb, varied_recipe):
     first = preview(varied_recipe, [(small_rgb, "a.png")], n=4, seed=3, tile=64)
     other = preview(varied_recipe, [(small_rgb, "a.png")], n=4, seed=4, tile=64)
     assert not np.array_equal(first, other)
+
+
+def test_without_a_seed_the_recipes_seed_is_taken(small_rgb, varied_recipe):
+    seeded = load_recipe({"seed": 4, "transforms": VARIED})
+    assert np.array_equal(preview(seeded, [(small_rgb, "a.png")], n=4, tile=64),
+                          preview(varied_recipe, [(small_rgb, "a.png")], n=4, seed=4, tile=64))
 
 
 # --- a grid shows uint8 RGB images only ---------------------------------------------------
