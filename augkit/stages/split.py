@@ -31,6 +31,7 @@ from fractions import Fraction
 from math import floor
 from pathlib import Path, PurePosixPath
 
+from augkit.core.seeds import derive_seed
 from augkit.core.errors import UsageError
 from augkit.core.files import csv_text, write_text_atomic
 
@@ -134,10 +135,6 @@ def _content_hash(path: str, limit: int | None = None) -> bytes:
     return h.digest()
 
 
-def _order(seed: int, key: str) -> bytes:
-    return hashlib.blake2b(f"{seed}\x1f{key}".encode('utf-8', 'surrogateescape'), digest_size=16).digest()
-
-
 def split_samples(samples, *, val: float = 0.2, test: float = 0.1, seed: int = 0, stratify: bool = True) -> SplitResult:
     """Assign every sample to a split; see the module docstring for the rules."""
     f_val, f_test = exact_fraction(val, "--val"), exact_fraction(test, "--test")
@@ -152,7 +149,8 @@ def split_samples(samples, *, val: float = 0.2, test: float = 0.1, seed: int = 0
     counts: dict[str, dict[str, int]] = {}
     empty = []
     for group in sorted(groups):
-        members = sorted(groups[group], key=lambda u: _order(seed, u[0].key))
+        # A seeded shuffle by the one seed derivation (the key breaks a 63-bit tie, never met in practice).
+        members = sorted(groups[group], key=lambda u: (derive_seed(seed, u[0].key), u[0].key))
         wanted = quotas(len(members), fractions)
         counts[group] = wanted
         empty += [(group, s) for s in SPLITS if fractions[s] > 0 and wanted[s] == 0]
