@@ -135,7 +135,8 @@ def main() -> None:
 
     from augkit.core._albu import albumentations
     from augkit.recipes.pca_color import IMAGENET_EIGVALS, PCAColor, image_pca
-    from augkit.stages.stats import compute_stats, write_json_atomic
+    from augkit.core.files import write_json_atomic
+    from augkit.stages.stats import compute_stats
 
     A = albumentations()
     images = build_images(args.images)

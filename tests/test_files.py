@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from augkit.core.files import TEXT_ERRORS, csv_text, file_stamp, remove_temporaries, temporary_name, write_text_atomic
+from augkit.core.files import (TEXT_ERRORS, csv_text, file_stamp, remove_temporaries, temporary_name, write_json_atomic,
+                               write_text_atomic)
 
 NAMES = ["plain.jpg", "comma, quote \" and space.jpg", "carriage\rreturn.jpg", "line\nfeed.jpg",
          "caf\u00e9 \u732b.jpg", os.fsdecode(b"not_utf8_\xff\xfe.jpg"), "=1+2.jpg"]
@@ -45,6 +46,18 @@ def test_a_killed_runs_temporary_is_swept_only_for_a_file_the_run_owns(tmp_path)
     remove_temporaries(tmp_path, lambda name: name == "out.jpg")
 
     assert not ours.exists() and other_target.exists() and lookalike.exists()
+
+
+def test_a_json_file_written_again_sweeps_what_a_killed_write_of_it_left_and_nothing_else(tmp_path):
+    left = tmp_path / ".stats.json.augkit-tmp-999-0"  # a killed `augkit stats -o stats.json`
+    other = tmp_path / temporary_name("notes.json")
+    for p in (left, other):
+        p.write_bytes(b"{")
+
+    write_json_atomic(tmp_path / "stats.json", {"images": 3})
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["stats.json", other.name])
+    assert (tmp_path / "stats.json").read_text() == '{\n  "images": 3\n}\n'
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path, monkeypatch):

@@ -40,6 +40,7 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
     OUT mirrors the class layout and gets manifest.csv, failures.csv and summary.json.
     Rerunning the same command after an interruption writes only what is missing.
     """
+    from augkit.core.progress import shows_progress
     from augkit.stages.augment import AugmentOptions
     from augkit.stages.augment import augment as run
 
@@ -50,7 +51,7 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
     try:
         summary = run(recipe_path, src, out, options=opts, overwrite=overwrite, split=split, engine=engine,
                       engine_options=options.engine_options(engine, workers, ray_address),
-                      progress=not quiet and sys.stderr.isatty())
+                      progress=shows_progress(quiet))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {out} holds only complete files; rerun the same command to finish", err=True)
         sys.exit(130)

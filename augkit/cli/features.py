@@ -78,6 +78,7 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
     view per row), failures.csv and meta.json; read it with augkit.load_features(CACHE).
     Rerunning the same command after an interruption computes only what is missing.
     """
+    from augkit.core.progress import shows_progress
     from augkit.stages.backbones import resolve_backbone
     from augkit.stages.features import FeatureOptions
     from augkit.stages.features import cache_features as run
@@ -91,7 +92,7 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
                           threads=threads, shard_images=shard_images, max_pixels=max_pixels)
     try:
         summary = run(src, cache, backbone=resolved, recipe=recipe, options=opts, workers=workers, overwrite=overwrite,
-                      split=split, progress=not quiet and sys.stderr.isatty(), mirror=mirror, engine=engine,
+                      split=split, progress=shows_progress(quiet), mirror=mirror, engine=engine,
                       engine_options={k: v for k, v in options.engine_options(engine, workers, ray_address).items()
                                       if k != "workers"})
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import itertools
 import os
 import re
@@ -83,6 +84,15 @@ TEXT_ERRORS = "surrogateescape"
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8", TEXT_ERRORS))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """``data`` as indented JSON at ``path``, whole or not at all. A file written outside
+    any folder augkit holds (``stats -o``): the temporaries an earlier write of this same
+    file left when it was killed are swept first, as a run sweeps its own folder's."""
+    path = Path(path)
+    remove_temporaries(path.parent, lambda name: name == path.name)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def remove_temporaries(folder: str | os.PathLike, ours: Callable[[str], bool]) -> None:

@@ -311,9 +311,8 @@ def download(url: str, dest: Path, *, sha256: str, size: int | None = None, prog
     import urllib.error
     import urllib.request
 
-    from tqdm import tqdm
-
     from augkit._version import __version__
+    from augkit.core.progress import progress_bar
 
     fix = "download it elsewhere and pass --weights PATH, or " + (
         "check the mirror (--mirror / AUGKIT_MIRROR) serves the same file" if mirrored
@@ -334,8 +333,8 @@ def download(url: str, dest: Path, *, sha256: str, size: int | None = None, prog
             header = response.headers.get("Content-Length", "")
             expected = int(header) if header.isdigit() else size
             digest, received = hashlib.sha256(), 0
-            with open(tmp, "wb") as f, tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024,
-                                            desc=f"download {dest.name}", disable=not progress, leave=False) as bar:
+            with open(tmp, "wb") as f, progress_bar(expected, unit="B", desc=f"download {dest.name}", enabled=progress,
+                                                    unit_scale=True, unit_divisor=1024) as bar:
                 while True:
                     try:
                         block = response.read(1 << 20)

@@ -95,7 +95,7 @@ class ShardWriter:
 def compute_on_ray(engine, task, model, backbone, cache: Path, samples, todo: list[Shard], options: FeatureOptions,
                    progress: bool) -> dict[str, Any]:
     """Compute the ``todo`` shards on the cluster ``engine`` is connected to."""
-    from tqdm import tqdm
+    from augkit.core.progress import progress_bar
 
     ray = engine._ray  # noqa: SLF001 - the engine owns the connection
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -104,8 +104,7 @@ def compute_on_ray(engine, task, model, backbone, cache: Path, samples, todo: li
     prepare = ray.remote(num_cpus=1, max_retries=2)(_prepare)
     writers = [Writer.remote(model, backbone.feature_dim, str(cache), options) for _ in range(n_actors)]
     task_ref = ray.put(task)
-    bar = tqdm(total=sum(s.stop - s.start for s in todo), unit="img", desc="features", disable=not progress,
-               dynamic_ncols=True, leave=False)
+    bar = progress_bar(sum(s.stop - s.start for s in todo), unit="img", desc="features", enabled=progress)
     in_flight: list[Any] = []  # the writers' pending calls: bounds what waits in the object store
     limit = 4 * max(1, cpus)
 

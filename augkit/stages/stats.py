@@ -19,7 +19,6 @@ Conventions (what a training script expects):
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 
 from augkit.core.errors import UsageError
+from augkit.core.progress import progress_bar
 from augkit.core.rgb_pca import Moments, covariance, pixel_moments, principal_components
 from augkit.core.words import plural
 
@@ -196,7 +196,7 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
     if engine == "local" and workers is None and len(chosen) < IN_PROCESS_BELOW:
         workers = 0  # starting a pool costs more than these decodes
     totals = Totals()
-    bar = _progress(len(chosen), progress)
+    bar = progress_bar(len(chosen), unit="img", desc="stats", enabled=progress)
     with get_engine(engine, **{**(engine_options or {}), "workers": workers}) as runner:
         try:
             for outcome in runner.map_unordered(StatsTask(max_pixels), [s.path for s in chosen]):
@@ -230,12 +230,6 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
     }
 
 
-def write_json_atomic(path, data: dict[str, Any]) -> None:
-    from augkit.core.files import write_text_atomic
-
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
 def summary_lines(stats: dict[str, Any]) -> list[str]:
     """A short human summary of a stats dict."""
     fmt = lambda xs: "(" + ", ".join(f"{x:.4f}" for x in xs) + ")"  # noqa: E731
@@ -257,12 +251,6 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
         reasons = ", ".join(f"{n} {r}" for r, n in stats["failures_by_reason"].items())
         lines.append(f"{stats['failed']} bad files ({reasons})")
     return lines
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", desc="stats", disable=not enabled, dynamic_ncols=True, leave=False)
 
 
 # --- the plot -----------------------------------------------------------------------------
