@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from augkit.engines import _shm
-from augkit.engines.local import MAX_CHUNK, LocalEngine, WorkerSetupError, get_engine
+from augkit.engines import get_engine
+from augkit.engines.contract import WorkerSetupError
+from augkit.engines.local import MAX_CHUNK, LocalEngine
 from augkit.core.errors import UsageError
 
 
@@ -159,6 +161,86 @@ def test_a_worker_that_dies_while_the_caller_holds_an_outcome_is_recovered_from_
 def test_a_setup_that_fails_stops_the_run_with_its_reason():
     with LocalEngine(workers=2) as engine, pytest.raises(WorkerSetupError, match="model file is missing"):
         list(engine.map(BrokenSetup(), range(5)))
+
+
+class CountsSetups:
+    """Writes a file per ``setup()`` call, named by its process: how often each process set up."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def setup(self):
+        (self.folder / f"{os.getpid()}-{time.monotonic_ns()}").touch()
+
+    def __call__(self, item):
+        time.sleep(0.005)  # long enough that both workers take items
+        return os.getpid()
+
+
+def setups_per_process(folder: Path) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for entry in folder.iterdir():
+        pid = int(entry.name.split("-")[0])
+        counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_setup_runs_once_in_each_process_that_runs_the_task_however_many_calls(tmp_path, workers):
+    task = CountsSetups(tmp_path)
+    with LocalEngine(workers=workers, chunk_size=1) as engine:
+        ran = {o.value for o in engine.map(task, range(20))} | {o.value for o in engine.map(task, range(20))}
+    counts = setups_per_process(tmp_path)
+    assert set(counts.values()) == {1}
+    assert ran <= set(counts)  # no process ran an item before setting up
+
+
+def test_a_failed_outcome_is_a_task_error_row_or_a_worker_crashed_row():
+    from augkit.engines.contract import Outcome, failure_of
+
+    assert failure_of(Outcome(3, error="ValueError: bad (x.py:1)"), "a/b.png") == {
+        "reason": "task_error", "message": "a/b.png: ValueError: bad (x.py:1)"}
+    died = Outcome(3, error="the worker process died on this item", crashed=True)
+    assert failure_of(died, "a/b.png") == {"reason": "worker_crashed",
+                                           "message": "a/b.png: the worker process died on this item"}
+    assert failure_of(died, "a/b.png", died="its batch died")["message"] == "a/b.png: its batch died"
+
+
+def test_workers_start_with_the_caller_s_task_modules_imported_once_by_the_forkserver(tmp_path):
+    # The forkserver imports albumentations, OpenCV, the decoder and the modules the caller
+    # names (preload=) before it forks any worker: workers start with them loaded, and the
+    # engine layer itself names no stage (a stage above it names its own module).
+    import json
+    import textwrap
+
+    (tmp_path / "stage_like.py").write_text(textwrap.dedent("""
+        import os
+        with open(os.environ["IMPORTS_LOG"], "a") as f:
+            f.write(f"{os.getpid()}\\n")
+    """))
+    (tmp_path / "probe.py").write_text(textwrap.dedent("""
+        import os, sys
+
+        def probe(item):  # not in stage_like: its pickle must not make workers import stage_like
+            return (os.getpid(), "stage_like" in sys.modules, "albumentations" in sys.modules,
+                    "augkit.input.decoding" in sys.modules, any(m.startswith("augkit.stages") for m in sys.modules))
+    """))
+    (tmp_path / "run.py").write_text(textwrap.dedent("""
+        import json
+        from augkit.engines.local import LocalEngine
+        from probe import probe
+
+        with LocalEngine(workers=2, chunk_size=1, preload=("stage_like",)) as engine:
+            print(json.dumps([o.value for o in engine.map(probe, range(6))]))
+    """))
+    log = tmp_path / "imports.log"
+    done = subprocess.run([sys.executable, str(tmp_path / "run.py")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "IMPORTS_LOG": str(log)})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert all(loaded == [True, True, True, False] for _, *loaded in seen)
+    importers = [int(line) for line in log.read_text().split()]
+    assert len(importers) == 1 and importers[0] not in {pid for pid, *_ in seen}  # once, in the forkserver
 
 
 def test_workers_are_reused_between_calls_with_the_same_task():

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from augkit.cli import cli
-from augkit.engines.local import get_engine
+from augkit.engines import get_engine
 from augkit.core.errors import UsageError
 from imagefiles import bad_images, class_folders, tree_bytes, write_tree
 
@@ -38,6 +38,7 @@ def test_ray_address_without_ray_engine_is_bad_usage(tmp_path):
 
 
 ray = pytest.importorskip("ray")
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import tests/
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,51 @@ def local_ray():
              runtime_env={"env_vars": {"NO_ALBUMENTATIONS_UPDATE": "1"}})
     yield
     ray.shutdown()
+
+
+class CountsSetups:
+    """Writes a file per ``setup()`` call, named by its process: how often each process set up."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def setup(self):
+        import os
+        import time
+
+        (self.folder / f"{os.getpid()}-{time.monotonic_ns()}").touch()
+
+    def __call__(self, item):
+        import os
+
+        return os.getpid()
+
+
+class BrokenSetup:
+    def setup(self):
+        raise RuntimeError("model file is missing")
+
+    def __call__(self, item):
+        return item
+
+
+def test_on_ray_setup_runs_once_in_each_worker_process_not_once_per_chunk(local_ray, tmp_path):
+    task = CountsSetups(tmp_path)
+    with get_engine("ray", chunk_size=1) as engine:
+        ran = {o.value for o in engine.map(task, range(30))} | {o.value for o in engine.map(task, range(30))}
+    counts: dict[int, int] = {}
+    for entry in tmp_path.iterdir():
+        pid = int(entry.name.split("-")[0])
+        counts[pid] = counts.get(pid, 0) + 1
+    assert set(counts.values()) == {1}  # 60 chunks, one setup per process
+    assert ran <= set(counts)
+
+
+def test_on_ray_a_setup_that_fails_stops_the_run_with_its_reason(local_ray):
+    from augkit.engines.contract import WorkerSetupError
+
+    with get_engine("ray") as engine, pytest.raises(WorkerSetupError, match="model file is missing"):
+        list(engine.map(BrokenSetup(), range(5)))
 
 
 def failure_rows(out) -> list[str]:

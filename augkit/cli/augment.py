@@ -50,7 +50,7 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
                           max_pixels=max_pixels)
     try:
         summary = run(recipe_path, src, out, options=opts, overwrite=overwrite, split=split, engine=engine,
-                      engine_options=options.engine_options(engine, workers, ray_address),
+                      engine_options=options.engine_options(engine, ray_address),
                       progress=shows_progress(quiet))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {out} holds only complete files; rerun the same command to finish", err=True)

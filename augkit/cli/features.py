@@ -93,8 +93,7 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
     try:
         summary = run(src, cache, backbone=resolved, recipe=recipe, options=opts, workers=workers, overwrite=overwrite,
                       split=split, progress=shows_progress(quiet), mirror=mirror, engine=engine,
-                      engine_options={k: v for k, v in options.engine_options(engine, workers, ray_address).items()
-                                      if k != "workers"})
+                      engine_options=options.engine_options(engine, ray_address))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {cache} holds only complete shards; rerun the same command to finish", err=True)
         sys.exit(130)

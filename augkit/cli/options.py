@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from augkit.engines import ENGINES
+
 def not_empty(ctx: click.Context, param: click.Parameter, value):
     """An empty path ('') silently meant the current folder; it is a usage error."""
     if value is not None and not str(value).strip():
@@ -43,7 +45,7 @@ quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 json_output = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 
 engine = click.option(
-    "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    "--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
     help="local: worker processes on this machine; ray: a Ray cluster (pip install \"augkit[ray]\").",
 )
 ray_address = click.option(
@@ -52,11 +54,10 @@ ray_address = click.option(
 )
 
 
-def engine_options(engine_name: str, workers: int | None, ray_address: str | None) -> dict:
-    """Keyword arguments for augkit.engines.local.get_engine from the shared options."""
+def engine_options(engine_name: str, ray_address: str | None) -> dict:
+    """The engine's own options (``engine_options=`` of the library's commands, passed on to
+    :func:`augkit.engines.get_engine`) from the shared options. ``--workers`` is not one of
+    them: every command takes ``workers`` as its own argument."""
     if ray_address and engine_name != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
-    options = {"workers": workers}
-    if engine_name == "ray":
-        options["address"] = ray_address
-    return options
+    return {"address": ray_address} if engine_name == "ray" else {}

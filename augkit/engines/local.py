@@ -1,16 +1,17 @@
-"""The engine: run a picklable per-sample task over many samples on worker processes.
+"""The local engine: run a picklable per-sample task over many samples on worker processes.
 
 Every data-parallel command (augment, stats, batches, features) is a *task* plus a list
-of *items*. A task is a small picklable object with an optional ``setup()`` (run once in
-each worker: load the recipe, open the model) and ``__call__(item)`` (one sample). The
-engine knows nothing about images; the tasks know nothing about processes. The choice of
-engine is a name (``local`` here; others can take the same task and items).
+of *items*, under the contract of :mod:`augkit.engines.contract` (``setup()`` once in each
+worker, ``__call__(item)`` per sample, failures as outcomes). The engine knows nothing
+about images; the tasks know nothing about processes. The choice of engine is a name
+(:func:`augkit.engines.get_engine`; ``local`` here, ``ray`` takes the same task and items).
 
 How the local engine keeps its promises:
 - *No oversubscription.* Workers keep OpenCV, OpenMP and BLAS at one thread each, so N
   workers use N cores.
 - *No fork hazards, cheap start.* Workers come from a ``forkserver`` that has imported
-  albumentations, OpenCV and augkit once (``augkit.engines._preload``), so a worker starts in
+  albumentations, OpenCV and the caller's task modules once (``augkit.engines._preload``,
+  then ``preload``), so a worker starts in
   milliseconds instead of paying the 2.4-3.5 s import, and never inherits threads or
   OpenCV state from the parent (a user's training script may have plenty).
 - *Determinism.* Nothing here decides randomness: tasks seed each sample from what it is
@@ -46,33 +47,22 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Any
 
-from augkit.engines import _shm
-from augkit.core.errors import AugkitError
+import augkit.engines._shm as _shm
+from augkit.engines.contract import Outcome, WorkerSetupError, call, in_order, limit_threads, set_up
 
-# Modules the forkserver imports once, so that every worker starts with them loaded.
-PRELOAD = ["augkit.engines._preload"]
+# What the forkserver imports first, so that every worker starts with it loaded: thread
+# limits, albumentations, OpenCV, the decoder. The caller's task modules follow it.
+PRELOAD = ("augkit.engines._preload",)
 
 # Automatic chunk size: about this much work per chunk, within [1, MAX_CHUNK] items.
 CHUNK_SECONDS = 0.1
 MAX_CHUNK = 64
-
-
-@dataclass
-class Outcome:
-    """What happened to one item: its value, or the error that stopped it."""
-
-    index: int
-    value: Any = None
-    error: str | None = None  # one line; None when the task returned normally
-    crashed: bool = False  # the worker process died while holding this item
 
 
 # Memory one worker may need at its peak: a 24-megapixel photo (6000x4000) through Affine,
@@ -103,17 +93,13 @@ def available_memory() -> int | None:
     return None
 
 
-def limit_threads() -> None:
-    """One compute thread per process: N workers then use N cores, not N x cores."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-        os.environ[var] = "1"
-    import cv2
+def start_forkserver(preload: tuple[str, ...] = ()) -> None:
+    """Start the forkserver (once per process) with this process's import path, importing
+    :data:`PRELOAD` and then the modules named in ``preload`` (the caller's task modules).
 
-    cv2.setNumThreads(1)
-
-
-def start_forkserver() -> None:
-    """Start the forkserver (once per process) with this process's import path.
+    The first engine with workers in a process starts it; later ones find it running with
+    what it imported then (a module it lacks is imported by each worker when a task from it
+    arrives: slower, never wrong).
 
     multiprocessing starts it as ``python -c ...``, which puts the current folder first on
     ``sys.path``, and up to Python 3.12 it ignores the parent's path. From a folder that
@@ -131,7 +117,7 @@ def start_forkserver() -> None:
     (workers then ignore it too), and this process gets a Ctrl-C that arrived meanwhile as
     soon as the mask is restored.
     """
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    multiprocessing.get_context("forkserver").set_forkserver_preload([*PRELOAD, *preload])
     path = [os.getcwd() if entry == "" else entry for entry in sys.path]
     saved = {name: os.environ.get(name) for name in ("PYTHONSAFEPATH", "PYTHONPATH")}
     os.environ["PYTHONSAFEPATH"] = "1"
@@ -164,10 +150,6 @@ def _sigint_blocked():
 
 # --- worker side -----------------------------------------------------------------------
 
-class WorkerSetupError(AugkitError):
-    """A task's ``setup()`` failed in a worker: no item can run, so the run stops."""
-
-
 _task: Callable[[Any], Any] | None = None
 _setup_error: str | None = None
 _clock: Callable[[], float] = time.perf_counter
@@ -194,20 +176,10 @@ def _init_worker(task: Callable[[Any], Any], parent_pid: int, clock: Callable[[]
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     limit_threads()
     try:
-        setup = getattr(task, "setup", None)
-        if setup is not None:
-            setup()
-    except Exception as exc:  # noqa: BLE001 - reported to the parent with the first chunk
-        _setup_error = f"{type(exc).__name__}: {exc}"
+        set_up(task)
+    except WorkerSetupError as exc:  # reported to the parent with the first chunk
+        _setup_error = str(exc)
     _task = task
-
-
-def _call(task: Callable[[Any], Any], index: int, item: Any) -> Outcome:
-    try:
-        return Outcome(index, task(item))
-    except Exception as exc:  # noqa: BLE001 - a failure is a row, never the end of the run
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        return Outcome(index, error=f"{type(exc).__name__}: {exc} ({os.path.basename(where.filename)}:{where.lineno})")
 
 
 def _run_chunk(chunk: list[tuple[int, Any]]) -> tuple[list[Outcome], float]:
@@ -215,7 +187,7 @@ def _run_chunk(chunk: list[tuple[int, Any]]) -> tuple[list[Outcome], float]:
     if _setup_error is not None:
         raise WorkerSetupError(_setup_error)
     started = _clock()
-    outcomes = [_call(_task, index, item) for index, item in chunk]
+    outcomes = [call(_task, index, item) for index, item in chunk]
     return outcomes, _clock() - started
 
 
@@ -257,8 +229,6 @@ class _Context(mp_context.ForkServerContext):
     Process = _Process
 
 
-
-
 class LocalEngine:
     """Runs tasks on a pool of worker processes on this machine.
 
@@ -268,12 +238,14 @@ class LocalEngine:
     or call :meth:`close`. ``chunk_size=None`` sizes chunks from the measured time per
     item (see :data:`CHUNK_SECONDS`); a number fixes it. ``clock`` is what workers time
     their chunks with (a picklable function; tests give one that counts work, not time).
+    ``preload``: the modules of the tasks to come, imported by the forkserver (see
+    :func:`start_forkserver`), so workers start with them loaded.
     """
 
     name = "local"
 
     def __init__(self, workers: int | None = None, chunk_size: int | None = None, prefetch: int = 4,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, preload: tuple[str, ...] = ()):
         self.workers = default_workers() if workers is None else workers
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
@@ -283,11 +255,12 @@ class LocalEngine:
         self._executor_task: Any = None
         self._per_item: float | None = None  # recent seconds per item of the current task
         self.clock = clock
+        self._set_up_here: Any = None  # the task set up in this process (workers=0)
         if self.workers > 0:
             _shm.sweep()  # what runs killed with SIGKILL left in /dev/shm
             # Start the forkserver now: its preload import overlaps the caller's own
             # imports (the recipe, albumentations) instead of following them.
-            start_forkserver()
+            start_forkserver(tuple(preload))
 
     # -- lifecycle
 
@@ -350,11 +323,11 @@ class LocalEngine:
         total = len(items) if hasattr(items, "__len__") else None
         numbered = enumerate(items)
         if self.workers == 0:
-            setup = getattr(task, "setup", None)
-            if setup is not None:
-                setup()
+            if self._set_up_here is not task:  # this process is the one worker: set up once
+                set_up(task)
+                self._set_up_here = task
             for index, item in numbered:
-                yield _call(task, index, item)
+                yield call(task, index, item)
             return
         try:
             yield from self._run_pool(task, numbered, total)
@@ -446,34 +419,3 @@ class LocalEngine:
             else:
                 suspects.extend(chunk)
         in_flight.clear()
-
-
-def in_order(outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
-    """Re-order outcomes that arrive in any order into the order of their items."""
-    waiting: dict[int, Outcome] = {}
-    next_index = 0
-    for outcome in outcomes:
-        waiting[outcome.index] = outcome
-        while next_index in waiting:
-            yield waiting.pop(next_index)
-            next_index += 1
-
-
-def _ray_engine(**options: Any):
-    from augkit.engines.ray import RayEngine  # imports Ray only when asked for
-
-    return RayEngine(**options)
-
-
-ENGINES: dict[str, Callable[..., Any]] = {"local": LocalEngine, "ray": _ray_engine}
-
-
-def get_engine(name: str = "local", **options: Any) -> LocalEngine:
-    """An engine by name; unknown names are a usage error listing the known ones."""
-    from augkit.core.errors import UsageError
-
-    try:
-        factory = ENGINES[name]
-    except KeyError:
-        raise UsageError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}") from None
-    return factory(**options)

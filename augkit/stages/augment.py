@@ -30,8 +30,8 @@ from augkit.stages.augment_out import (FAILURES, MANIFEST, SUMMARY, check_paths,
                                 prepare_out, run_settings, settle_journal, source_folders, sweep)
 from augkit.stages.augment_plan import AugmentOptions, Job, check_options, plan_jobs
 from augkit.core.files import csv_text, write_text_atomic
-from augkit.core.progress import progress_bar
 from augkit.core.seeds import run_seed
+from augkit.engines.contract import failure_of
 
 __all__ = ["AugmentOptions", "AugmentTask", "Job", "Summary", "augment", "check_paths", "plan_jobs", "prepare_jobs",
            "source_folders"]
@@ -125,7 +125,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
             engine_options: dict[str, Any] | None = None) -> Summary:
     """Run the whole augmentation; returns the :class:`Summary`. Raises UsageError for bad usage."""
     from augkit.input.discovery import discover
-    from augkit.engines.local import get_engine
+    from augkit.engines import get_engine
     from augkit.recipes import load_recipe
 
     from augkit.input.decoding import resolve_max_pixels
@@ -134,7 +134,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
     resolve_max_pixels(options.max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
     started = time.perf_counter()
     out = Path(out)
-    runner = get_engine(engine, **{"workers": workers, **(engine_options or {})})
+    runner = get_engine(engine, workers=workers, preload=(__name__,), **(engine_options or {}))
     with runner:
         dataset = discover(src, split=split)
         check_paths(source_folders(dataset), out)
@@ -156,15 +156,13 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
 
 def _run(runner, task: AugmentTask, out: Path, jobs: list[Job], progress: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    # in outputs, as the summary counts
-    bar = progress_bar(sum(len(job.outputs) for job in jobs), unit="output", desc="augment", enabled=progress)
+    bar = _progress(sum(len(job.outputs) for job in jobs), progress)  # in outputs, as the summary counts
     try:
         for outcome in runner.map_unordered(task, jobs):
             job = jobs[outcome.index]
             if outcome.error is not None:
-                reason = "worker_crashed" if outcome.crashed else "task_error"
                 rows.append({"source": job.key, "label": job.label or "", "output": "", "copy": None,
-                             "status": "failed", "reason": reason, "message": f"{job.key}: {outcome.error}"})
+                             "status": "failed", **failure_of(outcome, job.key)})
             else:
                 rows.extend(outcome.value)
             bar.update(len(job.outputs))
@@ -188,3 +186,9 @@ def _summary(rows: list[dict[str, Any]], inputs: int, dataset, out: Path) -> Sum
     summary.outputs = summary.written + summary.existing
     summary.failed_inputs = len({r["source"] for r in rows if r["status"] == "failed"})
     return summary
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="output", desc="augment", disable=not enabled, dynamic_ncols=True, leave=False)

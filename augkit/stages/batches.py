@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from augkit.engines import _shm
+from augkit.engines.contract import failure_of
 from augkit.core.errors import UsageError
 from augkit.core.seeds import derive_seed, run_seed
 
@@ -281,12 +282,12 @@ class Flow:
                  preprocess: Any = None, channels_first: bool = False, drop_last: bool = False,
                  split: str | None = None, max_pixels: int | None = None, prefetch: int = 2):
         from augkit.input.discovery import discover
-        from augkit.engines.local import get_engine
+        from augkit.engines import get_engine
         from augkit.recipes import load_recipe
 
         if batch_size < 1:
             raise UsageError("batch_size must be at least 1")
-        self.engine = get_engine("local", workers=workers, chunk_size=1, prefetch=prefetch)
+        self.engine = get_engine("local", workers=workers, preload=(__name__,), chunk_size=1, prefetch=prefetch)
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
         self.seed = run_seed(seed, loaded)
@@ -353,9 +354,7 @@ class Flow:
             self.close()
 
     def _lost(self, item: BatchItem, outcome) -> None:
-        reason = "worker_crashed" if outcome.crashed else "task_error"
-        error = "the worker process died building its batch" if outcome.crashed else outcome.error
-        self.failures.extend({"source": key, "reason": reason, "message": f"{key}: {error}"}
+        self.failures.extend({"source": key, **failure_of(outcome, key, died="the worker process died building its batch")}
                              for _path, key, _label in item.samples)
         if item.slot is not None:
             self._slots.give_back(item.slot)

@@ -305,7 +305,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     from augkit.input.decoding import resolve_max_pixels
     from augkit.input.discovery import discover
     from augkit.engines.local import default_workers as cores
-    from augkit.engines.local import get_engine
+    from augkit.engines import get_engine
     from augkit.recipes import load_recipe
 
     started = time.perf_counter()
@@ -321,7 +321,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     check_paths(source_folders(dataset), cache)
     if workers is None:
         workers = default_workers(recipe is not None)
-    runner = get_engine(engine, **{**(engine_options or {}), "workers": workers})  # a forkserver starts now
+    runner = get_engine(engine, workers=workers, preload=(__name__,), **(engine_options or {}))  # a forkserver starts now
     with runner, contextlib.ExitStack() as held:
         recipe = load_recipe(recipe) if recipe is not None else None
         if recipe is not None:
@@ -379,6 +379,8 @@ def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples
     """Feed the todo shards' images through the workers and the inference streams."""
     import numpy as np
 
+    from augkit.engines.contract import failure_of
+
     size = backbone.preprocessing.input_size
     batch = options.batch_size
     free: queue.Queue = queue.Queue()
@@ -418,8 +420,7 @@ def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples
             sample = samples[i]
             value = outcome.value
             if outcome.error is not None:
-                reason = "worker_crashed" if outcome.crashed else "task_error"
-                failures.append([sample.key, reason, f"{sample.key}: {outcome.error}"])
+                failures.append([sample.key, *failure_of(outcome, sample.key).values()])
             elif isinstance(value, dict):
                 failures.append([sample.key, value["reason"], value["message"]])
             else:

@@ -26,7 +26,7 @@ CHUNK_IMAGES = 32  # images per prepare task: big enough to amortise a task, sma
 
 
 def _prepare(task, items: list[tuple[str, str]]) -> list[Any]:
-    from augkit.engines.local import limit_threads
+    from augkit.engines.contract import limit_threads
 
     limit_threads()
     out = []
@@ -42,7 +42,7 @@ class ShardWriter:
     """A Ray actor: the backbone, loaded once, and the shard it is filling."""
 
     def __init__(self, model, expected_dim: int | None, cache: str, options: FeatureOptions):
-        from augkit.engines.local import limit_threads
+        from augkit.engines.contract import limit_threads
 
         limit_threads()
         self.runner = BackboneRunner(make_session(model, 1), model, expected_dim)

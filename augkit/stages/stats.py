@@ -184,7 +184,8 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
                   engine: str = "local", engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Stream over the dataset once; returns the stats.json content. Raises UsageError."""
     from augkit.input.discovery import discover
-    from augkit.engines.local import get_engine
+    from augkit.engines import get_engine
+    from augkit.engines.contract import failure_of
 
     from augkit.input.decoding import resolve_max_pixels
 
@@ -193,17 +194,17 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
     resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
     dataset = discover(src, split=split)
     chosen = choose_sample(dataset.samples, sample, seed)
-    if engine == "local" and workers is None and len(chosen) < IN_PROCESS_BELOW:
-        workers = 0  # starting a pool costs more than these decodes
+    if workers is None and len(chosen) < IN_PROCESS_BELOW:
+        workers = 0  # starting a pool costs more than these decodes (Ray: 0 is its default)
     totals = Totals()
     bar = progress_bar(len(chosen), unit="img", desc="stats", enabled=progress)
-    with get_engine(engine, **{**(engine_options or {}), "workers": workers}) as runner:
+    with get_engine(engine, workers=workers, preload=(__name__,), **(engine_options or {})) as runner:
         try:
             for outcome in runner.map_unordered(StatsTask(max_pixels), [s.path for s in chosen]):
                 key = chosen[outcome.index].key
                 value = outcome.value
                 if outcome.error is not None:
-                    value = {"reason": "worker_crashed" if outcome.crashed else "task_error", "message": f"{key}: {outcome.error}"}
+                    value = failure_of(outcome, key)
                 if isinstance(value, ImageStats):
                     totals.add(value)
                 else:
