@@ -39,14 +39,16 @@ def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engi
     Without --workers, datasets under 1000 images are read in this process.
     """
     from augkit.core.errors import AugkitError, UsageError
-    from augkit.stages.stats import compute_stats, plot_stats, summary_lines, write_json_atomic
+    from augkit.core.files import write_json_atomic
+    from augkit.core.progress import shows_progress
+    from augkit.stages.stats import compute_stats, plot_stats, summary_lines
 
     if plot_path and os.path.abspath(plot_path) == os.path.abspath(output):
         raise UsageError(f"--plot {plot_path}: is also the JSON output; give the plot another name")
     try:
         result = compute_stats(src, split=split, sample=sample, seed=seed, workers=workers, max_pixels=max_pixels,
                                engine=engine, engine_options=options.engine_options(engine, ray_address),
-                               progress=not quiet and sys.stderr.isatty())
+                               progress=shows_progress(quiet))
     except KeyboardInterrupt:
         click.echo("\ninterrupted: nothing was written", err=True)
         sys.exit(130)

@@ -30,6 +30,7 @@ from augkit.stages.augment_out import (FAILURES, MANIFEST, SUMMARY, check_paths,
                                 prepare_out, run_settings, settle_journal, source_folders, sweep)
 from augkit.stages.augment_plan import AugmentOptions, Job, check_options, plan_jobs
 from augkit.core.files import csv_text, write_text_atomic
+from augkit.core.progress import progress_bar
 from augkit.core.seeds import run_seed
 from augkit.engines.contract import failure_of
 
@@ -156,7 +157,8 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
 
 def _run(runner, task: AugmentTask, out: Path, jobs: list[Job], progress: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    bar = _progress(sum(len(job.outputs) for job in jobs), progress)  # in outputs, as the summary counts
+    # in outputs, as the summary counts
+    bar = progress_bar(sum(len(job.outputs) for job in jobs), unit="output", desc="augment", enabled=progress)
     try:
         for outcome in runner.map_unordered(task, jobs):
             job = jobs[outcome.index]
@@ -186,9 +188,3 @@ def _summary(rows: list[dict[str, Any]], inputs: int, dataset, out: Path) -> Sum
     summary.outputs = summary.written + summary.existing
     summary.failed_inputs = len({r["source"] for r in rows if r["status"] == "failed"})
     return summary
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="output", desc="augment", disable=not enabled, dynamic_ncols=True, leave=False)
