@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     cv2.setNumThreads(1)
 
-    from augkit.input import decoding
+    from augkit.input import decoding, encoding
     from augkit.stages.augment import AugmentOptions, AugmentTask, plan_jobs, prepare_jobs
     from augkit.input.discovery import discover
     from augkit.recipes import load_recipe
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
             for rel, c in job.outputs:
                 t = clock(); seed = derive_seed(0, job.key, c); s_derive += clock() - t
                 t = clock(); aug = augment(seed); s_comp += clock() - t
-                t = clock(); payload = decoding.encode_image(aug, "jpg", 95); s_enc += clock() - t
+                t = clock(); payload = encoding.encode_image(aug, "jpg", 95); s_enc += clock() - t
                 path = out_parts / rel
                 t = clock()
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
                     f.write(payload)
                 os.replace(tmp_path, path)
                 s_file += clock() - t
-                t = clock(); decoding.write_image_atomic(out_parts / f"{rel}.w.jpg", aug, fmt="jpg", quality=95)
+                t = clock(); encoding.write_image_atomic(out_parts / f"{rel}.w.jpg", aug, fmt="jpg", quality=95)
                 s_write += clock() - t
             keep("augkit: derive_seed", i, s_derive)
             keep("augkit: seed + recipe (head once)", i, s_comp)

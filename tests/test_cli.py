@@ -241,8 +241,8 @@ def refuse_writes(monkeypatch, code: int, after: int = 0):
     import errno as errno_names
     import os
 
-    import augkit.input.decoding
     import augkit.core.files
+    import augkit.input.encoding
 
     real = augkit.core.files.write_bytes_atomic
     done = [0]
@@ -254,7 +254,7 @@ def refuse_writes(monkeypatch, code: int, after: int = 0):
         return real(path, data, **kw)
 
     monkeypatch.setattr(augkit.core.files, "write_bytes_atomic", write)
-    monkeypatch.setattr(augkit.input.decoding, "write_bytes_atomic", write)
+    monkeypatch.setattr(augkit.input.encoding, "write_bytes_atomic", write)
     return errno_names.errorcode[code]
 
 

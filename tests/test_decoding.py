@@ -43,15 +43,14 @@ from imagefiles import (
 from imagefiles import png_claiming_size as png_with_size
 from augkit.input.decoding import (
     DEFAULT_MAX_PIXELS,
-    IMAGE_SUFFIXES,
     DecodeError,
     ImageInfo,
     decode_bytes,
     decode_image,
     decode_image_with_info,
-    encode_image,
-    write_image_atomic,
 )
+from augkit.input.encoding import encode_image, write_image_atomic
+from augkit.input.suffixes import IMAGE_SUFFIXES
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

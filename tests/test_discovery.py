@@ -508,3 +508,18 @@ def test_a_path_with_a_nul_character_is_refused_with_its_line(tmp_path):
     manifest = write_csv(tmp_path / "m.csv", "path\na\x00.jpg\n")
     with pytest.raises(UsageError, match=r"m\.csv:2: the path 'a\\x00\.jpg' holds a NUL character"):
         discover(manifest)
+
+
+def test_listing_a_folder_does_not_import_the_decoder(tmp_path):
+    # Discovery only reads names; the suffixes it looks for live apart from the decoder,
+    # so listing a dataset costs no OpenCV, Pillow or libjpeg import.
+    import subprocess
+    import sys
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.jpg").write_bytes(b"not decoded")
+    code = ("import sys; from augkit.input.discovery import discover; "
+            f"assert len(discover({str(tmp_path)!r}).samples) == 1; "
+            "print(sorted(m for m in ('augkit.input.decoding', 'cv2', 'PIL') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+

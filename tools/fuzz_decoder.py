@@ -332,7 +332,8 @@ def draw(rng: random.Random, seed_names: list[str]) -> tuple[str, list[tuple[str
 def verdict(data: bytes, max_pixels: int) -> tuple[str | None, str]:
     """(None if decode_bytes kept its contract on ``data``, else what went wrong; what
     the input became: "decoded", a DecodeError's reason, or "exception")."""
-    from augkit.input.decoding import REASONS, DecodeError, decode_bytes
+    from augkit.input.decode_error import REASONS
+    from augkit.input.decoding import DecodeError, decode_bytes
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

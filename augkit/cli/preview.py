@@ -8,7 +8,7 @@ import click
 
 from augkit.cli import options
 
-GRID_FORMATS = ("png", "jpg", "jpeg", "webp")  # what augkit.input.decoding.encode_image writes
+GRID_FORMATS = ("png", "jpg", "jpeg", "webp")  # what augkit.input.encoding.encode_image writes
 
 
 @click.command()
@@ -29,7 +29,8 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
     """Write a grid: the original IMAGE and N augmented samples, each captioned with the
     transforms that fired and their drawn values. IMAGE may be a folder: an image the
     recipe fails on (smaller than a crop) is skipped there, and an error for one IMAGE."""
-    from augkit.input.decoding import DecodeError, decode_image, write_image_atomic
+    from augkit.input.decoding import DecodeError, decode_image
+    from augkit.input.encoding import write_image_atomic
     from augkit.input.discovery import discover
     from augkit.core.errors import AugkitError, UsageError
     from augkit.stages.preview import preview as make_grid

@@ -54,7 +54,7 @@ def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engi
         sys.exit(130)
     write_json_atomic(output, result)
     if plot_path:
-        from augkit.input.decoding import write_image_atomic
+        from augkit.input.encoding import write_image_atomic
 
         write_image_atomic(plot_path, plot_stats(result), fmt="png")
     if as_json:

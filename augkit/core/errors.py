@@ -2,8 +2,19 @@
 
 The CLI turns them into ``Error: <message>`` and their exit code; the library raises
 them so that scripts get the same words. A per-sample problem (a bad image in a dataset)
-is not an exception at all: it is a row with a status and a reason (see ``engine``).
+never reaches the user as an exception: its task raises a :class:`SampleError`, which
+becomes a row with a reason (:mod:`augkit.core.failures`), and the run goes on.
 """
+
+
+class SampleError(Exception):
+    """One sample (one image) cannot be used; ``reason`` says why, as a code a run counts.
+
+    Raised inside a task for that sample alone: :func:`augkit.core.failures.failure_row`
+    makes it a row and the run goes on. :class:`augkit.input.decode_error.DecodeError` is one.
+    """
+
+    reason: str
 
 
 class AugkitError(Exception):

@@ -15,6 +15,8 @@ import tempfile
 import weakref
 from typing import Any
 
+from augkit.core.errors import AugkitError, SampleError
+
 
 def one_line(text: str) -> str:
     """Library messages may hold newlines; a row's message is one line."""
@@ -22,16 +24,14 @@ def one_line(text: str) -> str:
 
 
 def failure_row(key: str, exc: BaseException) -> dict[str, str]:
-    """The row for sample ``key`` that raised ``exc``: a DecodeError keeps its reason; any
-    other exception is the recipe's (``transform_error``). An AugkitError (bad usage, such
-    as a bad AUGKIT_MAX_IMAGE_PIXELS) is no sample's fault: it is raised again."""
-    from augkit.input.decoding import DecodeError
-    from augkit.core.errors import AugkitError
-
-    if isinstance(exc, AugkitError) and not isinstance(exc, DecodeError):
-        raise exc
-    if isinstance(exc, DecodeError):
+    """The row for sample ``key`` that raised ``exc``: a SampleError (such as a DecodeError)
+    keeps its reason; any other exception is the recipe's (``transform_error``). An
+    AugkitError (bad usage, such as a bad AUGKIT_MAX_IMAGE_PIXELS) is no sample's fault: it
+    is raised again."""
+    if isinstance(exc, SampleError):
         return {"source": key, "reason": exc.reason, "message": one_line(str(exc))}
+    if isinstance(exc, AugkitError):
+        raise exc
     return {"source": key, "reason": "transform_error", "message": one_line(f"{key}: {type(exc).__name__}: {exc}")}
 
 

@@ -1,4 +1,4 @@
-"""Reading image files into RGB uint8 arrays, and writing them back out.
+"""Reading image files into RGB uint8 arrays: the decoding policy.
 
 Every image enters augkit through :func:`decode_bytes`, so the rules that decide
 what a pixel means live here, once, for every format:
@@ -18,9 +18,11 @@ what a pixel means live here, once, for every format:
 Failures never leak cv2.error or Pillow exceptions: they are DecodeError, with
 a ``reason`` code a caller can count and a one-line message a person can act on.
 
-Two modules hold the code that parses untrusted bytes by hand, apart so this one
-reads as the policy: ``image_checks`` (truncation, CRCs, impossible header sizes)
-and ``jpeg`` (the JPEG header walk and libjpeg's strict decode).
+The code that does the work lives beside it, so this module reads as the policy:
+``image_checks`` and ``jpeg`` parse untrusted bytes by hand (truncation, CRCs, impossible
+header sizes; the JPEG header walk and libjpeg's strict decode), ``pixels`` asks OpenCV
+or Pillow for the pixels and makes any of them RGB uint8, ``decode_error`` is the one
+error they raise. ``encoding`` writes images back out.
 """
 
 from __future__ import annotations
@@ -29,15 +31,14 @@ import io
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from augkit.input.decoder_settings import augkit_settings, quiet_libtiff
 from augkit.core.errors import UsageError
-from augkit.core.files import write_bytes_atomic
+from augkit.input.decode_error import DecodeError, truncated
+from augkit.input.decoder_settings import augkit_settings, quiet_libtiff
 from augkit.input.image_checks import is_truncated as _is_truncated
 from augkit.input.image_checks import jpeg_is_truncated as _jpeg_is_truncated
 from augkit.input.image_checks import png_chunks as _png_chunks
@@ -45,6 +46,7 @@ from augkit.input.image_checks import png_crc_failure, size_problem
 from augkit.input.image_checks import sniff as _sniff
 from augkit.input.jpeg import JpegDamage, JpegHeader, strict_decode
 from augkit.input.jpeg import jpeg_header as _jpeg_header
+from augkit.input.pixels import OPENCV_MODES, PNG_BIT_DEPTH, decode_opencv, decode_pillow, png16_samples, to_rgb_uint8
 
 # We enforce our own limit (before decoding, with a better message); Pillow's
 # would warn at 89 Mpx and raise at twice that, independently of ours.
@@ -52,26 +54,6 @@ Image.MAX_IMAGE_PIXELS = None
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default, so behaviour matches what users know
 MAX_PIXELS_ENV = "AUGKIT_MAX_IMAGE_PIXELS"
-
-IMAGE_SUFFIXES = frozenset(".jpg .jpeg .jpe .jfif .png .bmp .tif .tiff .webp .gif".split())
-REASONS = frozenset("missing empty not_an_image too_large truncated corrupt unsupported".split())
-
-
-class DecodeError(Exception):
-    """An image could not be decoded; ``reason`` is one of :data:`REASONS`."""
-
-    def __init__(self, path: str, reason: str, detail: str):
-        # All three go to Exception.__init__ so the error pickles across
-        # multiprocessing workers (pickle re-calls cls(*args)).
-        super().__init__(path, reason, detail)
-        self.path = path
-        self.reason = reason
-        self.detail = detail
-
-    def __str__(self) -> str:
-        # Messages end up in one-line-per-file logs; embedded newlines from
-        # library error texts would break that.
-        return f"{self.path}: {self.detail}".replace("\r", " ").replace("\n", " ")
 
 
 @dataclass(frozen=True)
@@ -154,7 +136,7 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
     """Any format, header read by Pillow. The reference the JPEG fast path must match."""
     magic = _sniff(data)
     if magic == "TIFF" and _is_truncated(data, magic):
-        raise _truncated(name)  # before Pillow reads the cut directory, with warnings on stderr
+        raise truncated(name)  # before Pillow reads the cut directory, with warnings on stderr
     img = _open_header(data, name)
     with img:
         width, height = img.size
@@ -173,7 +155,7 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
             frames = 1
         kind = magic or fmt  # an MPO is a JPEG
         if _is_truncated(data, kind):
-            raise _truncated(name)
+            raise truncated(name)
         if kind == "PNG":
             _check_png_crcs(data, name)
 
@@ -184,23 +166,23 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
                 pixels = _jpeg_rgb(data, mode, img.size, name)
             else:  # CMYK: Pillow's pixels (it knows Adobe's inverted CMYK), checked first
                 _strict_jpeg(data, "CMYK" if mode == "CMYK" else "GRAY", name, min_factor=8)
-        elif fmt == "PNG" and data[_PNG_BIT_DEPTH] == 16:
-            pixels = _png16_samples(img, data, name)
-        elif mode in _OPENCV_MODES.get(fmt, ()):
+        elif fmt == "PNG" and data[PNG_BIT_DEPTH] == 16:
+            pixels = png16_samples(img, data, name)
+        elif mode in OPENCV_MODES.get(fmt, ()):
             may_have_alpha = "A" in img.mode or "transparency" in img.info
-            pixels = _decode_opencv(data, img.size, may_have_alpha)
+            pixels = decode_opencv(data, img.size, may_have_alpha)
             is_bgr = pixels is not None
         already_upright = False
         if pixels is None:  # Pillow: 8-bit PNG, GIF, TIFF, CMYK JPEG, and what OpenCV refused
             if fmt == "TIFF":
                 quiet_libtiff()
-            pixels = _decode_pillow(img, name, notes)
+            pixels = decode_pillow(img, name, notes)
             # Pillow's TIFF reader turns the image upright as it loads it and
             # drops the tag (TiffImagePlugin.load_end); turning it again would
             # rotate a 6 by 180 degrees. Asking the loaded image, rather than
             # naming TIFF, stays right if Pillow does this for more formats, or stops.
             already_upright = orientation != 1 and _exif_orientation(img, data) == 1
-    rgb = _to_rgb_uint8(pixels, is_bgr, name, notes)
+    rgb = to_rgb_uint8(pixels, is_bgr, name, notes)
     if frames > 1 and fmt != "MPO":  # an MPO's extra frames are camera previews
         notes.insert(0, f"first frame of {frames}")
     return _upright(rgb, fmt, mode, frames, orientation, notes, already_upright=already_upright)
@@ -219,6 +201,19 @@ def _upright(
         rgb = rgb.copy()
     info = ImageInfo(fmt, rgb.shape[1], rgb.shape[0], mode, frames, orientation, tuple(notes))
     return rgb, info
+
+
+# EXIF orientation -> the operation that makes the image upright
+# (the same mapping as PIL.ImageOps.exif_transpose).
+_ORIENT_OPS = {
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
 
 
 def _too_large(name: str, width: int, height: int, limit: int) -> DecodeError:
@@ -274,7 +269,7 @@ def _open_header(data: bytes, name: str) -> Image.Image:
         # the file was cut short (Pillow cannot even open a WebP missing its end).
         cut_gif = kind == "GIF" and not data.endswith(b";")
         if _is_truncated(data, kind) or cut_gif or "truncat" in str(e).lower():
-            raise _truncated(name) from None
+            raise truncated(name) from None
         if kind == "PNG":
             _check_png_crcs(data, name)  # Pillow checks those of the chunks before the pixels
         problem = size_problem(data, kind)
@@ -288,10 +283,6 @@ def _not_an_image(data: bytes, name: str) -> DecodeError:
     if data[:512].lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml", b"{", b"[")):
         hint = f" (is it really a {suffix or 'picture'}? it is text, e.g. an HTML error page)"
     return DecodeError(name, "not_an_image", f"not a recognised image format{hint}")
-
-
-def _truncated(name: str) -> DecodeError:
-    return DecodeError(name, "truncated", "file is truncated (incomplete download or copy?)")
 
 
 def _exif_orientation(img: Image.Image, data: bytes) -> int:
@@ -322,7 +313,7 @@ def _decode_jpeg_fast(
     if limit and width * height > limit:
         raise _too_large(name, width, height, limit)
     if _jpeg_is_truncated(data, header.scan):
-        raise _truncated(name)
+        raise truncated(name)
     rgb = _decode_turbojpeg(data, header, name)
     if rgb is None:
         return None  # libjpeg-turbo cannot decode it: _decode_general has Pillow try
@@ -354,7 +345,7 @@ def _strict_jpeg(data: bytes, colorspace: str, name: str, min_factor: int = 1) -
         return strict_decode(data, colorspace, min_factor)
     except JpegDamage as damage:
         if damage.truncated:
-            raise _truncated(name) from None
+            raise truncated(name) from None
         raise DecodeError(name, "corrupt", f"corrupt JPEG data (libjpeg: {damage.detail})") from None
 
 
@@ -362,226 +353,3 @@ def _check_png_crcs(data: bytes, name: str) -> None:
     chunk = png_crc_failure(data)
     if chunk is not None:
         raise DecodeError(name, "corrupt", f"damaged PNG data (the {chunk} chunk fails its CRC check)")
-
-
-# --- pixel decoding --------------------------------------------------------
-
-# Modes OpenCV decodes correctly. Not palette images, whose transparency OpenCV's BMP
-# reader does not honour; not JPEGs, which simplejpeg decodes (see _strict_jpeg); not
-# PNGs: OpenCV hands them to libpng, which prints its warnings and errors to stderr (an
-# ICC profile it dislikes, a bad filter byte, data after the last row), naming no file,
-# where Pillow raises or stays silent. Pillow decodes them (see _png16_samples for 16 bits).
-_OPENCV_MODES = {
-    "BMP": {"RGB", "L"},
-    "WEBP": {"RGB", "RGBA"},
-}
-_PNG_BIT_DEPTH, _PNG_COLOR_TYPE = 24, 25  # offsets in IHDR, which is always the first chunk
-# 16-bit colour PNGs: Pillow's raw modes for each sample's high byte (how it loads them)
-# and for its low byte (the same samples read as little-endian).
-_PNG16_RAW_MODES = {2: ("RGB;16B", "RGB;16L"), 6: ("RGBA;16B", "RGBA;16L")}
-
-
-def _png16_samples(img: Image.Image, data: bytes, name: str) -> np.ndarray:
-    """A 16-bit PNG's samples, exactly, grey or RGB, with alpha where it has some, decoded by
-    Pillow, which raises where libpng prints (decoding them ourselves, the filters alone
-    would cost a Python loop per pixel).
-
-    Pillow keeps 16 bits for grey only ("I;16"); colour it loads as 8-bit RGB(A), the high
-    byte of each sample. Loaded again with the little-endian raw mode, the same data gives
-    the low bytes. Grey with alpha, four bytes a pixel, loads in one go with the 8-bit RGBA
-    raw mode: grey high, grey low, alpha high, alpha low. A raw mode only says how to
-    unpack a row; the filters undone before it depend on the bytes per pixel, the same.
-    """
-    color_type = data[_PNG_COLOR_TYPE]
-    try:
-        img.seek(0)
-        if color_type == 4:
-            return _load_with_raw_mode(img, "RGBA").view(">u2").astype(np.uint16)
-        key = img.info.get("transparency")
-        if color_type == 0:
-            img.load()
-            grey = np.asarray(img).astype(np.uint16)
-            if not isinstance(key, int):
-                return grey
-            return np.dstack([grey, np.where(grey == key, 0, 65535).astype(np.uint16)])
-        high_mode, low_mode = _PNG16_RAW_MODES[color_type]
-        high = _load_with_raw_mode(img, high_mode)
-        again = Image.open(io.BytesIO(data))
-        again.seek(0)
-        samples = (high.astype(np.uint16) << 8) | _load_with_raw_mode(again, low_mode)
-        if color_type == 2 and isinstance(key, tuple) and len(key) == 3:  # a colour key (tRNS)
-            opaque = np.any(samples != np.array(key, np.uint16), axis=2)
-            samples = np.dstack([samples, np.where(opaque, 65535, 0).astype(np.uint16)])
-        return samples
-    except Exception as e:
-        raise _pillow_failure(e, name, "PNG") from None
-
-
-def _load_with_raw_mode(img: Image.Image, raw_mode: str) -> np.ndarray:
-    (tile,) = img.tile  # a PNG frame is one tile
-    img.tile = [tile._replace(args=raw_mode) if hasattr(tile, "_replace") else (*tile[:3], raw_mode)]
-    img.load()
-    return np.asarray(img)
-
-
-def _decode_opencv(data: bytes, size: tuple[int, int], may_have_alpha: bool) -> np.ndarray | None:
-    # IMREAD_UNCHANGED keeps alpha and 16 bits and ignores EXIF orientation
-    # (we apply it ourselves). None means "let Pillow try": OpenCV also refuses
-    # images over its own OPENCV_IO_MAX_IMAGE_PIXELS (2**30 by default).
-    try:
-        out = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        return None
-    if out is None or out.size == 0 or out.shape[:2] != size[::-1]:
-        return None
-    if out.ndim == 3 and out.shape[2] == 4 and not may_have_alpha:
-        # e.g. a 32-bit BMP whose 4th byte is padding, often 0: taken as alpha
-        # it would turn the whole image white.
-        out = out[:, :, :3]
-    return out
-
-
-def _decode_pillow(img: Image.Image, name: str, notes: list[str]) -> np.ndarray:
-    fmt = img.format
-    try:
-        img.seek(0)
-        img.load()
-        mode = img.mode
-        if mode in ("P", "PA"):
-            has_alpha = mode == "PA" or "transparency" in img.info
-            img = img.convert("RGBA" if has_alpha else "RGB")
-        elif "transparency" in img.info and mode in ("L", "RGB"):
-            img = img.convert("RGBA")
-        elif mode == "1":
-            img = img.convert("L")
-        elif mode in ("RGBa", "La"):  # premultiplied alpha
-            img = img.convert("RGBA")
-        elif mode in ("CMYK", "YCbCr", "RGBX"):
-            if mode == "CMYK":
-                notes.append("CMYK converted to RGB")
-            img = img.convert("RGB")
-        if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F") and not img.mode.startswith("I;16"):
-            # e.g. LAB, which Pillow "converts" to RGB without colour management.
-            raise DecodeError(name, "unsupported", f"{img.mode} images are not supported; convert to RGB")
-        return np.asarray(img)
-    except DecodeError:
-        raise
-    except Exception as e:
-        raise _pillow_failure(e, name, fmt) from None
-
-
-def _pillow_failure(e: Exception, name: str, fmt: str | None) -> DecodeError:
-    """The DecodeError for what Pillow raised while loading pixels."""
-    text = str(e) or type(e).__name__
-    if isinstance(e, EOFError) or "truncated" in text:
-        return _truncated(name)
-    if any(s in text for s in ("not available", "not supported", "cannot find loader")):
-        return DecodeError(name, "unsupported", f"cannot decode this kind of {fmt} ({text})")
-    return DecodeError(name, "corrupt", f"corrupt image data ({text})")
-
-
-def _to_rgb_uint8(a: np.ndarray, is_bgr: bool, name: str, notes: list[str]) -> np.ndarray:
-    """The single place where any decoder output becomes RGB uint8."""
-    # cv2.cvtColor rather than numpy slicing: a reversed-channel view costs a
-    # slow strided copy later, several times cvtColor's time on a 12 Mpx photo.
-    a = np.ascontiguousarray(_to_uint8(a, name, notes))
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        return cv2.cvtColor(a, cv2.COLOR_GRAY2RGB)
-    if a.ndim != 3 or a.shape[2] not in (2, 3, 4):
-        raise DecodeError(name, "unsupported", f"unexpected pixel layout {a.shape}")
-    if a.shape[2] == 3:
-        return cv2.cvtColor(a, cv2.COLOR_BGR2RGB) if is_bgr else a
-    color, alpha = a[:, :, :-1], a[:, :, -1:]
-    if color.shape[2] == 1:
-        color = np.repeat(color, 3, axis=2)
-    elif is_bgr:
-        color = color[:, :, ::-1]
-    if alpha.min() == 255:
-        return color
-    notes.append("alpha composited on white")
-    c, w = color.astype(np.uint32), alpha.astype(np.uint32)
-    return ((c * w + 255 * (255 - w) + 127) // 255).astype(np.uint8)
-
-
-def _to_uint8(a: np.ndarray, name: str, notes: list[str]) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == np.bool_:
-        return a.astype(np.uint8) * 255
-    fits_16_bit = a.dtype.kind == "i" and (a.size == 0 or (a.min() >= 0 and a.max() <= 65535))
-    if (a.dtype.kind == "u" and a.dtype.itemsize == 2) or fits_16_bit:
-        # Pillow's "I" mode carries 16-bit PNG/TIFF data in int32.
-        notes.append("16-bit scaled to 8-bit")
-        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    if a.dtype.kind in "iuf":
-        if a.dtype.kind == "f":
-            # Float images are [0, 1] by convention; ones that go beyond 1 are
-            # taken to be on the 0..255 scale already.
-            f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-            scale = 255.0 if f.size and f.max() <= 1.0 else 1.0
-            notes.append("floating-point scaled to 8-bit")
-        else:
-            f, scale = a.astype(np.float64), 255.0 / np.iinfo(a.dtype).max
-            notes.append(f"{8 * a.dtype.itemsize}-bit scaled to 8-bit")
-        return np.rint(np.clip(f * scale, 0, 255)).astype(np.uint8)
-    raise DecodeError(name, "unsupported", f"unsupported sample type {a.dtype}")
-
-
-# EXIF orientation -> the operation that makes the image upright
-# (the same mapping as PIL.ImageOps.exif_transpose).
-_ORIENT_OPS = {
-    2: lambda a: cv2.flip(a, 1),
-    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
-    4: lambda a: cv2.flip(a, 0),
-    5: lambda a: a.swapaxes(0, 1),
-    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
-    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
-    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
-}
-
-
-# --- encoding --------------------------------------------------------------
-
-_ENCODERS = {  # fmt -> (OpenCV extension, the parameter that gets quality)
-    "jpg": (".jpg", cv2.IMWRITE_JPEG_QUALITY),
-    "jpeg": (".jpg", cv2.IMWRITE_JPEG_QUALITY),
-    "png": (".png", cv2.IMWRITE_PNG_COMPRESSION),
-    "webp": (".webp", cv2.IMWRITE_WEBP_QUALITY),
-}
-_PNG_COMPRESSION = 6  # zlib's default trade-off; fixed so output is reproducible
-
-
-def encode_image(image: np.ndarray, fmt: str = "jpg", quality: int = 95) -> bytes:
-    """Encode RGB uint8 (H, W, 3) as jpg/jpeg, png or webp. Same input, same bytes."""
-    ext, param = _ENCODERS.get(fmt.lower().lstrip("."), (None, None))
-    if ext is None:
-        raise ValueError(f"cannot write format {fmt!r}; choose one of jpg, png, webp")
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an RGB uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}")
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be between 1 and 100, got {quality}")
-    value = _PNG_COMPRESSION if ext == ".png" else int(quality)
-    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(ext, bgr, [param, value])
-    if not ok:
-        raise ValueError(f"OpenCV could not encode a {image.shape} image as {fmt}")
-    return buf.tobytes()
-
-
-def write_image_atomic(path, image: np.ndarray, fmt: str | None = None, quality: int = 95, *,
-                       parents: bool = True) -> None:
-    """Write so that ``path`` is either absent/old or complete, never half-written.
-
-    Encoding happens first, so a bad format or array leaves nothing behind.
-    No fsync: this guards against crashes of augkit and readers seeing partial
-    files, not against power loss, which would cost a sync per image.
-    """
-    path = Path(path)
-    if fmt is None:
-        fmt = path.suffix.lstrip(".")
-        if not fmt:
-            raise ValueError(f"{path}: no suffix to infer the image format from; pass fmt")
-    write_bytes_atomic(path, encode_image(image, fmt, quality), parents=parents)

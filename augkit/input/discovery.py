@@ -44,9 +44,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from augkit.input.decoding import IMAGE_SUFFIXES
 from augkit.core.errors import UsageError
 from augkit.core.files import TEXT_ERRORS
+from augkit.input.suffixes import IMAGE_SUFFIXES
 
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "category", "target")

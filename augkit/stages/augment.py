@@ -47,7 +47,8 @@ class AugmentTask:
         self.options = options
 
     def __call__(self, job: Job) -> list[dict[str, Any]]:
-        from augkit.input.decoding import DecodeError, decode_image, write_image_atomic
+        from augkit.input.decoding import DecodeError, decode_image
+        from augkit.input.encoding import write_image_atomic
 
         opts = self.options
         base = {"source": job.key, "label": job.label or ""}
