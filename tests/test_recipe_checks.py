@@ -1,4 +1,4 @@
-"""augkit.recipes.checks: values that build but cannot run are refused at load time; the
+"""augkit.recipes.checks and .probe: values that build but cannot run are refused at load time; the
 image size a recipe needs is said; a dry run names the line of what fails on an image."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from augkit.cli import cli
 from augkit.core.errors import RecipeError
-from augkit.recipes.checks import MAX_KERNEL, describe_exception, probe, probe_isolated
+from augkit.recipes.checks import MAX_KERNEL, describe_exception
+from augkit.recipes.probe import probe, probe_isolated
 from augkit.recipes import load_recipe
 
 

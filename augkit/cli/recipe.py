@@ -23,7 +23,7 @@ def check(recipe_path: str, no_dry_run: bool) -> None:
     synthetic image, 3 seeds, in a child process limited in time and memory. Every
     problem is reported at once, one line each, with its line in RECIPE (exit 2)."""
     from augkit.core.errors import RecipeError
-    from augkit.recipes.checks import PROBE_SEEDS, probe_isolated
+    from augkit.recipes.probe import PROBE_SEEDS, probe_isolated
     from augkit.recipes import load_recipe
 
     loaded = load_recipe(recipe_path)

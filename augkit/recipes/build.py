@@ -240,7 +240,40 @@ def _lambda_name(kwargs: dict[str, Any]) -> str:
 
 
 def build(step: Step, where: Where):
-    """The transform for ``step``, or None after reporting every problem it has."""
+    """The transform for ``step``, or None after reporting every problem it has: its name
+    (:func:`_entry`), each argument (:func:`_arguments`), its children, then what the
+    transform itself says when made (:func:`_construct`) and :func:`argument_problems`."""
+    entry = _entry(step, where)
+    if entry is None:
+        return None
+    args = _arguments(step, entry, where)
+    if step.children is not None:
+        children = [build(child, where) for child in step.children]
+        if any(child is None for child in children):
+            return None
+        args.kwargs["transforms"] = children
+    if step.name == "Lambda" and not args.kwargs.get("name"):
+        args.kwargs["name"] = _lambda_name(args.kwargs)
+    transform = _construct(step, entry, args, where)
+    if transform is None:
+        return None
+    for key, message in argument_problems(step, transform):
+        where.report(step.arg_lines.get(key, step.line), f"{step.name}: {message}")
+        args.ok = False
+    return transform if args.ok else None
+
+
+@dataclass
+class _Arguments:
+    """A step's arguments on their way to the transform."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True  # False once any problem was reported
+    quiet: set = field(default_factory=set)  # keys already reported: the transform's own complaint is not repeated
+
+
+def _entry(step: Step, where: Where):
+    """The registry entry for ``step.name``, or None after saying what to write instead."""
     known = registry_mod.registry()
     entry = known.get(step.name)
     if entry is None:
@@ -260,63 +293,71 @@ def build(step: Step, where: Where):
         where.report(step.line, "Lambda runs Python functions, which a recipe file cannot hold; build a recipe "
                                 "with a Lambda from Python: load_recipe({'transforms': [...]})")
         return None
+    return entry
+
+
+def _arguments(step: Step, entry, where: Where) -> _Arguments:
+    """The keyword arguments for ``entry.cls``: words resolved (``border_mode: reflect_101``),
+    paths taken from the recipe's folder; each value that cannot run, each unknown word and
+    each unknown or 1.x argument reported."""
     valid = entry.arguments
-    kwargs: dict[str, Any] = {}
-    ok = True
-    unknown = {}
-    numbers_wrong = set()
-    checks = number_problems({k: v for k, v in step.args.items() if k in valid})
+    out = _Arguments()
+    given = {k: v for k, v in step.args.items() if k in valid}
+    checks = number_problems(given)
     if entry.kind == "composition":
-        checks += [c for c in composition_problems({k: v for k, v in step.args.items() if k in valid})
-                   if c[0] not in {key for key, _ in checks}]
+        checks += [c for c in composition_problems(given) if c[0] not in {key for key, _ in checks}]
     for key, message in checks:
         where.report(step.arg_lines.get(key, step.line), f"{step.name}: {message}")
-        numbers_wrong.add(key)
-        ok = False
+        out.quiet.add(key)
+        out.ok = False
+    unknown = {}
     for key, value in step.args.items():
-        line = step.arg_lines.get(key, step.line)
         if key not in valid:
             if not (step.serialized and key in _serialized_extras(entry.cls, valid)):  # A.load ignores these
                 unknown[key] = value
             continue
-        if key in numbers_wrong:
+        if key in out.quiet:
             continue
         try:
-            kwargs[key] = registry_mod.resolve_enum(key, value)
+            out.kwargs[key] = registry_mod.resolve_enum(key, value)
             if key in getattr(entry.cls, "path_arguments", ()) and isinstance(value, str) and where.base:
-                kwargs[key] = os.path.join(where.base, value)
+                out.kwargs[key] = os.path.join(where.base, value)
         except ValueError as exc:
-            where.report(line, f"{step.name}: {key}: {exc}")
-            ok = False
-    suggested = set()  # what the 1.x fixes say to write: no "size is required" on top of them
+            where.report(step.arg_lines.get(key, step.line), f"{step.name}: {key}: {exc}")
+            out.ok = False
+    _report_unknown(step, unknown, valid, where, out)
+    return out
+
+
+def _report_unknown(step: Step, unknown: dict, valid, where: Where, out: _Arguments) -> None:
+    """Arguments the transform does not take: the 1.x fix where there is one (and no
+    "size is required" on top of it), else the closest names."""
     for fix in legacy_args.fixes(step.name, {str(k): v for k, v in unknown.items()}, valid):
         keys = ", ".join(repr(k) for k in fix.old)
         what = "is an albumentations 1.x argument" if len(fix.old) == 1 else "are albumentations 1.x arguments"
         where.report(min(step.arg_lines.get(k, step.line) or 0 for k in fix.old) or step.line,
                      f"{step.name}: {keys} {what}; {fix.advice}")
-        suggested.add(fix.new)
+        out.quiet.add(fix.new)
         for key in fix.old:
             unknown.pop(key, None)
-        ok = False
+        out.ok = False
     for key in unknown:
         hint = close_matches(str(key), list(valid))
         fix = f"did you mean {' or '.join(hint)}?" if hint else f"valid: {', '.join(valid)}"
         where.report(step.arg_lines.get(key, step.line), f"{step.name}: unknown argument {key!r}; {fix}")
-        ok = False
-    if step.children is not None:
-        children = [build(child, where) for child in step.children]
-        if any(child is None for child in children):
-            return None
-        kwargs["transforms"] = children
-    if step.name == "Lambda" and not kwargs.get("name"):
-        kwargs["name"] = _lambda_name(kwargs)
+        out.ok = False
+
+
+def _construct(step: Step, entry, args: _Arguments, where: Where):
+    """``entry.cls(**args.kwargs)``, or None after reporting why not. A warning the transform
+    gives about itself is a problem too (albumentations would only print it)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            transform = entry.cls(**kwargs)
+            transform = entry.cls(**args.kwargs)
         except (ValueError, TypeError, OSError) as exc:
             for key, msg in _pydantic_messages(exc):
-                if key not in suggested and key not in numbers_wrong:
+                if key not in args.quiet:
                     where.report(step.arg_lines.get(key, step.line), f"{step.name}: {msg}")
             return None
         except RecursionError:
@@ -330,8 +371,5 @@ def build(step: Step, where: Where):
         text = " ".join(str(warning.message).split())
         if not registry_mod.INFORMATIONAL_WARNINGS.search(text):
             where.report(step.line, f"{step.name}: {text}")
-            ok = False
-    for key, message in argument_problems(step, transform):
-        where.report(step.arg_lines.get(key, step.line), f"{step.name}: {message}")
-        ok = False
-    return transform if ok else None
+            args.ok = False
+    return transform
