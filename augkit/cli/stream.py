@@ -67,7 +67,6 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
     if sys.stdout.isatty():
         raise click.UsageError("stdout is a terminal; pipe the stream into a program (augkit stream ... | python train.py)")
     from augkit.stages.batches import flow
-    from augkit.stages.stream import StreamWriteError, write_stream
 
     batches = flow(src, recipe_path, batch_size=batch_size, shuffle=shuffle, seed=seed, epochs=epochs or None,
                    workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
@@ -75,8 +74,21 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
     for note in batches.notes:
         click.echo(f"note: {note}", err=True)
     told = len(batches.notes)
+    written = _write(batches)
+    for note in batches.notes[told:]:
+        click.echo(f"note: {note}", err=True)
+    for failure in batches.failures:
+        click.echo(f"skipped: {failure['message']}", err=True)
+    if not written:
+        raise _nothing_written(batches, batch_size)
+
+
+def _write(batches) -> int:
+    """Write every batch to stdout and stop the workers; the number of batches written."""
+    from augkit.stages.stream import StreamWriteError, write_stream
+
     try:
-        written = write_stream(batches, sys.stdout.buffer)
+        return write_stream(batches, sys.stdout.buffer)
     except BrokenPipeError:
         # The reader went away (head, a script that stopped): stop quietly. The finally
         # below stops the workers.
@@ -87,20 +99,19 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
         raise AugkitError(f"cannot write the stream to stdout: {exc}") from None
     finally:  # Ctrl-C too: the group prints its one line and exits 130
         batches.close()
-    for note in batches.notes[told:]:
-        click.echo(f"note: {note}", err=True)
-    for failure in batches.failures:
-        click.echo(f"skipped: {failure['message']}", err=True)
-    if not written:
-        from collections import Counter
 
-        from augkit.cli.report import nothing_usable
 
-        if batches.failures:
-            raise nothing_usable("no batch was written: every image failed",
-                                 dict(Counter(f["reason"] for f in batches.failures)), "the lines above")
-        raise click.UsageError(f"no batch was written: {len(batches)} batches per epoch "
-                               f"(fewer images than --batch-size {batch_size} with --drop-last?)")
+def _nothing_written(batches, batch_size: int) -> Exception:
+    """The error for a run that wrote no batch: every image failed, or too few for one."""
+    from collections import Counter
+
+    from augkit.cli.report import nothing_usable
+
+    if batches.failures:
+        return nothing_usable("no batch was written: every image failed",
+                              dict(Counter(f["reason"] for f in batches.failures)), "the lines above")
+    return click.UsageError(f"no batch was written: {len(batches)} batches per epoch "
+                            f"(fewer images than --batch-size {batch_size} with --drop-last?)")
 
 
 def _forget_stdout() -> None:
