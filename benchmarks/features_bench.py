@@ -59,7 +59,7 @@ MODEL_SEED = 0
 # Pure inference, run as `python -c REFERENCE MODEL SET BATCH THREADS ROWS MODE`: the cut
 # graph as augkit cuts it, fed float32 batches normalised before the clock starts (so the
 # reference does not even pay the normalisation augkit does in the graph). MODE "streams"
-# runs it exactly as augkit does (augkit.stages.inference.inference_plan: one thread and session
+# runs it exactly as augkit does (augkit.stages.features.inference.inference_plan: one thread and session
 # per stream, each taking the next batch); "intra" is the usual single session with
 # THREADS intra-op threads.
 REFERENCE = r'''
@@ -70,7 +70,7 @@ import numpy as np
 from augkit.stages.backbones import resolve_backbone, feature_model
 from augkit.input.decoding import decode_image
 from augkit.stages.features import to_input
-from augkit.stages.inference import inference_plan, make_session
+from augkit.stages.features.inference import inference_plan, make_session
 backbone = resolve_backbone("mobilenet_v2", weights=model_path)
 model = feature_model(model_path, backbone)
 streams, intra = inference_plan(threads) if mode == "streams" else (1, threads)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
 
     if not args.skip_throughput:
-        from augkit.stages.inference import batch_size_for
+        from augkit.stages.features.inference import batch_size_for
 
         batch = args.batch_size or batch_size_for(threads)
         src, stats = build_set(args.images)

@@ -357,7 +357,7 @@ def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(full_model, tmp_
     run(*args, "-o", tmp_path / "reference")
     cache = tmp_path / "cache"
 
-    status, stderr, _ = run_interrupted(tmp_path, "augkit.stages.features.FeatureTask", "c0/img_030.png", how, *args,
+    status, stderr, _ = run_interrupted(tmp_path, "augkit.stages.features.run.FeatureTask", "c0/img_030.png", how, *args,
                                         "-o", cache)
 
     if how == signal.SIGINT:
@@ -571,9 +571,9 @@ def test_an_image_that_kills_its_worker_is_a_row_and_the_rest_are_cached(tiny_mo
     # died: now the engine restarts it, pins the image that killed it, and goes on.
     import crashing_tasks
 
-    import augkit.stages.features
+    import augkit.stages.features.run
 
-    monkeypatch.setattr(augkit.stages.features, "FeatureTask", crashing_tasks.FeatureTaskThatKillsItsWorker)
+    monkeypatch.setattr(augkit.stages.features.run, "FeatureTask", crashing_tasks.FeatureTaskThatKillsItsWorker)
     cache = tmp_path / "cache"
     result = run("cache-features", dataset, "-o", cache, *tiny_args(tiny_model, "-w", 2))
     assert [(r["path"], r["reason"]) for r in read_csv(cache / "failures.csv")] == [

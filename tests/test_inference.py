@@ -1,4 +1,4 @@
-"""augkit.stages.inference: how the backbone is run on prepared batches, and shards written whole."""
+"""augkit.stages.features.inference: how the backbone is run on prepared batches, and shards written whole."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import mobilenet_like
 from augkit.stages.backbones import feature_model, resolve_backbone
 from augkit.core.errors import AugkitError
-from augkit.stages.features import Shard
-from augkit.stages.inference import BackboneRunner, batch_size_for, inference_plan, make_session, write_shard
+from augkit.stages.features.cache import Shard, write_shard
+from augkit.stages.features.inference import BackboneRunner, batch_size_for, inference_plan, make_session
 
 
 @pytest.fixture(scope="module")

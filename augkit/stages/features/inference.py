@@ -1,16 +1,14 @@
-"""Inference for the feature cache: ONNX Runtime sessions, the streams that run them on
-the batches the preparing thread fills, and the shard files their results go to.
+"""ONNX Runtime for the feature cache: sessions, and the streams that run them on the
+batches the assembler fills, writing each shard (:func:`~augkit.stages.features.cache.write_shard`)
+once all its batches are done.
 
 :class:`InferenceStreams` runs N sessions of one intra-op thread each rather than one
-session with N threads (see there why); :func:`write_shard` writes a shard's ``.npy``
-whole or not at all, then the ``.json`` that marks it done. The Ray engine's actors
-(:mod:`augkit.stages.ray_features`) use the same :class:`BackboneRunner` and :func:`write_shard`,
-so both engines write the same bytes.
+session with N threads (see there why). Both engines run the same code: the local engine
+in the parent, Ray in actors (one stream each), so both write the same bytes.
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -18,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from augkit.core.errors import AugkitError
-from augkit.core.files import write_atomic, write_text_atomic
+from augkit.stages.features.cache import write_shard
 
 if TYPE_CHECKING:
-    from augkit.stages.features import Shard
+    from augkit.stages.features.cache import Shard
 
 
 def make_session(model, threads: int):
@@ -184,21 +182,3 @@ class BackboneRunner:
             raise AugkitError(f"the feature tensor {self.model.output_name!r} has {out.shape[1]} values per image, the "
                               f"backbone entry says {self.expected_dim}; name the tensor with --feature-node NAME")
         return out
-
-
-def write_shard(cache: Path, shard: Shard, parts: list, rows: list, failures: list, dtype: str, dim: int | None) -> None:
-    """A shard's .npy (its batches' features, in order), then its .json, which marks it done."""
-    import numpy as np
-
-    n = sum(len(p) for p in parts)
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": (n, dim or 0)}
-
-    def write(f) -> None:  # the .npy format, part after part: no concatenated copy in memory
-        np.lib.format.write_array_header_1_0(f, header)
-        for part in parts:
-            f.write(np.ascontiguousarray(part).data)
-
-    write_atomic(cache / shard.npy, write)
-    record = {"plan": shard.plan, "rows": rows, "failures": failures, "sources": shard.sources,
-              "max_pixels": shard.max_pixels}
-    write_text_atomic(cache / shard.json, json.dumps(record) + "\n")

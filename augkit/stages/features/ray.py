@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from augkit.stages.features import FeatureOptions, Shard
-from augkit.stages.inference import BackboneRunner, make_session, write_shard
+from augkit.stages.features.cache import Shard, write_shard
+from augkit.stages.features.inference import BackboneRunner, make_session
+from augkit.stages.features.task import FeatureOptions
 
 CHUNK_IMAGES = 32  # images per prepare task: big enough to amortise a task, small for balance
 
