@@ -49,8 +49,8 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
     opts = AugmentOptions(copies=copies, seed=seed, include_original=include_original, fmt=fmt, quality=quality,
                           max_pixels=max_pixels)
     try:
-        summary = run(recipe_path, src, out, options=opts, overwrite=overwrite, split=split, engine=engine,
-                      engine_options=options.engine_options(engine, ray_address),
+        summary = run(recipe_path, src, out, options=opts, workers=workers, overwrite=overwrite, split=split,
+                      engine=engine, engine_options=options.engine_options(engine, ray_address),
                       progress=shows_progress(quiet))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {out} holds only complete files; rerun the same command to finish", err=True)
