@@ -4,13 +4,16 @@ Most inputs are plain JPEGs, so two things get their own code instead of Pillow'
 
 **The header walk** (:func:`jpeg_header`). All that decoding's general path learns from
 Pillow's header parse (size, mode, EXIF orientation; frames is always 1) lies in the
-segments before the first scan, which the truncation check walks anyway. Reading it here
-costs ~5 us instead of Image.open + getexif(): decode_bytes of a 500x375 JPEG went from
-0.49 to 0.46 ms (bare imdecode + cvtColor: 0.43 ms), one core. The rule that keeps
-outputs and error reasons unchanged: jpeg_header accepts only files that Pillow 13's
-JpegImagePlugin would open as format "JPEG" with the same size, mode and orientation,
-and answers None (-> Pillow) for everything else, including each malformed segment that
-makes Image.open fail there. Its checks mirror that plugin; tests compare the two paths.
+segments before the first scan, which the truncation check walks anyway. Why it is kept,
+measured against Pillow on real photos and damaged files (benchmarks/RESULTS.md, "The
+JPEG header walk against Pillow"): the walk costs a fraction of Image.open + getexif()
+and lets a plain JPEG skip the rest of the general path, which saves a few per cent of
+every JPEG decode; should it ever disagree with a new Pillow, removing it is the fix, not
+following Pillow. The rule that keeps outputs and error reasons unchanged: jpeg_header
+accepts only files that Pillow 13's JpegImagePlugin would open as format "JPEG" with the
+same size, mode and orientation, and answers None (-> Pillow) for everything else,
+including each malformed segment that makes Image.open fail there. Its checks mirror that
+plugin; tests compare the two paths.
 
 **The strict decode** (:func:`strict_decode`), which finds damage inside the data.
 Past damaged entropy-coded data libjpeg warns and carries on: what it cannot
@@ -73,9 +76,42 @@ _u16 = struct.Struct(">H").unpack_from
 
 def jpeg_header(data: bytes) -> JpegHeader | None:
     """What Pillow's header parse would tell decoding._decode_general, or None to let Pillow tell it."""
+    seen = _segments(data)
+    if seen is None or seen.sof is None:
+        return None
+    sof_body, sof_end = seen.sof
+    # SOF body: precision, height, width, component count, then 3 bytes a component.
+    if sof_end - sof_body < 6:
+        return None
+    precision, components = data[sof_body], data[sof_body + 5]
+    height, width = _u16(data, sof_body + 1)[0], _u16(data, sof_body + 3)[0]
+    mode = _JPEG_MODES.get(components)
+    if precision != 8 or mode is None or sof_end - sof_body != 6 + 3 * components:
+        return None  # 12-bit, CMYK/YCCK or a malformed frame header: Pillow's path
+    if width == 0 or height == 0:
+        return None  # Pillow refuses it (a height of 0 would come from a DNL marker)
+    orientation = _jpeg_orientation(data, seen.exif, seen.xmp, seen.jfif_dpi)
+    if orientation is None:
+        return None
+    return JpegHeader(width, height, mode, orientation, seen.scan)
+
+
+class _Seen:
+    """What the segments before the first scan hold, as (start, end) offsets of payloads."""
+
+    def __init__(self) -> None:
+        self.sof: tuple[int, int] | None = None
+        self.exif: tuple[int, int] | None = None
+        self.xmp: tuple[int, int] | None = None
+        self.jfif_dpi = False  # a JFIF density in dots per inch/cm: Pillow then reads no DPI from EXIF
+        self.scan = 0  # offset of the first SOS marker
+
+
+def _segments(data: bytes) -> _Seen | None:
+    """Walk the segments up to the first scan as Pillow's JpegImagePlugin does, or None where
+    Pillow would fail, read them differently, or open the file as something else."""
     pos, n = 2, len(data)
-    sof = exif = xmp = None
-    jfif_dpi = False
+    seen = _Seen()
     while True:
         if pos + 4 > n or data[pos] != 0xFF:
             return None  # cut short, or junk between segments (which Pillow skips)
@@ -89,11 +125,12 @@ def jpeg_header(data: bytes) -> JpegHeader | None:
         if length < 2 or end > n:
             return None  # Pillow misreads it or reports a truncated file
         if marker == 0xDA:  # start of scan: Pillow stops reading the header here
-            break
+            seen.scan = pos
+            return seen
         if marker in _JPEG_SOF:
-            if sof is not None:
+            if seen.sof is not None:
                 return None
-            sof = (body, end)
+            seen.sof = (body, end)
         elif marker == 0xDB:
             # Pillow rejects a DQT whose tables do not fill it exactly.
             table = body
@@ -102,49 +139,36 @@ def jpeg_header(data: bytes) -> JpegHeader | None:
             if table != end:
                 return None
         elif 0xE0 <= marker <= 0xEF:
-            # The APPn segments Pillow interprets; a prefix alone is harmless.
-            size = end - body
-            if marker == 0xE0 and data.startswith(b"JFIF", body, end):
-                if size < 7:
-                    return None  # Pillow fails reading the JFIF version
-                # A JFIF density in dots per inch/cm stops Pillow reading the DPI from EXIF.
-                jfif_dpi = jfif_dpi or (size >= 12 and data[body + 7] in (1, 2))
-            elif marker == 0xE1 and data.startswith(b"Exif\x00\x00", body, end):
-                if exif is not None:
-                    return None  # Pillow joins several Exif segments; rare
-                exif = (body + 6, end)
-            elif marker == 0xE1 and data.startswith(_XMP_PREFIX, body, end):
-                xmp = (body + len(_XMP_PREFIX), end)  # Pillow keeps the last one
-            elif marker == 0xE2 and data.startswith(b"MPF\x00", body, end):
-                return None  # multi-picture (MPO, Ultra HDR): Pillow may open it as "MPO"
-            elif marker == 0xE2 and data.startswith(b"ICC_PROFILE\x00", body, end) and size < 14:
-                return None  # Pillow fails reading the chunk's sequence number
-            elif marker == 0xED and data.startswith(b"Photoshop 3.0\x00", body, end):
-                if not _photoshop_irb_ok(data[body:end]):
-                    return None
-            elif marker == 0xEE and data.startswith(b"Adobe", body, end) and size < 7:
-                return None  # Pillow fails reading the Adobe version
+            if not _app_segment(data, marker, body, end, seen):
+                return None
         elif marker not in _JPEG_SKIPPED:
             return None  # other SOFs, DAC, DNL, DHP, EXP, JPGn, TEM, RSTn, SOI, EOI, FF00
         pos = end
 
-    if sof is None:
-        return None
-    sof_body, sof_end = sof
-    # SOF body: precision, height, width, component count, then 3 bytes a component.
-    if sof_end - sof_body < 6:
-        return None
-    precision, components = data[sof_body], data[sof_body + 5]
-    height, width = _u16(data, sof_body + 1)[0], _u16(data, sof_body + 3)[0]
-    mode = _JPEG_MODES.get(components)
-    if precision != 8 or mode is None or sof_end - sof_body != 6 + 3 * components:
-        return None  # 12-bit, CMYK/YCCK or a malformed frame header: Pillow's path
-    if width == 0 or height == 0:
-        return None  # Pillow refuses it (a height of 0 would come from a DNL marker)
-    orientation = _jpeg_orientation(data, exif, xmp, jfif_dpi)
-    if orientation is None:
-        return None
-    return JpegHeader(width, height, mode, orientation, pos)
+
+def _app_segment(data: bytes, marker: int, body: int, end: int, seen: _Seen) -> bool:
+    """Read an APPn segment Pillow interprets into ``seen``; False where Pillow would fail on
+    it or open the file as another format. A prefix alone is harmless."""
+    size = end - body
+    if marker == 0xE0 and data.startswith(b"JFIF", body, end):
+        if size < 7:
+            return False  # Pillow fails reading the JFIF version
+        seen.jfif_dpi = seen.jfif_dpi or (size >= 12 and data[body + 7] in (1, 2))
+    elif marker == 0xE1 and data.startswith(b"Exif\x00\x00", body, end):
+        if seen.exif is not None:
+            return False  # Pillow joins several Exif segments; rare
+        seen.exif = (body + 6, end)
+    elif marker == 0xE1 and data.startswith(_XMP_PREFIX, body, end):
+        seen.xmp = (body + len(_XMP_PREFIX), end)  # Pillow keeps the last one
+    elif marker == 0xE2 and data.startswith(b"MPF\x00", body, end):
+        return False  # multi-picture (MPO, Ultra HDR): Pillow may open it as "MPO"
+    elif marker == 0xE2 and data.startswith(b"ICC_PROFILE\x00", body, end) and size < 14:
+        return False  # Pillow fails reading the chunk's sequence number
+    elif marker == 0xED and data.startswith(b"Photoshop 3.0\x00", body, end):
+        return _photoshop_irb_ok(data[body:end])
+    elif marker == 0xEE and data.startswith(b"Adobe", body, end) and size < 7:
+        return False  # Pillow fails reading the Adobe version
+    return True
 
 
 def _jpeg_orientation(
