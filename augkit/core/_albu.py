@@ -1,13 +1,14 @@
 """The one place augkit imports albumentations.
 
 albumentations 2.0.8 asks the package index for a newer release on import unless
-NO_ALBUMENTATIONS_UPDATE is set, and takes 2.4-3.5 s to import. Every module that needs
+NO_ALBUMENTATIONS_UPDATE is set, and takes seconds to import (benchmarks/RESULTS.md,
+"Figures behind code comments"). Every module that needs
 it calls :func:`albumentations` at the point of use, never at module import time, so
 ``augkit --help`` and the commands that do no augmentation stay fast and offline.
 
 Most of that import is PyTorch: ``import albumentations`` ends with ``from .pytorch import
-*`` (for ``ToTensorV2``), which imports torch whenever it is installed: 2.1 s and 276 MB
-instead of 0.7 s and 92 MB here. No recipe can use ``ToTensorV2`` (it makes tensors, not
+*`` (for ``ToTensorV2``), which imports torch whenever it is installed: about three times
+the time and memory of the import without it (same section). No recipe can use ``ToTensorV2`` (it makes tensors, not
 images), so in the processes augkit owns (the ``augkit`` command and the engine's
 forkserver, which both call :func:`defer_torch_bridge`) albumentations is imported
 without it, and ``A.ToTensorV2`` / ``A.pytorch`` are imported on first use instead: code

@@ -323,10 +323,11 @@ def _decode_jpeg_fast(
 def _decode_turbojpeg(data: bytes, header: JpegHeader, name: str = "<bytes>") -> np.ndarray | None:
     """RGB pixels from simplejpeg (DecodeError where damaged), or None to let Pillow try.
 
-    simplejpeg calls libjpeg-turbo's TurboJPEG API straight into the output array: 0.48 ms
-    for a 500x375 JPEG against 0.58 ms for OpenCV's imdecode, with the same libjpeg-turbo
-    (3.x), the same default (accurate) IDCT and upsampling, hence the same pixels (tests
-    compare them over subsamplings, progressive scans, restart markers and odd sizes)."""
+    simplejpeg calls libjpeg-turbo's TurboJPEG API straight into the output array, faster
+    than OpenCV's imdecode (benchmarks/RESULTS.md, 2026-11-29: "Plain JPEGs decoded through
+    libjpeg-turbo's TurboJPEG API") with the same libjpeg-turbo (3.x), the same default
+    (accurate) IDCT and upsampling, hence the same pixels (tests compare them over
+    subsamplings, progressive scans, restart markers and odd sizes)."""
     return _jpeg_rgb(data, header.mode, (header.width, header.height), name)
 
 

@@ -20,8 +20,8 @@ from augkit.core.errors import UsageError
 
 FORMATS = ("jpg", "png", "webp")
 
-# One run plans every output name in memory (about 400 bytes each, measured with the rows
-# the reports need): 10 million outputs is about 4 GB.
+# One run plans every output name in memory, with the rows the reports need: this many
+# stays within a few GB (bytes per output: benchmarks/RESULTS.md, "Figures behind code comments").
 MAX_OUTPUTS = 10_000_000
 
 

@@ -35,8 +35,9 @@ from augkit.core.words import plural
 CHANNELS = ("R", "G", "B")
 SIZE_PAIRS_KEPT = 10_000  # distinct (width, height) pairs kept; beyond, sizes are binned coarser
 SIZE_PAIRS_LISTED = 1_000  # most common pairs written to stats.json
-IN_PROCESS_BELOW = 1000  # with workers unset, fewer images are read in this process: a pool
-# starts in ~2-3 s (its forkserver imports albumentations), ~500-700 decodes of one core
+IN_PROCESS_BELOW = 1000  # with workers unset, fewer images are read in this process: below
+# it, a pool's start costs more than the decodes it would share (benchmarks/RESULTS.md,
+# "Figures behind code comments")
 
 
 # --- the per-image reductions --------------------------------------------------------------
