@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 import augkit
 import mobilenet_like
@@ -90,17 +91,27 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 # --- the reference computation ----------------------------------------------------------------
 
 
+def zoo_region(h: int, w: int, resize: int, size: int) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of what torchvision's ``Resize(resize)`` then
+    ``CenterCrop(size)`` keep, in the image's pixels: the longer side becomes ``int(resize *
+    longer / shorter)``, the crop's corner is rounded as ``CenterCrop`` rounds it."""
+    new_h, new_w = (resize, int(resize * w / h)) if h <= w else (int(resize * h / w), resize)
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    sx, sy = w / new_w, h / new_h
+    return left * sx, top * sy, (left + size) * sx, (top + size) * sy
+
+
 def reference_input(rgb: np.ndarray, prep) -> np.ndarray:
-    """The entry's preprocessing written out in float64: the centre square that "shorter
-    side to ``resize``, crop ``input_size``" keeps, resized to ``input_size``, channel
-    order, 0..255 onto ``range``, (x - mean) / std, layout."""
+    """The entry's preprocessing written out: that region resized to ``input_size`` by
+    Pillow's antialiased bilinear (the width, then the height, as Pillow resizes a whole
+    image), channel order, 0..255 onto ``range``, (x - mean) / std in float64, layout. An
+    image already at the input size is used as it is."""
     size = prep.input_size
     h, w = rgb.shape[:2]
     if (h, w) != (size, size):
-        side = round(min(h, w) * size / prep.resize)
-        top, left = (h - side) // 2, (w - side) // 2
-        rgb = rgb[top:top + side, left:left + side]
-        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if side >= 2 * size else cv2.INTER_LINEAR)
+        left, top, right, bottom = zoo_region(h, w, prep.resize, size)
+        image = Image.fromarray(rgb).resize((size, h), Image.BILINEAR, box=(left, 0, right, h))
+        rgb = np.asarray(image.resize((size, size), Image.BILINEAR, box=(0, top, size, bottom)))
     x = rgb.astype(np.float64)
     if prep.channels == "BGR":
         x = x[:, :, ::-1]

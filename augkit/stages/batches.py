@@ -23,7 +23,6 @@ preprocess, stack (engine workers, one :class:`BatchTask` call per batch) -> the
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import stat
@@ -37,13 +36,9 @@ from augkit.engines import _shm
 from augkit.engines.contract import failure_of
 from augkit.core.errors import UsageError
 from augkit.core.seeds import derive_seed, run_seed
-
-# Keras/PyTorch preprocessing conventions: "torch" is ImageNet mean/std on the 0-1 scale,
-# "caffe" subtracts these BGR means on the 0-255 scale (see Preprocess.table).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-PREPROCESS_MODES = ("tf", "torch", "caffe")
+# Preprocess and its constants are preprocess's; flow's callers and tests name them from here too.
+from augkit.stages.preprocess import (CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, PREPROCESS_MODES,  # noqa: F401
+                                     Preprocess, resize)
 
 # What to do instead of normalising in the recipe (see Recipe.require_image_output).
 NORMALISE_WITH_PREPROCESS = "drop {name} and use preprocess='torch', 'tf' or (mean, std) (--preprocess) instead"
@@ -53,64 +48,6 @@ ONE_SIZE = "pass size=(H, W) (--size H,W) or end the recipe with a Resize or a c
 PROBE_SAMPLES = 16
 # Slots beyond those in flight: the batch the consumer holds, one waiting for its turn.
 SPARE_SLOTS = 2
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """uint8 RGB -> the array a model expects: ``(x * scale - offset) / std`` per channel."""
-
-    mode: str | None = None  # None = keep uint8
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # on the 0-1 scale (explicit mode)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-    @classmethod
-    def parse(cls, value: Any) -> Preprocess:
-        if value is None or isinstance(value, Preprocess):
-            return value or cls()
-        if isinstance(value, str):
-            if value not in PREPROCESS_MODES:
-                raise UsageError(f"unknown preprocess {value!r}; use one of: {', '.join(PREPROCESS_MODES)}, or (mean, std)")
-            return cls(value)
-        try:
-            mean, std = value
-            return cls("explicit", tuple(float(m) for m in mean), tuple(float(s) for s in std))
-        except (TypeError, ValueError):
-            raise UsageError(f"preprocess {value!r}: give a mode name or (mean, std) with 3 values each on the 0-1 scale") from None
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.uint8 if self.mode is None else np.float32)
-
-    @functools.cached_property
-    def table(self) -> np.ndarray:
-        """(256, 3) float32: the output value of each uint8 level, per *output* channel.
-
-        Every mode is a per-channel affine map of 256 levels, so a lookup table computes it
-        exactly (the value float32 arithmetic would give) in one pass over the pixels."""
-        levels = np.arange(256, dtype=np.float64)[:, None]
-        if self.mode == "tf":
-            values = levels / 127.5 - 1.0 + np.zeros(3)
-        elif self.mode == "caffe":
-            values = levels - np.asarray(CAFFE_MEAN_BGR)  # output channel c is BGR channel c
-        else:
-            mean, std = (IMAGENET_MEAN, IMAGENET_STD) if self.mode == "torch" else (self.mean, self.std)
-            values = (levels / 255.0 - np.asarray(mean)) / np.asarray(std)
-        return np.ascontiguousarray(values, dtype=np.float32)
-
-    def __call__(self, image: np.ndarray, out: np.ndarray, channels_first: bool = False) -> None:
-        """Write the preprocessed HxWx3 RGB uint8 image into ``out`` (HxWx3, or 3xHxW with
-        ``channels_first``) in place: no intermediate array, so ``out`` may be shared memory."""
-        import cv2
-
-        if self.mode == "caffe":
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        if self.mode is None:
-            out[...] = image.transpose(2, 0, 1) if channels_first else image
-        elif channels_first:
-            for c in range(3):
-                cv2.LUT(np.ascontiguousarray(image[..., c]), self.table[:, c], dst=out[c])
-        else:
-            cv2.LUT(image, self.table.reshape(256, 1, 3), dst=out)
 
 
 class SamplePipeline:
@@ -146,17 +83,14 @@ class SamplePipeline:
         return decode_image(path, max_pixels=self.max_pixels)
 
     def transformed(self, image: np.ndarray, key: str, epoch: int) -> np.ndarray:
-        """A decoded image, augmented as sample ``key`` of ``epoch``, at its final size."""
-        import cv2
-
+        """A decoded image, augmented as sample ``key`` of ``epoch``, at its final size
+        (``size``: the whole image stretched to it by :func:`~augkit.stages.preprocess.resize`)."""
         from augkit.recipes import require_image
 
         if self.recipe is not None:
             image = require_image(self.recipe(image, seed=derive_seed(self.seed, epoch, key)))
-        if self.size is not None and image.shape[:2] != tuple(self.size):
-            h, w = self.size
-            shrink = h * w < image.shape[0] * image.shape[1]
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if self.size is not None:
+            image = resize(image, tuple(self.size))
         return image
 
     def output_shape(self, image_shape: tuple[int, ...]) -> tuple[int, int, int]:

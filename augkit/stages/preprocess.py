@@ -37,7 +37,10 @@ ZOO: dict[str, Any] = {
     "channels": "RGB",
     "layout": "NCHW",
 }
-ZOO_RESIZE_RATIO = 256 / 224  # "shorter side to 256, centre 224", the zoo's evaluation
+ZOO_RESIZE = 256  # "shorter side to 256, centre 224": the zoo's evaluation, for its input size
+# The one resize rule (see resize), by name: meta.json records it with the preprocessing,
+# so a cache made by another rule is another run.
+RESAMPLE = "bilinear-antialiased"
 
 
 # --- the one per-channel map ------------------------------------------------------------------
@@ -197,7 +200,9 @@ class Preprocessing:
 
     @property
     def affine(self) -> Affine:
-        return Affine.of(self.mean, self.std, self.range, bgr=self.channels == "BGR")
+        """The map of uint8 pixels already in the model's channel order (as
+        :func:`crop_to_input` gives them), as :func:`normalize` and the cut model apply it."""
+        return Affine.of(self.mean, self.std, self.range)
 
     def scale_offset(self) -> tuple[list[float], list[float]]:
         """Per channel, ``x * scale + offset`` equals the whole normalisation."""
@@ -207,6 +212,7 @@ class Preprocessing:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["range"], data["mean"], data["std"] = list(self.range), list(self.mean), list(self.std)
+        data["resample"] = RESAMPLE
         return data
 
 
@@ -214,27 +220,51 @@ class Preprocessing:
 
 
 def resize(image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None):
-    """uint8 HxWx3 ``image`` (or its region ``box`` = (left, top, right, bottom) in pixels)
-    -> uint8 ``size`` = (H, W). Bilinear; INTER_AREA (a box filter) once shrinking by 2x or
-    more, where bilinear would skip pixels and alias."""
+    """uint8 HxWx3 ``image`` (or its region ``box`` = (left, top, right, bottom), in pixels,
+    fractions allowed) -> uint8 ``size`` = (H, W): Pillow's bilinear, antialiased (the
+    filter widens with the shrink factor), the resize torchvision and the ONNX-zoo
+    backbones' evaluations use. A whole image enlarged on both axes, where that filter does
+    not widen, is resized by OpenCV's bilinear: the same samples within a grey level, and
+    several times faster. Measured against the alternatives by
+    ``benchmarks/resize_fidelity.py`` (figures in ``benchmarks/RESULTS.md``)."""
     import cv2
+    import numpy as np
 
-    if box is not None:
-        left, top, right, bottom = (round(v) for v in box)
-        image = image[top:bottom, left:right]
     h, w = size
-    if image.shape[:2] == (h, w):
+    if box is not None and tuple(box) == (0, 0, image.shape[1], image.shape[0]):
+        box = None  # the whole image: the same pixels whichever caller asks
+    if box is None and image.shape[:2] == (h, w):
         return image
-    shrink = cv2.INTER_AREA if min(image.shape[0] / h, image.shape[1] / w) >= 2 else cv2.INTER_LINEAR
-    return cv2.resize(image, (w, h), interpolation=shrink)
+    if box is None and h >= image.shape[0] and w >= image.shape[1]:
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(image))
+    if box is None:
+        img = img.resize((w, h), Image.BILINEAR)
+    else:
+        # Each axis on its own, the width first, as Pillow resizes a whole image: its
+        # two-axis box= resize does not always round between the passes as that does,
+        # and on portrait images many pixels then move by a grey level.
+        left, top, right, bottom = box
+        img = img.resize((w, img.height), Image.BILINEAR, box=(left, 0, right, img.height))
+        img = img.resize((w, h), Image.BILINEAR, box=(0, top, w, bottom))
+    out = np.asarray(img)
+    return out if out.flags.writeable else out.copy()
 
 
 def centre_box(height: int, width: int, prep: Preprocessing) -> tuple[float, float, float, float]:
-    """The region of an image that "shorter side to ``resize``, centre ``input_size``" keeps."""
-    size = prep.input_size
-    side = max(1, round(min(height, width) * size / prep.resize))
-    top, left = (height - side) // 2, (width - side) // 2
-    return (left, top, left + side, top + side)
+    """The region of an image that "shorter side to ``resize``, centre ``input_size``"
+    keeps, exactly as torchvision's ``Resize(resize)`` and ``CenterCrop(input_size)`` frame
+    it (the longer side ``int(resize * longer / shorter)``, the crop's corner rounded)."""
+    size, shorter = prep.input_size, prep.resize
+    if height <= width:
+        new_h, new_w = shorter, int(shorter * width / height)
+    else:
+        new_h, new_w = int(shorter * height / width), shorter
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    sx, sy = width / new_w, height / new_h
+    return (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
 
 
 def crop_to_input(image, prep: Preprocessing):
@@ -256,8 +286,7 @@ def normalize(pixels, prep: Preprocessing):
     """uint8 (..., S, S, 3) from :func:`crop_to_input` (channels already in the model's
     order) -> the float32 input in the backbone's layout. The cut model does the same
     in-graph (:func:`augkit.stages.backbones.feature_model` with ``pixels=True``)."""
-    affine = Affine.of(prep.mean, prep.std, prep.range)  # the channels are already in order
-    return affine.numpy(pixels, channels_first=prep.layout == "NCHW")
+    return prep.affine.numpy(pixels, channels_first=prep.layout == "NCHW")
 
 
 def to_input(image, prep: Preprocessing):
