@@ -243,6 +243,40 @@ def test_workers_start_with_the_caller_s_task_modules_imported_once_by_the_forks
     assert len(importers) == 1 and importers[0] not in {pid for pid, *_ in seen}  # once, in the forkserver
 
 
+class RecordingSink:
+    """A sink of engine.feed that records what it was handed."""
+
+    def __init__(self, cpus):
+        self.cpus, self.seen, self.ended = cpus, [], []
+
+    def add(self, tag, pairs):
+        self.seen += [(tag, item, outcome.value, outcome.error is not None) for item, outcome in pairs]
+        return len(pairs)
+
+    def end(self, tag):
+        self.ended.append(tag)
+
+    def close(self):
+        return {"cpus": self.cpus, "seen": self.seen, "ended": self.ended}
+
+    def abort(self):
+        pass
+
+
+GROUPS = [("a", [1, 2, 3]), ("b", [4]), ("c", [5, 6])]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_feed_hands_each_group_s_outcomes_in_item_order_to_a_sink_made_here(workers):
+    counted = []
+    with LocalEngine(workers=workers, chunk_size=1) as engine:
+        results = engine.feed(FailOn(bad=5), GROUPS, RecordingSink, counted.append)
+    assert results == [{"cpus": None, "ended": ["a", "b", "c"],
+                        "seen": [("a", 1, 1, False), ("a", 2, 2, False), ("a", 3, 3, False), ("b", 4, 4, False),
+                                 ("c", 5, None, True), ("c", 6, 6, False)]}]
+    assert sum(counted) == 6
+
+
 def test_workers_are_reused_between_calls_with_the_same_task():
     task = Pid()
     with LocalEngine(workers=2) as engine:

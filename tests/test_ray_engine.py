@@ -94,6 +94,21 @@ def test_on_ray_a_setup_that_fails_stops_the_run_with_its_reason(local_ray):
         list(engine.map(BrokenSetup(), range(5)))
 
 
+def test_on_ray_feed_hands_each_group_s_outcomes_in_order_to_sinks_in_actors(local_ray):
+    import test_engine
+    from test_engine import GROUPS, FailOn, RecordingSink
+
+    ray.cloudpickle.register_pickle_by_value(test_engine)  # the same tasks and sink as the local engine's test
+    counted = []
+    with get_engine("ray", workers=2) as engine:
+        results = engine.feed(FailOn(bad=5), GROUPS, RecordingSink, counted.append)
+    assert [r["cpus"] for r in results] == [1]  # one CPU per actor, one actor per two CPUs
+    assert results[0]["ended"] == ["a", "b", "c"]
+    assert results[0]["seen"] == [("a", 1, 1, False), ("a", 2, 2, False), ("a", 3, 3, False), ("b", 4, 4, False),
+                                  ("c", 5, None, True), ("c", 6, 6, False)]
+    assert sum(counted) == 6
+
+
 def failure_rows(out) -> list[str]:
     """The rows of a run's failures.csv: the same inputs must fail, for the same reasons."""
     return (out / "failures.csv").read_text().splitlines()[1:]

@@ -115,6 +115,24 @@ def remove_temporaries(folder: str | os.PathLike, ours: Callable[[str], bool]) -
 NOT_CONTENT = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".augkit-lock"})
 
 
+def is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_paths(src_folders: list[Path], out: Path) -> None:
+    """Refuse an output folder (augment's OUT, a feature CACHE) inside the source, or one
+    that holds it: a run would read its own outputs, or an overwrite remove its inputs."""
+    from augkit.core.errors import UsageError
+
+    out_real = out.resolve()
+    for folder in src_folders:
+        src_real = folder.resolve()
+        if is_within(out_real, src_real):
+            raise UsageError(f"{out}: OUT is inside SRC ({folder}); choose an output folder outside the source")
+        if is_within(src_real, out_real):
+            raise UsageError(f"{out}: SRC ({folder}) is inside OUT; choose an output folder that does not contain the source")
+
+
 def is_empty_folder(folder: str | os.PathLike) -> bool:
     return all(entry.name in NOT_CONTENT for entry in os.scandir(folder))
 

@@ -6,6 +6,21 @@ pool, a Ray worker process), before its first item, never once per item or chunk
 setup that fails stops the run with :class:`WorkerSetupError`; an item that fails is an
 :class:`Outcome` with an error, never the end of the run. Engines yield outcomes; callers
 turn a failed one into their own row with :func:`failure_of`.
+
+Every engine offers:
+- ``map(task, items)`` / ``map_unordered(task, items)``: the outcomes, in item order or as
+  they come;
+- ``feed(task, groups, make_sink, progress=None)``: for work that is a task per item and
+  then a stage with state per group of items (the feature cache: prepare each image, then
+  batch, infer and write each shard). ``groups`` is a sequence of ``(tag, items)``, none
+  empty. ``make_sink(cpus)`` is a picklable factory of a *sink*; ``cpus`` is how many
+  cores the sink may use (None: the sink decides). A sink takes ``add(tag, pairs)``, pairs
+  of (item, outcome) of one group in item order, returning a count for ``progress``;
+  ``end(tag)`` once a group is complete; ``close()`` at the end, whose result ``feed``
+  returns in a list; ``abort()`` when the run stops early. The local engine makes one sink
+  in the calling process; Ray makes sinks in actors, each taking whole groups, so the
+  items' outcomes go to them without passing through the driver;
+- ``warm_up(task)``, ``close()``, and use as a context manager.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -338,6 +338,27 @@ class LocalEngine:
     def map(self, task: Any, items: Iterable[Any]) -> Iterator[Outcome]:
         """Outcomes in the order of ``items``."""
         return in_order(self.map_unordered(task, items))
+
+    def feed(self, task: Any, groups: Sequence[tuple[Any, Sequence[Any]]], make_sink: Callable[[int | None], Any],
+             progress: Callable[[Any], Any] | None = None) -> list[Any]:
+        """Run ``task`` over every group's items on the workers, and hand the outcomes to one
+        sink made in this process, group by group in item order (see
+        :mod:`augkit.engines.contract`). Returns ``[sink.close()]``."""
+        self.warm_up(task)  # the workers start while the sink gets ready
+        sink = make_sink(None)
+        outcomes = self.map(task, (item for _, items in groups for item in items))
+        try:
+            with contextlib.closing(outcomes):
+                for tag, items in groups:
+                    for item in items:
+                        done = sink.add(tag, [(item, next(outcomes))])
+                        if progress is not None:
+                            progress(done)
+                    sink.end(tag)
+            return [sink.close()]
+        except BaseException:
+            sink.abort()
+            raise
 
     def _next_chunk_size(self, left: int | None = None) -> int:
         """Items for the next chunk, ``left`` items not yet sent (None: unknown)."""

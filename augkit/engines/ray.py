@@ -13,6 +13,9 @@ it is, never from where it runs.
   once set up again as they alternate: slower, never wrong).
   At most ``workers * prefetch`` chunks are in flight, so the driver's memory stays flat.
 - A worker that dies is retried by Ray; a chunk that still fails becomes crashed rows.
+- ``feed`` makes its sinks in actors (one CPU each, up to one per two of the engine's
+  CPUs), each taking whole groups in turn; a chunk's outcomes go from the task that made
+  them to the actor, never through the driver.
 - The files a task writes must be on storage every node sees (a shared filesystem).
 """
 
@@ -20,13 +23,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from augkit.core.errors import UsageError
-from augkit.engines.contract import Outcome, WorkerSetupError, call, in_order, limit_threads, set_up
+from augkit.core.errors import AugkitError, UsageError
+from augkit.engines.contract import Outcome, call, in_order, limit_threads, set_up
 
 INSTALL_HINT = 'the Ray engine needs Ray: pip install "augkit[ray]"'
+FEED_CHUNK = 32  # items per task in feed(): each chunk is also an actor call, which costs more than a task
 
 
 def _import_ray():
@@ -58,6 +62,45 @@ def _ready_task(token: str, task_ref: list) -> Any:
 def _run_chunk(token: str, task_ref: list, chunk: list[tuple[int, Any]]) -> list[Outcome]:
     task = _ready_task(token, task_ref)
     return [call(task, index, item) for index, item in chunk]
+
+
+def _get(ray, ref) -> Any:
+    """``ray.get``, with augkit's own errors raised in a worker or actor (a setup that
+    failed, a backbone that does not fit) raised here as themselves."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, AugkitError):
+            raise exc.cause from None
+        raise
+
+
+def _outcomes(ray, ref, chunk: list[tuple[int, Any]]) -> list[Outcome]:
+    """A chunk's outcomes, or crashed rows if its worker died (after Ray's retries)."""
+    try:
+        return _get(ray, ref)
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError):
+        return [Outcome(index, error="the Ray worker died on this chunk", crashed=True) for index, _item in chunk]
+
+
+class _SinkActor:
+    """A sink of :meth:`RayEngine.feed`, in an actor of one CPU."""
+
+    def __init__(self, make_sink: Callable[[int | None], Any]):
+        limit_threads()
+        self.sink = make_sink(1)
+
+    def add(self, tag: Any, chunk: list[tuple[int, Any]], refs: list) -> Any:
+        import ray
+
+        outcomes = _outcomes(ray, refs[0], chunk)  # inside a list: resolved here, crashes included
+        return self.sink.add(tag, [(item, outcome) for (_, item), outcome in zip(chunk, outcomes)])
+
+    def end(self, tag: Any) -> None:
+        self.sink.end(tag)
+
+    def close(self) -> Any:
+        return self.sink.close()
 
 
 class RayEngine:
@@ -109,16 +152,7 @@ class RayEngine:
                     return
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
-                    chunk = in_flight.pop(ref)
-                    try:
-                        yield from ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:
-                        if isinstance(exc.cause, WorkerSetupError):
-                            raise exc.cause from None
-                        raise
-                    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError):
-                        for index, _item in chunk:
-                            yield Outcome(index, error="the Ray worker died on this chunk", crashed=True)
+                    yield from _outcomes(ray, ref, in_flight.pop(ref))
         except BaseException:
             for ref in in_flight:
                 ray.cancel(ref, force=True)
@@ -126,6 +160,39 @@ class RayEngine:
 
     def map(self, task: Any, items: Iterable[Any]) -> Iterator[Outcome]:
         return in_order(self.map_unordered(task, items))
+
+    def feed(self, task: Any, groups: Sequence[tuple[Any, Sequence[Any]]], make_sink: Callable[[int | None], Any],
+             progress: Callable[[Any], Any] | None = None) -> list[Any]:
+        """Run ``task`` over every group's items in Ray tasks, and hand each group's outcomes
+        to one of the sinks made in actors (see :mod:`augkit.engines.contract`); an actor runs
+        its calls in order, so it takes one group at a time. Returns the sinks' ``close()``."""
+        ray = self._ray
+        token, task_ref = self._shipped(task)
+        actor = ray.remote(num_cpus=1)(_SinkActor)
+        sinks = [actor.remote(make_sink) for _ in range(max(1, min(len(groups), self.workers // 2)))]
+        in_flight: list[Any] = []  # the sinks' pending calls: bounds what waits in the object store
+
+        def drain(keep: int) -> None:
+            nonlocal in_flight
+            while len(in_flight) > keep:
+                done, in_flight = ray.wait(in_flight, num_returns=1)
+                result = _get(ray, done[0])
+                if progress is not None and result is not None:  # None: an end() call
+                    progress(result)
+
+        try:
+            for n, (tag, items) in enumerate(groups):
+                sink = sinks[n % len(sinks)]
+                for start in range(0, len(items), FEED_CHUNK):
+                    chunk = list(enumerate(items[start:start + FEED_CHUNK], start))
+                    in_flight.append(sink.add.remote(tag, chunk, [self._remote.remote(token, task_ref, chunk)]))
+                    drain(self.workers * self.prefetch)
+                in_flight.append(sink.end.remote(tag))
+            drain(0)
+            return [_get(ray, sink.close.remote()) for sink in sinks]
+        finally:
+            for sink in sinks:
+                ray.kill(sink)
 
     def warm_up(self, task: Any) -> None:
         """Nothing to start: Ray's workers are the cluster's."""

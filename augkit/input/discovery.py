@@ -80,6 +80,13 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def source_folders(self) -> list[Path]:
+        """The folders whose contents are the source: the folder itself, or for a manifest
+        the folders its images are in (the CSV's own folder may well hold OUT too)."""
+        if self.kind != "manifest":
+            return [self.root]
+        return sorted({Path(s.path).parent for s in self.samples})
+
 
 def is_hidden(name: str) -> bool:
     return name.startswith(".")

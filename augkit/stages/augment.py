@@ -26,16 +26,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from augkit.stages.augment_out import (FAILURES, MANIFEST, SUMMARY, check_paths, holding, journal, prepare_jobs,
-                                prepare_out, run_settings, settle_journal, source_folders, sweep)
+from augkit.stages.augment_out import (FAILURES, MANIFEST, SUMMARY, holding, journal, prepare_jobs, prepare_out,
+                                       run_settings, settle_journal, sweep)
 from augkit.stages.augment_plan import AugmentOptions, Job, check_options, plan_jobs
-from augkit.core.files import csv_text, write_text_atomic
+from augkit.core.files import check_paths, csv_text, write_text_atomic
 from augkit.core.progress import progress_bar
 from augkit.core.seeds import run_seed
 from augkit.engines.contract import failure_of
 
-__all__ = ["AugmentOptions", "AugmentTask", "Job", "Summary", "augment", "check_paths", "plan_jobs", "prepare_jobs",
-           "source_folders"]
+__all__ = ["AugmentOptions", "AugmentTask", "Job", "Summary", "augment", "plan_jobs", "prepare_jobs"]
 
 
 class AugmentTask:
@@ -139,7 +138,7 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
     runner = get_engine(engine, workers=workers, preload=(__name__,), **(engine_options or {}))
     with runner:
         dataset = discover(src, split=split)
-        check_paths(source_folders(dataset), out)
+        check_paths(dataset.source_folders(), out)
         check_options(options, len(dataset.samples))
         recipe = load_recipe(recipe)  # after the engine: its workers import while we do
         recipe.require_image_output("drop {name}: images are written as 8-bit")

@@ -29,8 +29,8 @@ from typing import Any
 
 from augkit.stages.augment_plan import AugmentOptions, Job, plan_jobs
 from augkit.core.errors import UsageError
-from augkit.core.files import (TEXT_ERRORS, csv_text, file_stamp, folder_lock, is_empty_folder, remove_temporaries,
-                          write_text_atomic)
+from augkit.core.files import (TEXT_ERRORS, csv_text, file_stamp, folder_lock, is_empty_folder, is_within,
+                               remove_temporaries, write_text_atomic)
 from augkit.core.runs import FINGERPRINT, UnreadableRecord, describe, differences, read_record, \
     refuse_unless_overwrite, write_record
 from augkit.core.seeds import SEEDING
@@ -62,31 +62,6 @@ def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
         "quality": options.quality,
         "source": os.path.abspath(src),
     }
-
-
-# --- SRC and OUT apart ------------------------------------------------------------------------
-
-
-def is_within(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
-
-
-def source_folders(dataset) -> list[Path]:
-    """The folders whose contents are the source: the folder itself, or for a manifest
-    the folders its images are in (the CSV's own folder may well hold OUT too)."""
-    if dataset.kind != "manifest":
-        return [dataset.root]
-    return sorted({Path(s.path).parent for s in dataset.samples})
-
-
-def check_paths(src_folders: list[Path], out: Path) -> None:
-    out_real = out.resolve()
-    for folder in src_folders:
-        src_real = folder.resolve()
-        if is_within(out_real, src_real):
-            raise UsageError(f"{out}: OUT is inside SRC ({folder}); choose an output folder outside the source")
-        if is_within(src_real, out_real):
-            raise UsageError(f"{out}: SRC ({folder}) is inside OUT; choose an output folder that does not contain the source")
 
 
 # --- the record -------------------------------------------------------------------------------

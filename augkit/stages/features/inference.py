@@ -38,7 +38,7 @@ def make_session(model, threads: int):
         raise AugkitError(f"ONNX Runtime cannot load the cut backbone ({' '.join(str(exc).split())[:300]})") from None
 
 
-GIL_SWITCH_S = 0.0002  # see augkit.stages.features._compute
+GIL_SWITCH_S = 0.0002  # see augkit.stages.features.assemble.FeatureSink
 MAX_STREAMS = 4  # each holds a batch's activations (~12 MB per 224x224 MobileNet v2 image)
 
 
@@ -67,17 +67,16 @@ class InferenceStreams:
     Buffers go back to ``free`` after use, which bounds memory.
     """
 
-    def __init__(self, sessions: list, model, cache: Path, dtype: str, expected_dim: int | None, free: queue.Queue,
-                 bar):
+    def __init__(self, sessions: list, model, cache: Path, dtype: str, expected_dim: int | None, free: queue.Queue):
         self.model, self.cache = model, cache
         self.dtype, self.expected_dim = dtype, expected_dim
-        self.free, self.bar = free, bar
+        self.free = free
         self.work: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.dim: int | None = model.feature_dim
         self.lock = threading.Lock()
         self.shards: dict[int, dict[str, Any]] = {}  # shard index -> parts, counts, rows
-        self.t_first = self.t_last = None
+        self.t_first = self.t_last = None  # wall clock: comparable between processes (Ray's actors)
         self.rows_first = self.rows = 0
         self.busy_s = 0.0
         self.backbone_runs = {id(session): BackboneRunner(session, model, expected_dim) for session in sessions}
@@ -106,6 +105,11 @@ class InferenceStreams:
         if ready:
             self._write(ready)
 
+    def totals(self) -> dict[str, Any]:
+        """Rows run, seconds inside ONNX Runtime, and when the first and last batches were done."""
+        return {"rows": self.rows, "rows_first": self.rows_first, "t_first": self.t_first, "t_last": self.t_last,
+                "busy_s": self.busy_s}
+
     def finish(self, timeout: float | None = None) -> None:
         for _ in self.threads:
             self.work.put(None)
@@ -129,18 +133,17 @@ class InferenceStreams:
     def _batch(self, session, buffer, shard: Shard, n: int, seq: int) -> None:
         started = time.perf_counter()
         out = self._run(session, buffer[:n]).astype(self.dtype, copy=False)
-        finished = time.perf_counter()
+        finished, now = time.perf_counter(), time.time()
         with self.lock:
             self.busy_s += finished - started
             self.rows += n
             if self.t_first is None:
-                self.t_first, self.rows_first = finished, n
-            self.t_last = finished
+                self.t_first, self.rows_first = now, n
+            self.t_last = now
             state = self.shards[shard.index]
             state["parts"][seq] = out
             state["done"] += 1
             ready = state["closed"] and state["done"] == state["submitted"] and self.shards.pop(shard.index)
-        self.bar.update(n)
         if ready:
             self._write(ready)
 

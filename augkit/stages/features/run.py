@@ -3,31 +3,29 @@
 discovery (parent) -> plan shards (parent) -> :class:`~augkit.stages.features.task.FeatureTask`
 per image on the engine's workers (decode, recipe views, uint8 input) -> batches (the
 parent's main thread) -> ONNX Runtime streams (threads of the parent, overlapped with the
-preparation of the next batches) -> shard files -> joined reports (:mod:`.cache`).
+preparation of the next batches) -> shard files -> joined reports (:mod:`.cache`). The
+engine decides where the batching and inference run (:mod:`.assemble`: in this process,
+or in Ray's actors); this module never asks which engine it has.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
-import itertools
-import queue
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from augkit.core.errors import UsageError
-from augkit.core.files import folder_lock, remove_temporaries
+from augkit.core.files import check_paths, folder_lock, remove_temporaries
 from augkit.core.progress import progress_bar
 from augkit.core.runs import FINGERPRINT
 from augkit.core.seeds import SEEDING, run_seed
 from augkit.stages.features.cache import (DTYPES, Shard, drop_beyond, is_ours, join, plan_shards, prepare_cache,
                                           refuse_foreign, shard_done)
-from augkit.stages.features.inference import (GIL_SWITCH_S, InferenceStreams, batch_size_for, inference_plan,
-                                              make_session)
+from augkit.stages.features.assemble import FeatureSinks
+from augkit.stages.features.inference import batch_size_for
 from augkit.stages.features.task import FeatureOptions, FeatureTask
 
 
@@ -72,7 +70,6 @@ def default_workers(recipe: bool) -> int:
     return 0 if need < 0.5 else math.ceil(need)
 
 
-
 def _settings(backbone, weights_sha: str, model, recipe, options: FeatureOptions) -> dict[str, Any]:
     return {
         "backbone": backbone.name,
@@ -101,16 +98,61 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     """Compute (or finish computing) the feature cache of ``src`` in ``cache``.
 
     ``backbone`` is a :class:`~augkit.stages.backbones.Backbone`, or a name / YAML / ONNX path for
-    :func:`~augkit.stages.backbones.resolve_backbone`. Returns the :class:`FeatureSummary`."""
-    from augkit.stages.augment_out import check_paths, source_folders
-    from augkit.stages.backbones import Backbone, feature_model, resolve_backbone, weights_file
-    from augkit.input.decoding import resolve_max_pixels
-    from augkit.input.discovery import discover
+    :func:`~augkit.stages.backbones.resolve_backbone`. ``engine`` names the engine
+    (:func:`augkit.engines.get_engine`; ``engine_options`` are its own). Returns the
+    :class:`FeatureSummary`."""
     from augkit.engines import get_engine
     from augkit.engines.local import default_workers as cores
+    from augkit.input.discovery import discover
     from augkit.recipes import load_recipe
 
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
+    _check(options, recipe)
+    cache = Path(cache)
+    dataset = discover(src, split=split)
+    check_paths(dataset.source_folders(), cache)
+    if workers is None:
+        workers = default_workers(recipe is not None)
+    # The engine first: its workers' imports overlap the recipe's and the backbone's.
+    runner = get_engine(engine, workers=workers, preload=(FeatureTask.__module__,), **(engine_options or {}))
+    with runner, contextlib.ExitStack() as held:
+        recipe = load_recipe(recipe) if recipe is not None else None
+        if recipe is not None:
+            recipe.require_image_output("drop {name}: the backbone applies its own normalisation")
+        options = dataclasses.replace(options, seed=run_seed(options.seed, recipe))  # as the CLI: the recipe's seed:
+        backbone, path, sha, model = _backbone(backbone, weights, cache_dir, mirror, progress)
+        settings = _settings(backbone, sha, model, recipe, options)
+        refuse_foreign(cache)  # before anything is created in a folder of the user's
+        cache.mkdir(parents=True, exist_ok=True)
+        held.enter_context(folder_lock(cache, "CACHE"))  # one run at a time writes a cache
+        prepare_cache(cache, settings, overwrite, dataset.samples)
+        shards = plan_shards(dataset.samples, options)
+        drop_beyond(cache, shards)
+        todo = [s for s in shards if not shard_done(cache, s)]
+        threads = options.threads or cores()
+        options = dataclasses.replace(options, batch_size=options.batch_size or batch_size_for(threads))
+        summary = FeatureSummary(images=len(dataset.samples), shards=len(shards), computed_shards=len(todo),
+                                 dtype=options.dtype, backbone=backbone.name, weights=str(path), cache=str(cache),
+                                 workers=workers, threads=threads, batch_size=options.batch_size)
+        if not settings["weights_are_the_registrys"]:
+            summary.notes.append(f"note: {path} is not the {backbone.name} weights the registry names (sha256 "
+                                 f"{sha[:12]}..., registry {backbone.sha256[:12]}...); the cache records the file's hash")
+        if todo:
+            sinks = FeatureSinks(model, str(cache), options.dtype, options.batch_size, threads, backbone.feature_dim,
+                                 backbone.preprocessing.input_size)
+            task = FeatureTask(recipe, backbone.preprocessing, options)
+            _timed(summary, _compute(runner, task, sinks, dataset.samples, todo, options.views, progress), wall)
+        remove_temporaries(cache, is_ours)
+        for name, value in join(cache, shards, dataset, settings).items():
+            setattr(summary, name, value)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _check(options: FeatureOptions, recipe) -> None:
+    """Usage errors, before anything is read or started."""
+    from augkit.input.decoding import resolve_max_pixels
+
     if options.dtype not in DTYPES:
         raise UsageError(f"--dtype {options.dtype}: use one of {', '.join(DTYPES)}")
     if options.views < 1 or (options.batch_size is not None and options.batch_size < 1):
@@ -118,140 +160,42 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     if recipe is None and (options.views > 1 or options.plain_first):
         raise UsageError("--views > 1 and --plain-first need --recipe (without one every view is the same image)")
     resolve_max_pixels(options.max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
-    cache = Path(cache)
-    dataset = discover(src, split=split)
-    check_paths(source_folders(dataset), cache)
-    if workers is None:
-        workers = default_workers(recipe is not None)
-    runner = get_engine(engine, workers=workers, preload=(FeatureTask.__module__,), **(engine_options or {}))  # a forkserver starts now
-    with runner, contextlib.ExitStack() as held:
-        recipe = load_recipe(recipe) if recipe is not None else None
-        if recipe is not None:
-            recipe.require_image_output("drop {name}: the backbone applies its own normalisation")
-        options = dataclasses.replace(options, seed=run_seed(options.seed, recipe))  # as the CLI: the recipe's seed:
-        if not isinstance(backbone, Backbone):
-            backbone = resolve_backbone(backbone, weights=weights)
-        path, sha = weights_file(backbone, cache_dir=cache_dir, mirror=mirror, progress=progress)
-        model = feature_model(path, backbone, pixels=True)
-        settings = _settings(backbone, sha, model, recipe, options)
-        samples = dataset.samples
-        refuse_foreign(cache)  # before anything is created in a folder of the user's
-        cache.mkdir(parents=True, exist_ok=True)
-        held.enter_context(folder_lock(cache, "CACHE"))  # one run at a time writes a cache
-        prepare_cache(cache, settings, overwrite, samples)
-        shards = plan_shards(samples, options)
-        drop_beyond(cache, shards)
-        todo = [s for s in shards if not shard_done(cache, s)]
-        threads = options.threads or cores()
-        options = dataclasses.replace(options, batch_size=options.batch_size or batch_size_for(threads))
-        summary = FeatureSummary(images=len(samples), shards=len(shards), computed_shards=len(todo),
-                                 dtype=options.dtype, backbone=backbone.name, weights=str(path), cache=str(cache),
-                                 workers=workers, threads=threads, batch_size=options.batch_size)
-        if not settings["weights_are_the_registrys"]:
-            summary.notes.append(f"note: {path} is not the {backbone.name} weights the registry names (sha256 "
-                                 f"{sha[:12]}..., registry {backbone.sha256[:12]}...); the cache records the file's hash")
-        if todo:
-            task = FeatureTask(recipe, backbone.preprocessing, options)
-            if engine == "ray":
-                from augkit.stages.features.ray import compute_on_ray
-
-                timing = compute_on_ray(runner, task, model, backbone, cache, samples, todo, options, progress)
-            else:
-                runner.warm_up(task)  # workers start while ONNX Runtime builds its sessions
-                streams, intra = inference_plan(threads)
-                sessions = [make_session(model, intra) for _ in range(streams)]
-                timing = _compute(runner, task, sessions, model, backbone, cache, samples, todo, options, progress)
-            summary.computed_rows = timing["rows"]
-            summary.inference_s = timing["busy_s"]
-            if timing["t_first"] is not None:
-                summary.first_batch_s = timing["t_first"] - started
-                if timing["t_last"] > timing["t_first"]:
-                    summary.steady_rows_per_s = (timing["rows"] - timing["rows_first"]) / (timing["t_last"] - timing["t_first"])
-        remove_temporaries(cache, is_ours)
-        joined = join(cache, shards, dataset, settings)
-        summary.rows, summary.feature_dim = joined["rows"], joined["feature_dim"]
-        summary.failed_images, summary.failures = joined["failed_images"], joined["failures"]
-    summary.seconds = time.perf_counter() - started
-    return summary
 
 
-def _compute(runner, task, sessions: list, model, backbone, cache: Path, samples, todo: list[Shard],
-             options: FeatureOptions, progress: bool) -> dict[str, Any]:
-    """Feed the todo shards' images through the workers and the inference streams."""
-    import numpy as np
+def _backbone(backbone, weights, cache_dir, mirror: str | None, progress: bool):
+    """(backbone entry, weights file, its sha256, the model cut at the features)."""
+    from augkit.stages.backbones import Backbone, feature_model, resolve_backbone, weights_file
 
-    from augkit.engines.contract import failure_of
+    if not isinstance(backbone, Backbone):
+        backbone = resolve_backbone(backbone, weights=weights)
+    path, sha = weights_file(backbone, cache_dir=cache_dir, mirror=mirror, progress=progress)
+    return backbone, path, sha, feature_model(path, backbone, pixels=True)
 
-    size = backbone.preprocessing.input_size
-    batch = options.batch_size
-    free: queue.Queue = queue.Queue()
-    for _ in range(len(sessions) + 2):  # one per stream running, one being filled, one waiting
-        free.put(np.empty((batch, size, size, 3), np.uint8))
-    starts = list(itertools.accumulate((s.stop - s.start for s in todo), initial=0))[:-1]
 
-    def locate(k: int) -> tuple[Shard, int]:  # item number -> (its shard, sample index)
-        j = bisect.bisect_right(starts, k) - 1
-        return todo[j], todo[j].start + k - starts[j]
-
-    total = sum(s.stop - s.start for s in todo) * options.views
-    bar = progress_bar(total, unit="row", desc="features", enabled=progress)
-    inference = InferenceStreams(sessions, model, cache, options.dtype, backbone.feature_dim, free, bar)
-
-    def take_buffer():
-        while True:
-            if inference.error is not None:
-                raise inference.error
-            try:
-                return free.get(timeout=0.2)
-            except queue.Empty:
-                continue
-
-    rows: list[list[Any]] = []
-    failures: list[list[str]] = []
-    buffer, filled = None, 0
-    # An inference stream leaving ONNX Runtime needs the GIL back, and the thread preparing
-    # images holds it for up to the switch interval (5 ms by default: half a batch's run).
-    # A short interval for the run's duration gave ~8 % more rows/s on 2 cores.
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch, GIL_SWITCH_S))
+def _compute(runner, task: FeatureTask, sinks: FeatureSinks, samples, todo: list[Shard], views: int,
+             progress: bool) -> list[dict[str, Any]]:
+    """Feed the todo shards' images through the engine's workers into its sinks (batches,
+    inference, shard files); returns the sinks' totals."""
+    groups = [(shard, [(s.path, s.key, s.label) for s in samples[shard.start:shard.stop]]) for shard in todo]
+    bar = progress_bar(sum(len(items) for _, items in groups) * views, unit="row", desc="features", enabled=progress)
     try:
-        items = ((samples[i].path, samples[i].key) for shard in todo for i in range(shard.start, shard.stop))
-        for outcome in runner.map(task, items):
-            shard, i = locate(outcome.index)
-            sample = samples[i]
-            value = outcome.value
-            if outcome.error is not None:
-                failures.append([sample.key, *failure_of(outcome, sample.key).values()])
-            elif isinstance(value, dict):
-                failures.append([sample.key, value["reason"], value["message"]])
-            else:
-                for v in range(len(value)):
-                    if buffer is None:
-                        buffer, filled = take_buffer(), 0
-                    buffer[filled] = value[v]
-                    filled += 1
-                    rows.append([sample.key, sample.label or "", v])
-                    if filled == batch:
-                        inference.submit(buffer, shard, filled)
-                        buffer = None
-            if i == shard.stop - 1:  # batches never span shards: a resumed run batches alike
-                if buffer is not None:
-                    inference.submit(buffer, shard, filled)
-                    buffer = None
-                inference.close_shard(shard, rows, failures)
-                rows, failures = [], []
-            if inference.error is not None:
-                raise inference.error
-        inference.finish()
-        if inference.error is not None:
-            raise inference.error
+        return runner.feed(task, groups, sinks, bar.update)
     except BaseException:
-        inference.error = inference.error or KeyboardInterrupt()  # the streams drop what is queued
-        inference.finish(timeout=30)
-        remove_temporaries(cache, is_ours)
+        remove_temporaries(Path(sinks.cache), is_ours)
         raise
     finally:
-        sys.setswitchinterval(switch)
         bar.close()
-    return {"rows": inference.rows, "rows_first": inference.rows_first, "t_first": inference.t_first,
-            "t_last": inference.t_last, "busy_s": inference.busy_s}
+
+
+def _timed(summary: FeatureSummary, totals: list[dict[str, Any]], started: float) -> None:
+    """The summary's rows computed and timings, from the sinks' totals (wall clock: the
+    sinks may be Ray actors in other processes)."""
+    summary.computed_rows = sum(t["rows"] for t in totals)
+    summary.inference_s = sum(t["busy_s"] for t in totals)
+    done = [t for t in totals if t["t_first"] is not None]
+    if done:
+        first = min(done, key=lambda t: t["t_first"])
+        last = max(t["t_last"] for t in done)
+        summary.first_batch_s = first["t_first"] - started
+        if last > first["t_first"]:
+            summary.steady_rows_per_s = (summary.computed_rows - first["rows_first"]) / (last - first["t_first"])

@@ -32,13 +32,13 @@ class FeatureTask:
         self.prep = prep
         self.options = options
 
-    def __call__(self, item: tuple[str, str]):
+    def __call__(self, item: tuple[str, str, str | None]):
         import numpy as np
 
         from augkit.input.decoding import DecodeError, decode_image
         from augkit.core.seeds import derive_seed
 
-        path, key = item
+        path, key = item[0], item[1]  # (path, key, label): the label is the assembler's
         opts = self.options
         try:
             image = decode_image(path, max_pixels=opts.max_pixels)
