@@ -11,9 +11,9 @@ How the local engine keeps its promises:
   workers use N cores.
 - *No fork hazards, cheap start.* Workers come from a ``forkserver`` that has imported
   albumentations, OpenCV and the caller's task modules once (``augkit.engines._preload``,
-  then ``preload``), so a worker starts in
-  milliseconds instead of paying the 2.4-3.5 s import, and never inherits threads or
-  OpenCV state from the parent (a user's training script may have plenty).
+  then ``preload``), so a worker starts in milliseconds instead of paying albumentations'
+  import (seconds: benchmarks/RESULTS.md), and never inherits threads or OpenCV state
+  from the parent (a user's training script may have plenty).
 - *Determinism.* Nothing here decides randomness: tasks seed each sample from what it is
   (``augkit.core.seeds``), so results are identical for any worker count or scheduling.
 - *Failures are data.* An exception in a task becomes an :class:`Outcome` with an error
@@ -27,9 +27,9 @@ How the local engine keeps its promises:
   re-raises, so the caller prints its one line and no child prints a traceback.
 - *Nothing left behind.* The pool's semaphores carry augkit's name, so a run killed with
   SIGKILL, which cannot remove them, has them removed by the next run (``augkit.engines._shm``).
-- *Little parent work.* Each chunk costs the parent ~0.6 ms of CPU (pickling, the
-  executor's threads waking up), taken from the workers' cores: at 4 inputs per chunk,
-  ``augment`` gave the parent 7 % of a core. By default a chunk holds ~0.1 s of work
+- *Little parent work.* Each chunk costs the parent CPU (pickling, the executor's
+  threads waking up), taken from the workers' cores: with a few inputs per chunk,
+  ``augment``'s parent took a noticeable share of a core. By default a chunk holds ~0.1 s of work
   by the workers' recent time per item; the first chunks hold one item (so results come
   back at once) and, when the number of items is known, the last ones shrink (so no
   worker idles long at the end while another finishes a big chunk).

@@ -2,8 +2,9 @@
 views of it), computed once, stored as ``.npy`` shards, loaded with :func:`load_features`.
 
 Modules: :mod:`.cache` (the format: shards, meta.json, reports, resume, reading),
-:mod:`.task` (the per-image :class:`FeatureTask`), :mod:`.inference` (ONNX Runtime) and
-:mod:`.run` (:func:`cache_features`, which puts them together on an engine).
+:mod:`.task` (the per-image :class:`FeatureTask`), :mod:`.assemble` (outcomes -> rows,
+failures and batches -> shard files, for either engine), :mod:`.inference` (ONNX Runtime)
+and :mod:`.run` (:func:`cache_features`, which puts them together on an engine).
 
 What a user can rely on:
 - Row ``r`` of the features is (image, view) of row ``r`` of ``manifest.csv`` and label

@@ -1,11 +1,11 @@
 """``cache_features``: the feature cache of a dataset, computed (or finished) in one call.
 
 discovery (parent) -> plan shards (parent) -> :class:`~augkit.stages.features.task.FeatureTask`
-per image on the engine's workers (decode, recipe views, uint8 input) -> batches (the
-parent's main thread) -> ONNX Runtime streams (threads of the parent, overlapped with the
-preparation of the next batches) -> shard files -> joined reports (:mod:`.cache`). The
-engine decides where the batching and inference run (:mod:`.assemble`: in this process,
-or in Ray's actors); this module never asks which engine it has.
+per image on the engine's workers (decode, recipe views, uint8 input) -> the assembler's
+batches -> ONNX Runtime streams, overlapped with the preparation of the next batches ->
+shard files -> joined reports (:mod:`.cache`). The engine decides where the assembler
+and inference run (``engine.feed``: in this process, or in Ray's actors); this module
+never asks which engine it has.
 """
 
 from __future__ import annotations
