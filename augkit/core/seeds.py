@@ -44,7 +44,8 @@ def seed_pipeline(compose, seed: int) -> None:
     fired exactly when Affine (p 0.5) did, and RGBShift, CLAHE and CoarseDropout only
     together with both: 4 of the 32 combinations ever occurred. Sharing one generator pair
     makes each transform take the next draws of one stream, so its decisions are
-    independent of the others'. It is also 7x cheaper (two generators, not two per transform).
+    independent of the others'. It is also cheaper: two generators, not two per transform (benchmarks/RESULTS.md,
+    "Figures behind code comments").
     """
     import random
 

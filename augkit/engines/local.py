@@ -65,9 +65,9 @@ CHUNK_SECONDS = 0.1
 MAX_CHUNK = 64
 
 
-# Memory one worker may need at its peak: a 24-megapixel photo (6000x4000) through Affine,
-# CLAHE and GaussNoise peaked at 1.5 GiB per process (ImageNet-sized photos: 0.3 GiB); see
-# benchmarks/RESULTS.md. The default worker count leaves each worker that much.
+# Memory one worker may need at its peak: the measured peak of one process taking a
+# 24-megapixel photo through Affine, CLAHE and GaussNoise (benchmarks/RESULTS.md, "Peak
+# memory of one worker on large photos"). The default worker count leaves each worker that much.
 WORKER_MEMORY = 1536 * 2**20
 
 
@@ -110,7 +110,7 @@ def start_forkserver(preload: tuple[str, ...] = ()) -> None:
     the modules its parent does (a user's own modules beside their script included).
 
     The terminal's Ctrl-C reaches every process of the group, and the forkserver only
-    ignores SIGINT once its preload import is done (2-3 s): a Ctrl-C in the first seconds
+    ignores SIGINT once its preload import is done (seconds: albumentations and OpenCV): a Ctrl-C then
     printed its 56-line KeyboardInterrupt traceback beside the parent's one line. It is
     started with SIGINT blocked, as multiprocessing starts its resource tracker: the mask
     passes to the forkserver and to the workers it forks, so SIGINT never reaches them

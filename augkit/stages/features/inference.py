@@ -50,9 +50,9 @@ def inference_plan(threads: int) -> tuple[int, int]:
 
 def batch_size_for(threads: int) -> int:
     """Two images per intra-op thread of a stream. Small batches keep a stream's activations
-    in cache: MobileNet v2 end to end on 2 cores (benchmarks/RESULTS.md) did 366 rows/s at
-    2, 313 at 4, ~285 at 8 (pure inference: 438, 380, 340 img/s); a ResNet-50-shaped model
-    runs alike at 2, 4 and 8. More intra-op threads need more images to share out."""
+    in cache: MobileNet v2 end to end on 2 cores was fastest at 2 images per batch, and a
+    ResNet-50-shaped model ran alike at 2, 4 and 8 (benchmarks/RESULTS.md, the 2026-11-22
+    cache-features section). More intra-op threads need more images to share out."""
     return 2 * inference_plan(threads)[1]
 
 

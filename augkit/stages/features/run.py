@@ -57,11 +57,11 @@ class FeatureSummary:
 
 
 def default_workers(recipe: bool) -> int:
-    """Worker processes that keep the backbone fed, from measured costs per 224x224 image
-    on one core: MobileNet v2 inference ~5.4 ms, decoding and cropping a 500x375 JPEG
-    ~0.8 ms (~12 % of the work), a typical recipe ~2-3 ms more (~40 %). Less than half a
+    """Worker processes that keep the backbone fed. Per image, inference costs several times
+    what decoding and cropping a photo does, and a typical recipe adds about half of that
+    inference again (benchmarks/RESULTS.md, "Figures behind code comments"). Less than half a
     core of preparation runs in this process (``0``: no worker start-up, no copying between
-    processes; ~5 % more throughput on 2 cores); more gets that many worker processes."""
+    processes, measurably faster on 2 cores); more gets that many worker processes."""
     import math
 
     from augkit.engines.local import default_workers as cores
