@@ -15,8 +15,10 @@ reference, on the same pixels, in one run:
 - ``blur+warp``: a Gaussian blur of the region (sigma^2 = (f^2 - 1) / 4 for a shrink
   factor f) and OpenCV's bilinear warp onto the reference's grid: an approximation of
   Pillow's widened filter, the fastest one tried that meets the 1-level bar;
-- ``pillow box``: Pillow resizing only the reference's region (``box=``), straight to 224;
-- ``augkit``: :func:`augkit.stages.preprocess.crop_to_input` as it is now.
+- ``pillow box (one call)``: Pillow resizing only the reference's region (``box=``),
+  straight to 224 in one call;
+- ``augkit``: :func:`augkit.stages.preprocess.crop_to_input` as it is now (Pillow on the
+  region, one call per axis, the width first).
 
 Three sets, each from every photo: the photos as they are (the crop shrinks them); the
 photos at 40 % (shorter side < 256: the crop is enlarged); and ``flow``'s ``size=``
@@ -155,7 +157,7 @@ def main() -> None:
         "cv2 area 256+crop": cv2_then_crop(cv2.INTER_AREA),
         "cv2 linear 256+crop": cv2_then_crop(cv2.INTER_LINEAR),
         "blur+warp": blur_warp,
-        "pillow box": pillow_box,
+        "pillow box (one call)": pillow_box,
         "augkit crop_to_input (now)": lambda rgb: crop_to_input(rgb, prep),
     }
     shapes = [rgb.shape[:2] for rgb in images]

@@ -185,9 +185,9 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """A backbone's input: the centre square that resizing the shorter side to ``resize``
-    and cropping ``input_size`` keeps, resized by :func:`resize` (an image already of that
-    size is used as is), channels reordered, 0..255 mapped onto ``range``, ``(x - mean) /
+    """A backbone's input: the region that resizing the shorter side to ``resize`` and
+    cropping the centre ``input_size`` keeps (:func:`centre_box`), resized by
+    :func:`resize` (an image already of that size is used as is), channels reordered, 0..255 mapped onto ``range``, ``(x - mean) /
     std``, in ``layout``."""
 
     input_size: int
@@ -268,8 +268,8 @@ def centre_box(height: int, width: int, prep: Preprocessing) -> tuple[float, flo
 
 
 def crop_to_input(image, prep: Preprocessing):
-    """RGB uint8 (H, W, 3) -> uint8 (S, S, 3) in the backbone's channel order: the centre
-    square, resized, as ``prep`` says."""
+    """RGB uint8 (H, W, 3) -> uint8 (S, S, 3) in the backbone's channel order: the region
+    "shorter side to ``resize``, centre ``input_size``" keeps, resized, as ``prep`` says."""
     import cv2
     import numpy as np
 
