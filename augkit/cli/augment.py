@@ -15,8 +15,11 @@ from augkit.cli.report import nothing_usable, report_failures
 @click.argument("recipe_path", metavar="RECIPE")
 @click.argument("src", callback=options.not_empty)
 @click.argument("out", callback=options.not_empty)
-@click.option("-k", "--copies", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Augmented copies per input image.")
+@click.option("-k", "--copies", type=click.IntRange(min=0), default=None,
+              help="Augmented copies per input image.  [default: 1]")
+@click.option("--balance", "--per-class", "balance", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Instead of --copies: N outputs for every class, copies spread evenly over its images "
+                   "(originals counted with --include-original).")
 @options.workers
 @options.seed
 @click.option("--include-original", is_flag=True, help="Also write each original (decoded, re-encoded) as <stem>_orig.")
@@ -32,9 +35,10 @@ from augkit.cli.report import nothing_usable, report_failures
 @options.ray_address
 @options.quiet
 @options.json_output
-def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt, quality, overwrite, strict,
+def augment(recipe_path, src, out, copies, balance, workers, seed, include_original, fmt, quality, overwrite, strict,
             split, max_pixels, engine, ray_address, quiet, as_json) -> None:
-    """Write COPIES augmented versions of every image in SRC to OUT.
+    """Write COPIES augmented versions of every image in SRC to OUT (or, with --balance
+    N, N outputs for every class).
 
     SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
     OUT mirrors the class layout and gets manifest.csv, failures.csv and summary.json.
@@ -46,8 +50,10 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
 
     # The recipe is loaded inside run(), after the engine has started its workers, so
     # that the two imports of albumentations (here and in the workers) overlap.
-    opts = AugmentOptions(copies=copies, seed=seed, include_original=include_original, fmt=fmt, quality=quality,
-                          max_pixels=max_pixels)
+    if balance is not None and copies is not None:
+        raise click.UsageError("--balance chooses the copies of every image; drop --copies (or --balance)")
+    opts = AugmentOptions(copies=1 if copies is None else copies, seed=seed, include_original=include_original,
+                          fmt=fmt, quality=quality, max_pixels=max_pixels, balance=balance)
     try:
         summary = run(recipe_path, src, out, options=opts, workers=workers, overwrite=overwrite, split=split,
                       engine=engine, engine_options=options.engine_options(engine, ray_address),
@@ -63,8 +69,33 @@ def augment(recipe_path, src, out, copies, workers, seed, include_original, fmt,
                    f"({summary.written} written, {summary.existing} already there; "
                    f"{summary.seconds:.1f} s, {rate:.0f} outputs/s)")
         report_failures(summary.failed_inputs, "input", summary.failures, f"{out}/failures.csv")
+        if summary.balance is not None:
+            for line in balance_lines(summary.balance):
+                click.echo(line, err=line.startswith("warning"))
     if summary.inputs and not summary.outputs:
         raise nothing_usable(f"none of the {summary.inputs} inputs gave an output", summary.failures,
                              f"{out}/failures.csv")
     if strict and summary.failed_inputs:
         sys.exit(1)
+
+
+def balance_lines(balance: dict) -> list[str]:
+    """``--balance``'s plan per class, one line each, and a warning for each class that
+    ended short of the target."""
+    target = balance["target"]
+    lines = [f"balance: {target} outputs per class"]
+    for label, c in balance["per_class"].items():
+        least, most = c["copies_per_image"]
+        each = f"{least}" if least == most else f"{least}-{most}"
+        originals = f"{c['originals']} originals + " if c["originals"] else ""
+        lines.append(f"  {label}: {c['images']} images, {originals}{c['copies']} copies ({each} per image)"
+                     f" -> {c['outputs']}")
+    for label, c in balance["per_class"].items():
+        if c["outputs"] == 0:
+            lines.append(f"warning: {label}: none of its {c['images']} images could be read, so it has no output; "
+                         f"see failures.csv")
+        elif c["outputs"] < c["planned"]:
+            lines.append(f"warning: {label}: {c['outputs']} outputs, not {target} ({c['unreadable_images']} of its "
+                         f"images could not be read; see failures.csv): fix them and rerun, or remove them and "
+                         f"rerun with --overwrite")
+    return lines

@@ -28,7 +28,8 @@ from typing import Any
 
 from augkit.stages.augment_out import (FAILURES, MANIFEST, SUMMARY, holding, journal, prepare_jobs, prepare_out,
                                        run_settings, settle_journal, sweep)
-from augkit.stages.augment_plan import AugmentOptions, Job, check_options, plan_jobs
+from augkit.stages.augment_plan import AugmentOptions, Job, balance_plan, check_options, plan_jobs
+from augkit.core.errors import UsageError
 from augkit.core.files import check_paths, csv_text, write_text_atomic
 from augkit.core.progress import progress_bar
 from augkit.core.seeds import run_seed
@@ -97,6 +98,7 @@ class Summary:
     skipped_files: dict[str, int] = field(default_factory=dict)
     out_dir: str = ""
     seconds: float = 0.0
+    balance: dict[str, Any] | None = None  # --balance: the target and the plan and outcome per class
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +120,8 @@ def write_reports(out: Path, rows: list[dict[str, Any]], summary: Summary, class
         "classes": classes,
         "outputs_per_class": dict(sorted(Counter(r["label"] for r in done).items())),
     }
+    if summary.balance is not None:
+        stable["balance"] = summary.balance
     write_text_atomic(out / SUMMARY, json.dumps(stable, indent=2) + "\n")
 
 
@@ -139,7 +143,9 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
     with runner:
         dataset = discover(src, split=split)
         check_paths(dataset.source_folders(), out)
-        check_options(options, len(dataset.samples))
+        check_options(options, len(dataset.samples), len(dataset.classes))
+        if options.balance is not None:
+            _require_labels(dataset)
         recipe = load_recipe(recipe)  # after the engine: its workers import while we do
         recipe.require_image_output("drop {name}: images are written as 8-bit")
         options = replace(options, seed=run_seed(options.seed, recipe))
@@ -149,10 +155,34 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
             jobs = prepare_jobs(out, jobs)
             rows = _run(runner, AugmentTask(recipe, str(out), options), out, jobs, progress)
             summary = _summary(rows, len(jobs), dataset, out)
+            if options.balance is not None:
+                summary.balance = balance_report(dataset.samples, options, rows)
             write_reports(out, rows, summary, dataset.classes)
             settle_journal(out)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _require_labels(dataset) -> None:
+    unlabelled = [s.key for s in dataset.samples if s.label is None]
+    if unlabelled:
+        raise UsageError(f"--balance plans outputs per class, but {len(unlabelled)} of the {len(dataset.samples)} "
+                         f"images have no class (e.g. {unlabelled[0]}); use a folder of class folders or a manifest "
+                         f"with a label for every image")
+
+
+def balance_report(samples, options: AugmentOptions, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``--balance``'s plan per class and what came of it, for summary.json and the command's
+    report: a class that ends short of the target (images that could not be read), or with
+    no output at all (none of its images readable), says so."""
+    done = Counter(r["label"] for r in rows if r["status"] in ("written", "exists"))
+    failed = Counter(r["label"] for r in rows if r["status"] == "failed" and not r["output"])
+    per_class = {}
+    for label, plan in balance_plan(samples, options)[1].items():
+        per_class[label] = {"images": plan.images, "originals": plan.originals, "copies": plan.copies,
+                            "copies_per_image": [plan.least, plan.most], "planned": plan.planned,
+                            "outputs": done.get(label, 0), "unreadable_images": failed.get(label, 0)}
+    return {"target": options.balance, "per_class": per_class}
 
 
 def _run(runner, task: AugmentTask, out: Path, jobs: list[Job], progress: bool) -> list[dict[str, Any]]:

@@ -57,6 +57,7 @@ def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
         "seed": options.seed,
         "seeding": SEEDING,
         "copies": options.copies,
+        "balance": options.balance,
         "include_original": options.include_original,
         "format": options.fmt,
         "quality": options.quality,
@@ -178,7 +179,7 @@ def holding(out: Path):
 
 def _recorded_options(previous: dict[str, Any]) -> AugmentOptions:
     return AugmentOptions(copies=previous.get("copies", 1), include_original=previous.get("include_original", False),
-                          fmt=previous.get("format", "jpg"))
+                          fmt=previous.get("format", "jpg"), seed=previous.get("seed"), balance=previous.get("balance"))
 
 
 def _stale_outputs(out: Path, previous: dict[str, Any], recorded: list[RecordedInput], jobs: list[Job],
@@ -206,10 +207,13 @@ def _stale_outputs(out: Path, previous: dict[str, Any], recorded: list[RecordedI
     if changed:
         causes.append(f"{plural(len({k for _, k in changed}), 'source file')} changed since, e.g. {changed[0][1]}")
     if not_made:
-        why = [f"copies {old.copies} -> {options.copies}" if options.copies < old.copies else "",
+        why = [f"balance {old.balance} -> {options.balance}" if old.balance != options.balance else "",
+               f"copies {old.copies} -> {options.copies}" if options.copies < old.copies and not options.balance else "",
                "no originals now" if old.include_original and not options.include_original else "",
                f"format {old.fmt} -> {options.fmt}" if old.fmt != options.fmt else ""]
-        why = [w for w in why if w] or ["names that moved: a new input shares a stem"]
+        moved = ("copies spread anew over a class whose images changed" if options.balance
+                 else "names that moved: a new input shares a stem")
+        why = [w for w in why if w] or [moved]
         causes.append(f"{plural(len(not_made), 'output')} this run would not make ({', '.join(why)}), e.g. {not_made[0][0]}")
     stale = sorted(rel for rel, _ in removed + changed + not_made)
     return stale, "; ".join(causes)
