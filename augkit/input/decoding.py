@@ -9,6 +9,9 @@ what a pixel means live here, once, for every format:
 * 16-bit (and 32-bit, float) samples are SCALED to 8 bits with rounding, never
   clipped, so a 16-bit image keeps its tones instead of saturating to white;
 * EXIF orientation is applied by us, the same way whichever library decoded;
+* given a ``size_hint`` (what the caller's first resize needs), a JPEG is decoded at the
+  smallest of 1/2, 1/4 and 1/8 of its size that still gives it (:mod:`augkit.input.reduced`
+  holds the rule); without one, every image is decoded whole;
 * the pixel count is checked from the header alone, before any decoding, so a
   tiny "decompression bomb" costs nothing;
 * a file whose pixels cannot all be decoded (cut short, or damaged where a
@@ -46,6 +49,7 @@ from augkit.input.image_checks import png_crc_failure, size_problem
 from augkit.input.image_checks import sniff as _sniff
 from augkit.input.jpeg import JpegDamage, JpegHeader, strict_decode
 from augkit.input.jpeg import jpeg_header as _jpeg_header
+from augkit.input.reduced import SizeHint, displayed, reduced_size, reduction
 from augkit.input.pixels import OPENCV_MODES, PNG_BIT_DEPTH, decode_opencv, decode_pillow, png16_samples, to_rgb_uint8
 
 # We enforce our own limit (before decoding, with a better message); Pillow's
@@ -65,13 +69,16 @@ class ImageInfo:
     frames: int
     orientation: int  # EXIF orientation as stored (1 when absent)
     notes: tuple[str, ...] = ()
+    scale: int = 1  # decoded at 1/scale of the stored size (a size_hint's reduced decode)
 
 
-def decode_image(path, *, max_pixels: int | None = None) -> np.ndarray:
-    return decode_image_with_info(path, max_pixels=max_pixels)[0]
+def decode_image(path, *, max_pixels: int | None = None, size_hint: SizeHint | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of the image file at ``path``; see :func:`decode_bytes`."""
+    return decode_image_with_info(path, max_pixels=max_pixels, size_hint=size_hint)[0]
 
 
-def decode_image_with_info(path, *, max_pixels: int | None = None) -> tuple[np.ndarray, ImageInfo]:
+def decode_image_with_info(path, *, max_pixels: int | None = None,
+                           size_hint: SizeHint | None = None) -> tuple[np.ndarray, ImageInfo]:
     name = os.fsdecode(path)
     limit = resolve_max_pixels(max_pixels)  # a bad setting is the caller's error, before any file
     # Reading the bytes ourselves (rather than cv2.imread) works for non-ASCII
@@ -84,7 +91,7 @@ def decode_image_with_info(path, *, max_pixels: int | None = None) -> tuple[np.n
         raise DecodeError(name, "missing", "is a directory, not an image file") from None
     except OSError as e:
         raise DecodeError(name, "missing", f"cannot read file ({e.strerror or e})") from None
-    return decode_bytes(data, name=name, max_pixels=limit)
+    return decode_bytes(data, name=name, max_pixels=limit, size_hint=size_hint)
 
 
 # Opening a FIFO for reading waits for a writer, and reading a device may never end:
@@ -113,9 +120,13 @@ def _require_regular(name: str, mode: int) -> None:
 
 
 def decode_bytes(
-    data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None
+    data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None, size_hint: SizeHint | None = None
 ) -> tuple[np.ndarray, ImageInfo]:
-    """Decode an encoded image to RGB uint8 (H, W, 3). ``max_pixels=0`` disables the limit."""
+    """Decode an encoded image to RGB uint8 (H, W, 3). ``max_pixels=0`` disables the limit.
+
+    ``size_hint``: what the caller's first resize needs (:class:`~augkit.input.reduced.SizeHint`);
+    a JPEG is then decoded at the smallest DCT scale that still gives it, which
+    ``ImageInfo.scale`` reports. The pixel limit applies to the stored size all the same."""
     limit = resolve_max_pixels(max_pixels)
     if not data:
         raise DecodeError(name, "empty", "file is empty (0 bytes)")
@@ -125,14 +136,14 @@ def decode_bytes(
         # parse would tell us from the segment walk the truncation check needs anyway.
         header = _jpeg_header(data)
         if header is not None:
-            result = _decode_jpeg_fast(data, header, name, limit)
+            result = _decode_jpeg_fast(data, header, name, limit, size_hint)
             if result is not None:
                 return result
     with augkit_settings():  # Pillow strict whatever the user's code set, OpenCV's log silent
-        return _decode_general(data, name, limit)
+        return _decode_general(data, name, limit, size_hint)
 
 
-def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, ImageInfo]:
+def _decode_general(data: bytes, name: str, limit: int, hint: SizeHint | None = None) -> tuple[np.ndarray, ImageInfo]:
     """Any format, header read by Pillow. The reference the JPEG fast path must match."""
     magic = _sniff(data)
     if magic == "TIFF" and _is_truncated(data, magic):
@@ -160,12 +171,15 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
             _check_png_crcs(data, name)
 
         notes: list[str] = []
-        pixels, is_bgr = None, False
+        pixels, is_bgr, scale = None, False, 1
         if kind == "JPEG":  # JPEG or MPO: every one gets libjpeg's strict check (_strict_jpeg)
+            scale = reduction(*displayed(height, width, orientation), hint)
             if mode in ("RGB", "L"):
-                pixels = _jpeg_rgb(data, mode, img.size, name)
+                pixels = _jpeg_rgb(data, mode, img.size, name, scale)
+                scale = scale if pixels is not None else 1  # else Pillow decodes it whole, below
             else:  # CMYK: Pillow's pixels (it knows Adobe's inverted CMYK), checked first
-                _strict_jpeg(data, "CMYK" if mode == "CMYK" else "GRAY", name, min_factor=8)
+                _strict_jpeg(data, "CMYK" if mode == "CMYK" else "GRAY", name, check_only=True)
+                scale = _pillow_draft(img, scale)
         elif fmt == "PNG" and data[PNG_BIT_DEPTH] == 16:
             pixels = png16_samples(img, data, name)
         elif mode in OPENCV_MODES.get(fmt, ()):
@@ -185,13 +199,15 @@ def _decode_general(data: bytes, name: str, limit: int) -> tuple[np.ndarray, Ima
     rgb = to_rgb_uint8(pixels, is_bgr, name, notes)
     if frames > 1 and fmt != "MPO":  # an MPO's extra frames are camera previews
         notes.insert(0, f"first frame of {frames}")
-    return _upright(rgb, fmt, mode, frames, orientation, notes, already_upright=already_upright)
+    return _upright(rgb, fmt, mode, frames, orientation, notes, already_upright=already_upright, scale=scale)
 
 
 def _upright(
     rgb: np.ndarray, fmt: str, mode: str, frames: int, orientation: int, notes: list[str],
-    *, already_upright: bool = False,
+    *, already_upright: bool = False, scale: int = 1,
 ) -> tuple[np.ndarray, ImageInfo]:
+    if scale > 1:
+        notes.append(f"decoded at 1/{scale} scale")
     if orientation in _ORIENT_OPS:
         if not already_upright:
             rgb = _ORIENT_OPS[orientation](rgb)
@@ -199,7 +215,7 @@ def _upright(
     rgb = np.ascontiguousarray(rgb)
     if not rgb.flags.writeable:  # numpy's view of Pillow's bytes; callers may draw on the image
         rgb = rgb.copy()
-    info = ImageInfo(fmt, rgb.shape[1], rgb.shape[0], mode, frames, orientation, tuple(notes))
+    info = ImageInfo(fmt, rgb.shape[1], rgb.shape[0], mode, frames, orientation, tuple(notes), scale)
     return rgb, info
 
 
@@ -306,7 +322,7 @@ def _exif_orientation(img: Image.Image, data: bytes) -> int:
 
 
 def _decode_jpeg_fast(
-    data: bytes, header: JpegHeader, name: str, limit: int
+    data: bytes, header: JpegHeader, name: str, limit: int, hint: SizeHint | None = None
 ) -> tuple[np.ndarray, ImageInfo] | None:
     """_decode_general's steps for a JPEG _jpeg_header understood, in the same order."""
     width, height = header.width, header.height
@@ -314,36 +330,54 @@ def _decode_jpeg_fast(
         raise _too_large(name, width, height, limit)
     if _jpeg_is_truncated(data, header.scan):
         raise truncated(name)
-    rgb = _decode_turbojpeg(data, header, name)
+    scale = reduction(*displayed(height, width, header.orientation), hint)
+    rgb = _jpeg_rgb(data, header.mode, (width, height), name, scale)
     if rgb is None:
         return None  # libjpeg-turbo cannot decode it: _decode_general has Pillow try
-    return _upright(rgb, "JPEG", header.mode, 1, header.orientation, [])
+    return _upright(rgb, "JPEG", header.mode, 1, header.orientation, [], scale=scale)
 
 
 def _decode_turbojpeg(data: bytes, header: JpegHeader, name: str = "<bytes>") -> np.ndarray | None:
-    """RGB pixels from simplejpeg (DecodeError where damaged), or None to let Pillow try.
+    """A plain JPEG's RGB pixels, whole, from simplejpeg (see _jpeg_rgb)."""
+    return _jpeg_rgb(data, header.mode, (header.width, header.height), name)
+
+
+def _jpeg_rgb(data: bytes, mode: str, size: tuple[int, int], name: str, scale: int = 1) -> np.ndarray | None:
+    """An RGB or grey ("L") JPEG's pixels as RGB, at 1/``scale`` of its (width, height)
+    ``size``, by a strict decode (see _strict_jpeg); None to let Pillow try.
 
     simplejpeg calls libjpeg-turbo's TurboJPEG API straight into the output array, faster
     than OpenCV's imdecode (benchmarks/RESULTS.md, 2026-11-29: "Plain JPEGs decoded through
     libjpeg-turbo's TurboJPEG API") with the same libjpeg-turbo (3.x), the same default
     (accurate) IDCT and upsampling, hence the same pixels (tests compare them over
     subsamplings, progressive scans, restart markers and odd sizes)."""
-    return _jpeg_rgb(data, header.mode, (header.width, header.height), name)
-
-
-def _jpeg_rgb(data: bytes, mode: str, size: tuple[int, int], name: str) -> np.ndarray | None:
-    """An RGB or grey ("L") JPEG's pixels as RGB, by a strict decode (see _strict_jpeg)."""
-    pixels = _strict_jpeg(data, "RGB" if mode == "RGB" else "GRAY", name)
-    if pixels is None or pixels.shape[:2] != size[::-1]:
+    expected = reduced_size(size[1], size[0], scale)
+    pixels = _strict_jpeg(data, "RGB" if mode == "RGB" else "GRAY", name, expected if scale > 1 else (0, 0))
+    if pixels is None or pixels.shape[:2] != expected:
         return None
     return pixels if mode == "RGB" else cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
 
 
-def _strict_jpeg(data: bytes, colorspace: str, name: str, min_factor: int = 1) -> np.ndarray | None:
+def _pillow_draft(img: Image.Image, scale: int) -> int:
+    """Have Pillow decode a JPEG at 1/``scale`` (libjpeg's DCT scaling, as simplejpeg's);
+    returns the scale it will decode at. Pillow picks the largest of 8, 4, 2 that fits the
+    size it is asked for, which is exactly ``scale`` when both reduced sides are at least
+    ``scale``; smaller images, which no hint shrinks that far anyway, are decoded whole."""
+    width, height = img.size
+    if scale == 1 or min(width, height) // scale < scale or len(img.tile) != 1:
+        return 1
+    img.draft(img.mode, (width // scale, height // scale))
+    return scale if img.size == reduced_size(height, width, scale)[::-1] else 1
+
+
+def _strict_jpeg(data: bytes, colorspace: str, name: str, at_least: tuple[int, int] = (0, 0),
+                 check_only: bool = False) -> np.ndarray | None:
     """Pixels, or DecodeError where libjpeg warned (augkit.input.jpeg says why every warning
-    counts), or None where libjpeg-turbo cannot decode the file and Pillow may."""
+    counts), or None where libjpeg-turbo cannot decode the file and Pillow may.
+    ``at_least``: (height, width) of the smallest DCT scale wanted; ``check_only``: the
+    smallest scale there is, as only the warnings matter."""
     try:
-        return strict_decode(data, colorspace, min_factor)
+        return strict_decode(data, colorspace, *((1, 1) if check_only else at_least))
     except JpegDamage as damage:
         if damage.truncated:
             raise truncated(name) from None

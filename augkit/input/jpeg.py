@@ -298,21 +298,24 @@ _JPEG_NEXT_MARKER = re.compile(rb"\xff+[^\x00\xff]")  # as libjpeg's next_marker
 _JPEG_METADATA = frozenset((0xD8, *range(0xE0, 0xEE), 0xEF, 0xFE))
 
 
-def strict_decode(data: bytes, colorspace: str, min_factor: int = 1) -> np.ndarray | None:
+def strict_decode(data: bytes, colorspace: str, min_height: int = 0, min_width: int = 0) -> np.ndarray | None:
     """Pixels, or JpegDamage where libjpeg warned, or None where it cannot decode the file.
 
-    ``min_factor`` > 1 scales the output down when only the check is wanted: the
-    entropy-coded data, where the warnings come from, is read in full all the same.
+    ``min_height``, ``min_width`` (0: the full size): decode at the smallest of libjpeg's
+    DCT scales (M/8) that still gives at least that many rows and columns
+    (augkit.input.reduced chooses them); (1, 1) when only the check is wanted. Either way
+    the entropy-coded data, where the warnings come from, is read in full.
+    (simplejpeg's ``min_factor`` alone scales nothing: the scale follows from these two.)
     """
     try:
-        return simplejpeg.decode_jpeg(data, colorspace, strict=True, min_factor=min_factor)
+        return simplejpeg.decode_jpeg(data, colorspace, strict=True, min_height=min_height, min_width=min_width)
     except (ValueError, RuntimeError) as e:
         message = _TURBOJPEG_PREFIX.sub("", str(e))
     if not message.startswith(_LIBJPEG_WARNINGS):
         return None
     repaired = _jpeg_without_header_junk(data)
     if repaired is not None:  # the warning may have been about that alone: ask again without it
-        return strict_decode(repaired, colorspace, min_factor)
+        return strict_decode(repaired, colorspace, min_height, min_width)
     if message.startswith("Premature end of JPEG file"):
         raise JpegDamage(truncated=True, detail=message)
     raise JpegDamage(truncated=False, detail=message.removeprefix("Corrupt JPEG data: "))
