@@ -66,11 +66,13 @@ def _numbers_callback(count: int):
 @options.max_pixels
 @options.engine
 @options.ray_address
+@options.device
+@options.providers
 @options.quiet
 @options.json_output
 def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, plain_first, batch_size, workers, threads,
                    seed, dtype, input_size, resize, mean, std, value_range, channels, layout, feature_node, shard_images,
-                   overwrite, split, max_pixels, engine, ray_address, quiet, as_json) -> None:
+                   overwrite, split, max_pixels, engine, ray_address, device, providers, quiet, as_json) -> None:
     """Compute a frozen backbone's pooled features for every image of SRC, once.
 
     SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
@@ -83,13 +85,15 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
     from augkit.stages.features import FeatureOptions
     from augkit.stages.features import cache_features as run
     from augkit.recipes import load_recipe
+    from augkit.stages.providers import resolve_providers
 
+    chosen = resolve_providers(device, providers)
     resolved = resolve_backbone(backbone, weights=weights, input_size=input_size, resize=resize, value_range=value_range,
                                 mean=mean, std=std, channels=channels and channels.upper(),
                                 layout=layout and layout.upper(), feature_node=feature_node)
     recipe = load_recipe(recipe_path) if recipe_path else None
     opts = FeatureOptions(views=views, plain_first=plain_first, seed=seed, dtype=dtype, batch_size=batch_size,
-                          threads=threads, shard_images=shard_images, max_pixels=max_pixels)
+                          threads=threads, shard_images=shard_images, max_pixels=max_pixels, providers=chosen)
     try:
         summary = run(src, cache, backbone=resolved, recipe=recipe, options=opts, workers=workers, overwrite=overwrite,
                       split=split, progress=shows_progress(quiet), mirror=mirror, engine=engine,

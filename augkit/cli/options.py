@@ -53,6 +53,17 @@ ray_address = click.option(
     help="Ray cluster to use with --engine ray (default: $RAY_ADDRESS, else a local Ray for this run).",
 )
 
+device = click.option(
+    "--device", default=None, metavar="NAME",
+    help="Run the model on cpu (default), cuda, tensorrt, openvino, coreml, directml or rocm; each needs its "
+         "onnxruntime package (e.g. onnxruntime-gpu for cuda).",
+)
+providers = click.option(
+    "--providers", default=None, metavar="P1,P2",
+    help="ONNX Runtime execution providers by name, best first (e.g. CUDAExecutionProvider); the CPU is the "
+         "fallback. Instead of --device.",
+)
+
 
 def engine_options(engine_name: str, ray_address: str | None) -> dict:
     """The engine's own options (``engine_options=`` of the library's commands, passed on to

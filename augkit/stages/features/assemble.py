@@ -18,6 +18,7 @@ from typing import Any
 from augkit.engines.contract import Outcome, failure_of
 from augkit.stages.features.cache import Shard
 from augkit.stages.features.inference import GIL_SWITCH_S, InferenceStreams, inference_plan, make_session
+from augkit.stages.providers import CPU
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class FeatureSinks:
     threads: int  # ONNX Runtime threads, unless the engine says how many cores the sink has
     expected_dim: int | None
     input_size: int
+    providers: tuple[str, ...] = (CPU,)  # ONNX Runtime's, best first (augkit.stages.providers)
 
     def __call__(self, cpus: int | None) -> FeatureSink:
         return FeatureSink(self, cpus or self.threads)
@@ -44,7 +46,7 @@ class FeatureSink:
         import numpy as np
 
         streams, intra = inference_plan(threads)
-        sessions = [make_session(spec.model, intra) for _ in range(streams)]
+        sessions = [make_session(spec.model, intra, spec.providers) for _ in range(streams)]
         self.free: queue.Queue = queue.Queue()  # buffers: one per stream running, one being filled, one waiting
         for _ in range(streams + 2):
             self.free.put(np.empty((spec.batch_size, spec.input_size, spec.input_size, 3), np.uint8))

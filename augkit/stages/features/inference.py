@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from augkit.core.errors import AugkitError
 from augkit.stages.features.cache import write_shard
+from augkit.stages.providers import CPU, check_started, is_accelerated
 
 if TYPE_CHECKING:
     from augkit.stages.features.cache import Shard
 
 
-def make_session(model, threads: int):
-    """An ONNX Runtime session for a :class:`~augkit.stages.backbones.FeatureModel`."""
+def make_session(model, threads: int, providers: tuple[str, ...] = (CPU,)):
+    """An ONNX Runtime session for a :class:`~augkit.stages.backbones.FeatureModel`, on
+    ``providers`` (:func:`augkit.stages.providers.resolve_providers`)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -33,9 +35,11 @@ def make_session(model, threads: int):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     try:
-        return ort.InferenceSession(model.model_bytes, so, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model.model_bytes, so, providers=list(providers))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         raise AugkitError(f"ONNX Runtime cannot load the cut backbone ({' '.join(str(exc).split())[:300]})") from None
+    check_started(session, providers)
+    return session
 
 
 GIL_SWITCH_S = 0.0002  # see augkit.stages.features.assemble.FeatureSink
@@ -48,12 +52,16 @@ def inference_plan(threads: int) -> tuple[int, int]:
     return streams, max(1, threads // streams)
 
 
-def batch_size_for(threads: int) -> int:
+ACCELERATOR_BATCH = 32  # not measured: no accelerator where this was written; --batch-size sets it
+
+
+def batch_size_for(threads: int, providers: tuple[str, ...] = (CPU,)) -> int:
     """Two images per intra-op thread of a stream. Small batches keep a stream's activations
     in cache: MobileNet v2 end to end on 2 cores was fastest at 2 images per batch, and a
     ResNet-50-shaped model ran alike at 2, 4 and 8 (benchmarks/RESULTS.md, the 2026-11-22
-    cache-features section). More intra-op threads need more images to share out."""
-    return 2 * inference_plan(threads)[1]
+    cache-features section). More intra-op threads need more images to share out. A
+    device (GPU) gets :data:`ACCELERATOR_BATCH`: its cost is per call more than per image."""
+    return ACCELERATOR_BATCH if is_accelerated(providers) else 2 * inference_plan(threads)[1]
 
 
 class InferenceStreams:

@@ -27,6 +27,7 @@ from augkit.stages.features.cache import (DTYPES, Shard, drop_beyond, is_ours, j
 from augkit.stages.features.assemble import FeatureSinks
 from augkit.stages.features.inference import batch_size_for
 from augkit.stages.features.task import FeatureOptions, FeatureTask
+from augkit.stages.providers import CPU
 
 
 @dataclass
@@ -122,6 +123,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
         options = dataclasses.replace(options, seed=run_seed(options.seed, recipe))  # as the CLI: the recipe's seed:
         backbone, path, sha, model = _backbone(backbone, weights, cache_dir, mirror, progress)
         settings = _settings(backbone, sha, model, recipe, options)
+        settings["weights_file"] = str(Path(path).resolve())  # where train-head finds the backbone again (not compared)
         refuse_foreign(cache)  # before anything is created in a folder of the user's
         cache.mkdir(parents=True, exist_ok=True)
         held.enter_context(folder_lock(cache, "CACHE"))  # one run at a time writes a cache
@@ -130,7 +132,8 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
         drop_beyond(cache, shards)
         todo = [s for s in shards if not shard_done(cache, s)]
         threads = options.threads or cores()
-        options = dataclasses.replace(options, batch_size=options.batch_size or batch_size_for(threads))
+        providers = options.providers or (CPU,)
+        options = dataclasses.replace(options, batch_size=options.batch_size or batch_size_for(threads, providers))
         summary = FeatureSummary(images=len(dataset.samples), shards=len(shards), computed_shards=len(todo),
                                  dtype=options.dtype, backbone=backbone.name, weights=str(path), cache=str(cache),
                                  workers=workers, threads=threads, batch_size=options.batch_size)
@@ -139,7 +142,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
                                  f"{sha[:12]}..., registry {backbone.sha256[:12]}...); the cache records the file's hash")
         if todo:
             sinks = FeatureSinks(model, str(cache), options.dtype, options.batch_size, threads, backbone.feature_dim,
-                                 backbone.preprocessing.input_size)
+                                 backbone.preprocessing.input_size, providers)
             task = FeatureTask(recipe, backbone.preprocessing, options)
             _timed(summary, _compute(runner, task, sinks, dataset.samples, todo, options.views, progress), wall)
         remove_temporaries(cache, is_ours)

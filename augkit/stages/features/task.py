@@ -20,6 +20,7 @@ class FeatureOptions:
     threads: int | None = None  # ONNX Runtime intra-op threads (default: one per core)
     shard_images: int | None = None  # images per shard (default: SHARD_ROWS rows)
     max_pixels: int | None = None
+    providers: tuple[str, ...] = ()  # ONNX Runtime's (augkit.stages.providers); () is the CPU
 
 
 
