@@ -10,6 +10,8 @@ The Python API, imported lazily so that ``import augkit`` stays cheap:
 - :func:`read_stream` -> ``(x, y)`` batches from ``augkit stream`` on a pipe
 
 - :func:`augment` with :class:`AugmentOptions` -> augmented copies of a dataset written to disk
+- :class:`Classifier` -> ``Classifier(HEAD).predict(image_or_path)``: class names and
+  probabilities from a head ``augkit train-head`` wrote
 
 Public modules: ``augkit.torch`` (``AugkitDataset``), ``augkit.keras`` (``AugkitPyDataset``),
 ``augkit.pca_color`` (``PCAColor``, for ``A.load`` of an exported recipe).
@@ -28,6 +30,7 @@ _LAZY = {
     "read_stream": "augkit.stages.stream",
     "augment": "augkit.stages.augment",
     "AugmentOptions": "augkit.stages.augment",
+    "Classifier": "augkit.stages.classifier",
 }
 
 __all__ = ["__version__", *_LAZY]
