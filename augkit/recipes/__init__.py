@@ -1,6 +1,7 @@
 """Recipes: a YAML (or albumentations JSON) file that declares an augmentation pipeline.
 
     seed: 42                      # optional default seed
+    reduced_decode: true          # optional (the default); false: decode every image whole
     transforms:
       - HorizontalFlip: {p: 0.5}
       - RandomCrop: {height: 224, width: 224}
@@ -71,7 +72,7 @@ from augkit.recipes.source import (
 )
 from augkit.core.seeds import seed_pipeline
 
-TOP_LEVEL_KEYS = ("seed", "transforms", "name", "description")
+TOP_LEVEL_KEYS = ("seed", "transforms", "name", "description", "reduced_decode")
 
 # --- the recipe ----------------------------------------------------------------------------
 
@@ -82,12 +83,17 @@ class Recipe:
     ``recipe.compose`` is the underlying ``albumentations.Compose`` for users who want it.
     Calling a recipe re-seeds that Compose, so one Recipe must not be called from two
     threads at once (worker processes each have their own copy).
+
+    ``reduced_decode`` (the recipe's ``reduced_decode:``, default true): the commands may
+    decode a JPEG at 1/2, 1/4 or 1/8 of its size when the first step shrinks it at least
+    that much (:mod:`augkit.recipes.size_hint`); false decodes every image whole.
     """
 
     def __init__(self, steps: list[Step], *, seed: int | None = None, source: str = "<recipe>",
-                 from_file: bool = False, _where: Where | None = None):
+                 from_file: bool = False, _where: Where | None = None, reduced_decode: bool = True):
         self.steps = steps
         self.seed = seed
+        self.reduced_decode = reduced_decode
         self.source = source
         self.from_file = from_file  # relative paths in it are the file's; it cannot hold a Lambda
         where = _where or Where(source, from_file)
@@ -115,11 +121,12 @@ class Recipe:
     # Pickled as its parsed steps and rebuilt on arrival, so a Recipe can be shipped to
     # worker processes without relying on albumentations objects pickling faithfully.
     def __getstate__(self) -> dict[str, Any]:
-        return {"steps": self.steps, "seed": self.seed, "source": self.source, "from_file": self.from_file}
+        return {"steps": self.steps, "seed": self.seed, "source": self.source, "from_file": self.from_file,
+                "reduced_decode": self.reduced_decode}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["steps"], seed=state["seed"], source=state["source"],
-                      from_file=state.get("from_file", False))
+                      from_file=state.get("from_file", False), reduced_decode=state.get("reduced_decode", True))
 
     def __call__(self, image, seed: int | None = None):
         if seed is not None:
@@ -206,6 +213,8 @@ class Recipe:
             drop_serialized_extras(node)
         if self.seed is not None:
             data["seed"] = self.seed  # A.to_dict does not keep it; augkit reads it back
+        if not self.reduced_decode:
+            data["reduced_decode"] = False
         return data
 
     @functools.cached_property
@@ -214,6 +223,7 @@ class Recipe:
         file's text: comments and formatting do not change it, any real change does."""
         data = self.to_albumentations()
         data.pop("seed", None)
+        data.pop("reduced_decode", None)  # how images are decoded: runs record it as "decode"
         data.pop("__version__", None)
         text = json.dumps(data, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -407,7 +417,8 @@ def _parse(data: Any, where: Where) -> Recipe:
         steps = [step for step in (from_albumentations(node, where) for node in nodes) if step is not None]
         if root.get("p", 1.0) != 1.0:
             steps = [Step("Sequential", {"p": root["p"]}, line_of(root), {}, steps)]
-        return Recipe(steps, seed=_seed(data, where), source=where.source, from_file=from_file, _where=where)
+        return Recipe(steps, seed=_seed(data, where), source=where.source, from_file=from_file, _where=where,
+                      reduced_decode=_reduced_decode(data, where))
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             hint = close_matches(str(key), TOP_LEVEL_KEYS)
@@ -420,9 +431,9 @@ def _parse(data: Any, where: Where) -> Recipe:
         if not where.problems:  # else a misspelled key said it already
             where.report(line_of(data), "missing `transforms:` (the list of transforms to apply)")
         where.raise_problems()
-    seed = _seed(data, where)
+    seed, reduced = _seed(data, where), _reduced_decode(data, where)
     steps = parse_steps(data["transforms"], where, line_of(data, "transforms"))
-    return Recipe(steps, seed=seed, source=where.source, from_file=from_file, _where=where)
+    return Recipe(steps, seed=seed, source=where.source, from_file=from_file, _where=where, reduced_decode=reduced)
 
 
 def _seed(data: Mapping, where: Where) -> int | None:
@@ -431,6 +442,14 @@ def _seed(data: Mapping, where: Where) -> int | None:
         where.report(line_of(data, "seed"), f"seed must be a non-negative integer, got {short(seed)}")
         return None
     return seed
+
+
+def _reduced_decode(data: Mapping, where: Where) -> bool:
+    value = data.get("reduced_decode", True)
+    if not isinstance(value, bool):
+        where.report(line_of(data, "reduced_decode"), f"reduced_decode must be true or false, got {short(value)}")
+        return True
+    return value
 
 
 def load_recipe(recipe: str | os.PathLike | Mapping | Recipe) -> Recipe:
