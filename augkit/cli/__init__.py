@@ -77,6 +77,7 @@ def _register() -> None:
     from augkit.cli import augment as augment_cmd
     from augkit.cli import features as features_cmd
     from augkit.cli import head as head_cmd
+    from augkit.cli import predict as predict_cmd
     from augkit.cli import preview as preview_cmd
     from augkit.cli import recipe as recipe_cmd
     from augkit.cli import split as split_cmd
@@ -90,6 +91,7 @@ def _register() -> None:
     cli.add_command(features_cmd.cache_features)
     cli.add_command(features_cmd.backbones)
     cli.add_command(head_cmd.train_head)
+    cli.add_command(predict_cmd.predict)
     cli.add_command(stats_cmd.stats)
     cli.add_command(split_cmd.split)
     cli.add_command(stream_cmd.stream)
