@@ -163,7 +163,11 @@ def folder_lock(folder: str | os.PathLike, what: str):
 
 def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
     """(size, mtime in ns) of a source file, or None when it cannot be read: enough to tell
-    that a file was replaced or edited since a run recorded it."""
+    that a file was replaced or edited since a run recorded it. A path that knows its own
+    stamp (a tar shard's member, ``augkit.input.shards.ShardMember``) gives that."""
+    own = getattr(path, "stamp", None)
+    if callable(own):
+        return own()
     try:
         st = os.stat(path)
     except OSError:

@@ -50,6 +50,7 @@ from augkit.input.image_checks import sniff as _sniff
 from augkit.input.jpeg import JpegDamage, JpegHeader, strict_decode
 from augkit.input.jpeg import jpeg_header as _jpeg_header
 from augkit.input.reduced import SizeHint, displayed, reduced_size, reduction
+from augkit.input.shards import ShardMember
 from augkit.input.pixels import OPENCV_MODES, PNG_BIT_DEPTH, decode_opencv, decode_pillow, png16_samples, to_rgb_uint8
 
 # We enforce our own limit (before decoding, with a better message); Pillow's
@@ -84,7 +85,7 @@ def decode_image_with_info(path, *, max_pixels: int | None = None,
     # Reading the bytes ourselves (rather than cv2.imread) works for non-ASCII
     # paths on every platform and gives one code path for files and buffers.
     try:
-        data = _read_regular_file(name)
+        data = name.read() if isinstance(name, ShardMember) else _read_regular_file(name)  # a shard's member: by offset
     except FileNotFoundError:
         raise DecodeError(name, "missing", "file not found") from None
     except IsADirectoryError:

@@ -1,6 +1,8 @@
 """Discovery: which images a source holds, their labels, and a stable key for each.
 
 A source is one of:
+- WebDataset tar shards: :mod:`augkit.input.shard_sources` (the rest of this docstring is
+  about the other kinds);
 - a folder of class folders (``SRC/cat/x.jpg``: label ``cat``), searched recursively;
 - a flat folder of images (no labels);
 - a CSV manifest with a path column and, optionally, a label column (paths relative to
@@ -40,12 +42,12 @@ import csv
 import ntpath
 import os
 import posixpath
-import unicodedata
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from augkit.core.errors import UsageError
 from augkit.core.files import TEXT_ERRORS
+from augkit.input.shard_sources import discover_shards, is_shard_source
+from augkit.input.samples import Dataset, Sample, is_hidden, label_problem
 from augkit.input.suffixes import IMAGE_SUFFIXES
 
 PATH_COLUMNS = ("path", "filepath", "file", "filename", "image", "image_path")
@@ -55,47 +57,14 @@ ALL = "all"  # split= value meaning every row, on purpose
 NOT_A_FILE = "not a regular file"  # the skipped reason of a FIFO, socket or device with an image suffix
 
 
-@dataclass(frozen=True)
-class Sample:
-    path: str  # where to read it
-    key: str  # stable relative POSIX path: seeds and output names derive from it
-    label: str | None = None
-
-
-@dataclass
-class Dataset:
-    root: Path
-    samples: list[Sample]
-    kind: str  # "folders", "flat", "mixed" or "manifest"
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
-
-    @property
-    def classes(self) -> list[str]:
-        return sorted({s.label for s in self.samples if s.label is not None})
-
-    @property
-    def class_to_index(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.classes)}
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def source_folders(self) -> list[Path]:
-        """The folders whose contents are the source: the folder itself, or for a manifest
-        the folders its images are in (the CSV's own folder may well hold OUT too)."""
-        if self.kind != "manifest":
-            return [self.root]
-        return sorted({Path(s.path).parent for s in self.samples})
-
-
-def is_hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
 def discover(src: str | os.PathLike, *, split: str | None = None) -> Dataset:
     """The samples of a folder or CSV manifest; raises UsageError for an unusable source.
 
-    ``split``: the rows of one split of a split manifest, or ``"all"`` for every image."""
+    ``split``: the rows of one split of a split manifest, or ``"all"`` for every image.
+    Tar shards (a .tar, a folder of them, a brace pattern, :class:`~augkit.input.shard_sources.Shards`)
+    are read by :mod:`augkit.input.shard_sources`."""
+    if is_shard_source(src):
+        return discover_shards(src, split=split)
     path = Path(src)
     if not path.exists():
         raise UsageError(f"{src}: no such file or folder; pass a folder of images or a CSV manifest")
@@ -299,23 +268,8 @@ def _posix_key(path: str) -> str:
     return key
 
 
-def _label_problem(label: str) -> str | None:
-    """Why ``label`` cannot be one folder name under OUT, or None if it can."""
-    if label in (".", ".."):
-        return "it names a folder relative to OUT"
-    if "/" in label or "\\" in label:
-        return "it holds a path separator"
-    if ntpath.splitdrive(label)[0]:
-        return "it starts with a Windows drive"
-    if any(unicodedata.category(ch) == "Cc" for ch in label):
-        return "it holds a control character"
-    if is_hidden(label):
-        return "a name starting with '.' is hidden, and hidden folders are skipped as sources"
-    return None
-
-
 def _check_label(csv_path: Path, line_no: int, label: str) -> None:
-    problem = _label_problem(label)
+    problem = label_problem(label)
     if problem:
         raise UsageError(f"{csv_path}:{line_no}: label {label!r} is not a plain folder name ({problem}); labels name "
                          f"the output folders OUT/<label>/, so use a name such as 'cat' or 'golden retriever'")
