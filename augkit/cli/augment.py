@@ -31,12 +31,13 @@ from augkit.cli.report import nothing_usable, report_failures
 @click.option("--strict", is_flag=True, help="Exit 1 if any input failed.")
 @options.split
 @options.max_pixels
+@options.exact_decode
 @options.engine
 @options.ray_address
 @options.quiet
 @options.json_output
 def augment(recipe_path, src, out, copies, balance, workers, seed, include_original, fmt, quality, overwrite, strict,
-            split, max_pixels, engine, ray_address, quiet, as_json) -> None:
+            split, max_pixels, exact_decode, engine, ray_address, quiet, as_json) -> None:
     """Write COPIES augmented versions of every image in SRC to OUT (or, with --balance
     N, N outputs for every class).
 
@@ -53,7 +54,8 @@ def augment(recipe_path, src, out, copies, balance, workers, seed, include_origi
     if balance is not None and copies is not None:
         raise click.UsageError("--balance chooses the copies of every image; drop --copies (or --balance)")
     opts = AugmentOptions(copies=1 if copies is None else copies, seed=seed, include_original=include_original,
-                          fmt=fmt, quality=quality, max_pixels=max_pixels, balance=balance)
+                          fmt=fmt, quality=quality, max_pixels=max_pixels, balance=balance,
+                          reduced_decode=not exact_decode)
     try:
         summary = run(recipe_path, src, out, options=opts, workers=workers, overwrite=overwrite, split=split,
                       engine=engine, engine_options=options.engine_options(engine, ray_address),

@@ -64,6 +64,7 @@ def _numbers_callback(count: int):
 @click.option("--overwrite", is_flag=True, help="Replace a cache made with another backbone, recipe or settings.")
 @options.split
 @options.max_pixels
+@options.exact_decode
 @options.engine
 @options.ray_address
 @options.device
@@ -72,7 +73,8 @@ def _numbers_callback(count: int):
 @options.json_output
 def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, plain_first, batch_size, workers, threads,
                    seed, dtype, input_size, resize, mean, std, value_range, channels, layout, feature_node, shard_images,
-                   overwrite, split, max_pixels, engine, ray_address, device, providers, quiet, as_json) -> None:
+                   overwrite, split, max_pixels, exact_decode, engine, ray_address, device, providers, quiet,
+                   as_json) -> None:
     """Compute a frozen backbone's pooled features for every image of SRC, once.
 
     SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
@@ -93,7 +95,8 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
                                 layout=layout and layout.upper(), feature_node=feature_node)
     recipe = load_recipe(recipe_path) if recipe_path else None
     opts = FeatureOptions(views=views, plain_first=plain_first, seed=seed, dtype=dtype, batch_size=batch_size,
-                          threads=threads, shard_images=shard_images, max_pixels=max_pixels, providers=chosen)
+                          threads=threads, shard_images=shard_images, max_pixels=max_pixels, providers=chosen,
+                          reduced_decode=not exact_decode)
     try:
         summary = run(src, cache, backbone=resolved, recipe=recipe, options=opts, workers=workers, overwrite=overwrite,
                       split=split, progress=shows_progress(quiet), mirror=mirror, engine=engine,

@@ -34,6 +34,7 @@ from augkit.core.files import check_paths, csv_text, write_text_atomic
 from augkit.core.progress import progress_bar
 from augkit.core.seeds import run_seed
 from augkit.engines.contract import failure_of
+from augkit.stages.decode_size import recipe_hint
 
 __all__ = ["AugmentOptions", "AugmentTask", "Job", "Summary", "augment", "plan_jobs", "prepare_jobs"]
 
@@ -45,9 +46,10 @@ class AugmentTask:
         self.recipe = recipe
         self.out_dir = out_dir
         self.options = options
+        self.size_hint = recipe_hint(recipe, options.reduced_decode)  # a JPEG may be decoded reduced
 
     def __call__(self, job: Job) -> list[dict[str, Any]]:
-        from augkit.input.decoding import DecodeError, decode_image
+        from augkit.input.decoding import DecodeError, decode_image, decode_image_with_info
         from augkit.input.encoding import write_image_atomic
 
         opts = self.options
@@ -56,7 +58,10 @@ class AugmentTask:
         if not job.outputs:
             return rows
         try:
-            image = decode_image(job.path, max_pixels=opts.max_pixels)
+            image, info = decode_image_with_info(job.path, max_pixels=opts.max_pixels, size_hint=self.size_hint)
+            original = image  # --include-original writes the image whole; copies never depend on it
+            if info.scale > 1 and any(k is None for _, k in job.outputs):
+                original = decode_image(job.path, max_pixels=opts.max_pixels)
         except DecodeError as exc:
             return [{**base, "output": "", "copy": None, "status": "failed", "reason": exc.reason, "message": str(exc)}]
         augment = self.recipe.for_image(image)  # a deterministic head (resize) runs once for all copies
@@ -64,7 +69,7 @@ class AugmentTask:
         for rel, k in job.outputs:
             row = {**base, "output": rel, "copy": k}
             try:
-                result = image if k is None else augment(_copy_seed(opts.seed, job.key, k))
+                result = original if k is None else augment(_copy_seed(opts.seed, job.key, k))
             except Exception as exc:  # noqa: BLE001 - one transform failure is one row
                 rows.append({**row, "status": "failed", "reason": "transform_error", "message": f"{job.key}: copy {k}: {type(exc).__name__}: {exc}"})
                 continue

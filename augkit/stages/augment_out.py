@@ -35,6 +35,7 @@ from augkit.core.runs import FINGERPRINT, UnreadableRecord, describe, difference
     refuse_unless_overwrite, write_record
 from augkit.core.seeds import SEEDING
 from augkit.core.words import plural
+from augkit.stages.decode_size import decode_setting, recipe_hint
 
 RUN_FILE = "augkit-run.json"
 INPUTS = "augkit-inputs.csv"
@@ -47,7 +48,7 @@ REPORTS = (RUN_FILE, INPUTS, WRITTEN, MANIFEST, FAILURES, SUMMARY)
 # Settings that change the bytes of an output of the same name. Copies, originals and the
 # format only change which outputs there are: adding copies (or originals) keeps every
 # output valid, and what a rerun would no longer make is found as stale outputs.
-_COMPARED = (FINGERPRINT, "seed", "seeding", "quality")
+_COMPARED = (FINGERPRINT, "seed", "seeding", "quality", "decode")
 
 
 def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
@@ -62,6 +63,7 @@ def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
         "format": options.fmt,
         "quality": options.quality,
         "source": os.path.abspath(src),
+        **decode_setting(recipe_hint(recipe, options.reduced_decode)),
     }
 
 

@@ -41,6 +41,7 @@ class AugmentOptions:
     quality: int = 95
     max_pixels: int | None = None
     balance: int | None = None  # outputs per class (--balance); None: ``copies`` of every input
+    reduced_decode: bool = True  # False: decode every image whole (see augkit.stages.decode_size)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ SHARD_ROWS = 4096  # rows per shard (~10 MB of float16 MobileNet v2 features)
 DTYPES = ("float16", "float32")
 # Settings that change the features a cache holds: a rerun with other ones is another run.
 _COMPARED = ("weights_sha256", "preprocessing", "feature_node", FINGERPRINT, "seed", "seeding", "views", "plain_first",
-             "dtype")
+             "dtype", "decode")
 _NAMES = {"weights_sha256": "backbone weights", "feature_node": "feature tensor"}
 
 

@@ -27,6 +27,7 @@ from augkit.stages.features.cache import (DTYPES, Shard, drop_beyond, is_ours, j
 from augkit.stages.features.assemble import FeatureSinks
 from augkit.stages.features.inference import batch_size_for
 from augkit.stages.features.task import FeatureOptions, FeatureTask
+from augkit.stages.decode_size import decode_setting, features_hint
 from augkit.stages.providers import CPU
 
 
@@ -89,6 +90,8 @@ def _settings(backbone, weights_sha: str, model, recipe, options: FeatureOptions
         "views": options.views,
         "plain_first": options.plain_first,
         "dtype": options.dtype,
+        **decode_setting(features_hint(recipe, backbone.preprocessing, options.views, options.plain_first,
+                                       options.reduced_decode)),
     }
 
 

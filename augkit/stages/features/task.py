@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from augkit.stages.decode_size import features_hint
 from augkit.stages.preprocess import crop_to_input
 
 
@@ -20,6 +21,7 @@ class FeatureOptions:
     threads: int | None = None  # ONNX Runtime intra-op threads (default: one per core)
     shard_images: int | None = None  # images per shard (default: SHARD_ROWS rows)
     max_pixels: int | None = None
+    reduced_decode: bool = True  # False: decode every image whole (see augkit.stages.decode_size)
     providers: tuple[str, ...] = ()  # ONNX Runtime's (augkit.stages.providers); () is the CPU
 
 
@@ -32,6 +34,7 @@ class FeatureTask:
         self.recipe = recipe
         self.prep = prep
         self.options = options
+        self.size_hint = features_hint(recipe, prep, options.views, options.plain_first, options.reduced_decode)
 
     def __call__(self, item: tuple[str, str, str | None]):
         import numpy as np
@@ -42,7 +45,7 @@ class FeatureTask:
         path, key = item[0], item[1]  # (path, key, label): the label is the assembler's
         opts = self.options
         try:
-            image = decode_image(path, max_pixels=opts.max_pixels)
+            image = decode_image(path, max_pixels=opts.max_pixels, size_hint=self.size_hint)
         except DecodeError as exc:
             return {"reason": exc.reason, "message": str(exc)}
         views = []
