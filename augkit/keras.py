@@ -8,6 +8,9 @@ Works with Keras 3 on any backend. Batch ``b`` of epoch ``e`` holds the same sam
 the same augmentations whatever Keras's ``workers`` / ``use_multiprocessing`` settings are
 (the order comes from ``(seed, e)``, sample ``i``'s augmentation from ``(seed, e, key_i)``);
 every epoch differs. ``model.fit`` calls ``on_epoch_end``, which moves to the next epoch.
+``balance=True`` draws every class equally often each epoch; ``mixup`` / ``cutmix`` (timm's
+options, as ``flow`` takes them) mix batch ``b`` of epoch ``e`` as ``(seed, e, b)`` says and
+make ``y`` soft targets: compile the model with ``loss="categorical_crossentropy"``.
 
 ``on_epoch_end`` runs in the main process. That is enough: Keras starts its worker threads
 or processes afresh for every epoch, after ``on_epoch_end``, and a process receives the
@@ -44,17 +47,22 @@ try:
 except (ImportError, ValueError) as exc:  # ValueError: Keras's word for an unknown KERAS_BACKEND
     raise _keras_import_error(exc) from exc
 
-from augkit.stages.batches import BatchItem, BatchTask, SamplePipeline, batch_members, batches_per_epoch, epoch_order
+from augkit.stages.batches import (BatchItem, BatchTask, SamplePipeline, balance_with, batch_members,
+                                   batches_per_epoch, order_of)
+from augkit.stages.mixing import MixOptions, mixer_for
 from augkit.core.failures import FailureLog
 from augkit.core.seeds import run_seed
 
 
 class AugkitPyDataset(keras.utils.PyDataset):
-    """``(x, y)`` batches for ``model.fit``; ``y`` holds class indices into ``.classes``."""
+    """``(x, y)`` batches for ``model.fit``; ``y`` holds class indices into ``.classes``, or
+    soft targets (batch, classes) with ``mixup``, ``cutmix`` or ``label_smoothing``."""
 
     def __init__(self, source, recipe=None, *, batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
                  size=None, preprocess: Any = None, channels_first: bool = False, drop_last: bool = False,
-                 split: str | None = None, max_pixels: int | None = None, **pydataset_options: Any):
+                 split: str | None = None, max_pixels: int | None = None, balance: bool = False,
+                 mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, switch_prob: float = 0.5,
+                 label_smoothing: float = 0.0, **pydataset_options: Any):
         super().__init__(**pydataset_options)  # workers, use_multiprocessing, max_queue_size
         from augkit.input.discovery import discover
         from augkit.recipes import load_recipe
@@ -63,11 +71,16 @@ class AugkitPyDataset(keras.utils.PyDataset):
         loaded = load_recipe(recipe) if recipe is not None else None
         self.seed = run_seed(seed, loaded)
         size = (size, size) if isinstance(size, int) else size
-        self._task = BatchTask(SamplePipeline(loaded, seed=self.seed, size=size, preprocess=preprocess,
-                                              channels_first=channels_first, max_pixels=max_pixels))
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        labels = [s.label for s in self.dataset.samples]
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index
+        self.balance = balance_with(balance, shuffle, labels)
+        mixer = mixer_for(MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing), self.seed, self.classes,
+                          labels, channels_first)
+        self._task = BatchTask(SamplePipeline(loaded, seed=self.seed, size=size, preprocess=preprocess,
+                                              channels_first=channels_first, max_pixels=max_pixels), mixer=mixer)
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self._order: tuple[int, Any] = (-1, None)  # (epoch, its order): made once per epoch
         self._failures = FailureLog()  # shared with Keras's worker processes, which fail images too
         self.epoch = 0
         self._local = threading.local()
@@ -96,14 +109,21 @@ class AugkitPyDataset(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range (0..{len(self) - 1})")
-        order = epoch_order(len(self.dataset), self.seed, self.epoch, self.shuffle)
-        samples = batch_members(self.dataset, order, index, self.batch_size)
+        samples = batch_members(self.dataset, self._epoch_order(), index, self.batch_size)
         built = self._thread_task()(BatchItem(self.epoch, index, tuple(samples), None))
         for row in built.failures:
             self._failures.add(row)
         if built.array is None:
             raise ValueError(f"every image of batch {index} failed: {built.failures[0]['message']}")
         return built.array, built.labels
+
+    def _epoch_order(self):
+        epoch, order = self._order
+        current = self.epoch
+        if epoch != current:  # threads may both make it: the same array, whoever keeps it
+            order = order_of(self.dataset, self.seed, current, self.shuffle, self.balance)
+            self._order = (current, order)
+        return order
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -25,7 +25,14 @@ and the dataset gives the next usable sample in its place (index ``i + 1``, ``i 
 each augmented as itself), so batches keep their size with the default collate. The
 substitute depends only on the index and the files, never on which worker asked.
 ``data.targets`` (class index per sample), ``data.classes`` and ``data.sample_weights``
-(one over its class's count: for ``WeightedRandomSampler``) serve class balancing.
+(one over its class's count: for ``WeightedRandomSampler``) serve class balancing;
+``data.balanced_sampler()`` draws every class equally often, as ``flow(balance=True)`` does,
+from ``(seed, epoch)``.
+
+MixUp / CutMix (timm's options: ``mixup``, ``cutmix``, ``mix_prob``, ``switch_prob``,
+``label_smoothing``) is a batch transform: ``x, y = data.mix(x, y, b)`` for batch ``b`` of
+the epoch, mixed as ``(seed, epoch, b)`` says, in place on a CPU batch; ``y`` becomes soft
+targets (batch, classes) for ``torch.nn.functional.cross_entropy``, which takes them.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("augkit.torch needs PyTorch: pip install torch") from exc
 
 from augkit.stages.batches import SamplePipeline
+from augkit.stages.mixing import MixOptions, mix_in_place, mixer_for, soft_targets
+from augkit.stages.sampling import balanced_order, require_classes
 from augkit.core.errors import AugkitError
 from augkit.core.failures import FailureLog, failure_row
 from augkit.core.seeds import run_seed
@@ -59,19 +68,23 @@ class AugkitDataset(Dataset):
     """``(image tensor, label)`` pairs: float32 CHW by default (``preprocess="torch"``)."""
 
     def __init__(self, source, recipe=None, *, seed: int | None = None, size=None, preprocess: Any = "torch",
-                 channels_first: bool = True, split: str | None = None, max_pixels: int | None = None):
+                 channels_first: bool = True, split: str | None = None, max_pixels: int | None = None,
+                 mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, switch_prob: float = 0.5,
+                 label_smoothing: float = 0.0):
         from augkit.input.discovery import discover
         from augkit.recipes import load_recipe
 
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
-        seed = run_seed(seed, loaded)
+        self.seed = seed = run_seed(seed, loaded)
         size = (size, size) if isinstance(size, int) else size
         self.pipeline = SamplePipeline(loaded, seed=seed, size=size, preprocess=preprocess,
                                        channels_first=channels_first, max_pixels=max_pixels)
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index
         self.targets = [self.class_to_index.get(s.label, -1) for s in self.dataset.samples]
+        self._mixer = mixer_for(MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing), seed,
+                                self.classes, [s.label for s in self.dataset.samples], channels_first)
         self._failures = FailureLog()
         self._epoch = _epoch_cell(0)
 
@@ -83,6 +96,30 @@ class AugkitDataset(Dataset):
         for t in self.targets:
             counts[t] = counts.get(t, 0) + 1
         return [1.0 / counts[t] for t in self.targets]
+
+    def balanced_sampler(self) -> BalancedSampler:
+        """A sampler for the DataLoader (``sampler=``, without ``shuffle``) that draws every
+        class equally often each epoch, from ``(seed, epoch)``: ``flow(balance=True)``'s order."""
+        require_classes([s.label for s in self.dataset.samples], "balanced_sampler()")
+        return BalancedSampler(self)
+
+    def mix(self, x, y, batch: int):
+        """MixUp / CutMix batch ``batch`` of the current epoch: ``(x, soft targets)``.
+
+        ``x`` (N, C, H, W, or N, H, W, C without ``channels_first``) is mixed in place, through
+        NumPy on the CPU (a GPU tensor is mixed with torch's own operations, on a flipped copy);
+        ``y`` holds the batch's class indices. The draw depends on (seed, epoch, batch) only,
+        so any ``num_workers`` gives the same mix."""
+        if self._mixer is None:
+            raise AugkitError("mix() needs mixup=, cutmix= or label_smoothing= when the dataset is made")
+        labels = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
+        draw = self._mixer.draw_for(tuple(x.shape), self.epoch, batch)
+        if x.device.type == "cpu":
+            mix_in_place(x.numpy(), draw, self.pipeline.channels_first)
+        else:
+            _mix_on_device(x, draw, self.pipeline.channels_first)
+        targets = soft_targets(labels, self._mixer.classes, draw.lam, self._mixer.options.label_smoothing)
+        return x, torch.from_numpy(targets).to(x.device)
 
     @property
     def failures(self) -> list[dict[str, str]]:
@@ -133,3 +170,31 @@ class AugkitDataset(Dataset):
         if isinstance(state["_epoch"], int):
             state["_epoch"] = _epoch_cell(state["_epoch"])
         self.__dict__.update(state)
+
+
+def _mix_on_device(x, draw, channels_first: bool) -> None:
+    """timm's way, on the tensor's device: the batch mixed with its flipped copy."""
+    if draw.lam >= 1.0:
+        return
+    if draw.box is None:
+        x.mul_(draw.lam).add_(x.flip(0).mul_(1.0 - draw.lam))
+        return
+    top, bottom, left, right = draw.box
+    if channels_first:
+        x[:, :, top:bottom, left:right] = x.flip(0)[:, :, top:bottom, left:right]
+    else:
+        x[:, top:bottom, left:right] = x.flip(0)[:, top:bottom, left:right]
+
+
+class BalancedSampler(torch.utils.data.Sampler):
+    """The indices of one epoch of an :class:`AugkitDataset`, every class drawn equally often
+    (:func:`augkit.stages.sampling.balanced_order`), for the dataset's current epoch."""
+
+    def __init__(self, data: AugkitDataset):
+        self.data = data
+
+    def __iter__(self):
+        return iter(balanced_order(self.data.targets, self.data.seed, self.data.epoch).tolist())
+
+    def __len__(self) -> int:
+        return len(self.data)

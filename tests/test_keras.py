@@ -134,3 +134,32 @@ def test_a_keras_without_a_usable_backend_names_the_backend_and_the_fix(backend,
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1 and last.startswith("ImportError: augkit.keras: Keras cannot load its backend")
     assert named in last and "KERAS_BACKEND=torch" in last and "pip install keras" not in last
+
+
+def test_mixed_batches_are_flows_batches_with_soft_targets_for_categorical_crossentropy(data):
+    import augkit
+
+    options = dict(batch_size=5, preprocess="tf", mixup=0.8, cutmix=1.0, label_smoothing=0.1)
+    ds = AugkitPyDataset(data, RECIPE, **options)
+    with augkit.flow(data, RECIPE, workers=0, epochs=2, **options) as flow:
+        expected = [(x.copy(), y.copy()) for x, y in flow]
+    assert same(epoch(ds, 0) + epoch(ds, 1), expected)
+    x, y = ds[0]
+    assert y.shape == (5, 3) and y.dtype == np.float32 and np.allclose(y.sum(axis=1), 1)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    assert np.isfinite(model.fit(ds, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_balance_draws_every_class_equally_as_flow_does(tmp_path):
+    import augkit
+    from imagefiles import write_tree
+
+    root = class_folders(tmp_path / "data", per_class=4)
+    write_tree(root, {f"owl/owl_extra_{i}.jpg": (root / "owl" / "owl_0.jpg").read_bytes() for i in range(6)})
+    ds = AugkitPyDataset(root, RECIPE, batch_size=6, balance=True)
+    labels = np.concatenate([y for _, y in epoch(ds, 0)])
+    assert np.bincount(labels).tolist() == [6, 6, 6]
+    with augkit.flow(root, RECIPE, batch_size=6, workers=0, balance=True) as flow:
+        assert same(epoch(ds, 0), [(x.copy(), y.copy()) for x, y in flow])

@@ -309,3 +309,24 @@ def test_the_shell_snippet_of_the_stream_section_trains_from_a_stream():
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "training accuracy" in done.stdout
+
+
+def test_a_stream_with_mixing_and_balance_writes_flows_batches_with_soft_targets(data, recipe):
+    options = ["--mixup", "0.8", "--cutmix", "1.0", "--label-smoothing", "0.1", "--balance"]
+    done = subprocess.run(augkit_stream(recipe, data, "-b", 4, "--size", 16, "-w", 2, *options), capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    streamed = list(read_stream(io.BytesIO(done.stdout)))
+    with augkit.flow(data, recipe, batch_size=4, workers=0, size=16, mixup=0.8, cutmix=1.0, label_smoothing=0.1,
+                     balance=True) as batches:
+        expected = [(x.copy(), y.copy()) for x, y in batches]
+    assert len(streamed) == len(expected) == 3
+    for (x, y), (x2, y2) in zip(streamed, expected):
+        assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    assert streamed[0][1].shape == (4, 3) and streamed[0][1].dtype == np.float32
+
+
+def test_a_mixing_option_out_of_range_is_bad_usage(data, recipe):
+    done = subprocess.run(augkit_stream(recipe, data, "--mix-prob", "1.5"), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "--mix-prob" in done.stderr

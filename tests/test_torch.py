@@ -184,3 +184,61 @@ def test_a_long_run_of_bad_files_is_bridged_by_the_next_good_sample(tmp_path):
     x, y = data[5]
     assert torch.equal(x, data[0][0]) and y == 0  # after the last page, round to sample 0
     assert sorted(f["source"] for f in data.failures) == [f"bees/scraped_{i:02d}.jpg" for i in range(3, 20)]
+
+
+def test_mix_is_a_batch_transform_giving_soft_targets_the_same_for_any_num_workers(tmp_path):
+    data = AugkitDataset(class_folders(tmp_path / "data", per_class=4), RECIPE, mixup=0.8, cutmix=1.0,
+                         label_smoothing=0.1)
+
+    def mixed(num_workers, epoch):
+        data.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(data, batch_size=4, num_workers=num_workers)
+        return [tuple(t.clone() for t in data.mix(x, y, b)) for b, (x, y) in enumerate(loader)]
+
+    first = mixed(0, 1)
+    assert same(first, mixed(2, 1)) and not same(first, mixed(0, 2))
+    x, y = first[0]
+    assert y.shape == (4, 3) and y.dtype == torch.float32 and torch.allclose(y.sum(dim=1), torch.ones(4))
+    loss = torch.nn.functional.cross_entropy(torch.zeros(4, 3, requires_grad=True), y)  # soft targets
+    assert torch.isfinite(loss)
+
+
+def test_mix_on_a_batch_mixes_it_in_place_as_flow_mixes_its_own(tmp_path):
+    import numpy as np
+
+    from augkit.stages.mixing import BatchMixer, MixOptions
+
+    data = AugkitDataset(class_folders(tmp_path / "data", per_class=2), RECIPE, cutmix=1.0, seed=3)
+    x = torch.rand(6, 3, 20, 20)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    expected = x.numpy().copy()
+    targets = BatchMixer(MixOptions(cutmix=1.0), 3, 3, channels_first=True)(expected, y.numpy(), 0, 5)
+    mixed, soft = data.mix(x, y, 5)
+    assert mixed is x and np.array_equal(x.numpy(), expected) and np.array_equal(soft.numpy(), targets)
+
+
+def test_mix_without_mixing_options_says_what_to_give(dataset):
+    from augkit.core.errors import AugkitError
+
+    with pytest.raises(AugkitError, match="mixup=, cutmix= or label_smoothing="):
+        dataset.mix(torch.zeros(2, 3, 20, 20), torch.tensor([0, 1]), 0)
+
+
+def test_the_balanced_sampler_draws_every_class_equally_each_epoch(tmp_path):
+    from collections import Counter
+
+    from imagefiles import write_tree
+
+    root = class_folders(tmp_path / "data", per_class=2)
+    write_tree(root, {f"owl/owl_extra_{i}.jpg": (root / "owl" / "owl_0.jpg").read_bytes() for i in range(7)})
+    data = AugkitDataset(root, RECIPE)
+    sampler = data.balanced_sampler()
+    first = list(sampler)
+    assert len(first) == len(data) == 13
+    counts = Counter(data.targets[i] for i in first)
+    assert sorted(counts.values()) == [4, 4, 5]
+    assert list(sampler) == first
+    data.set_epoch(1)
+    assert list(sampler) != first
+    loader = torch.utils.data.DataLoader(data, batch_size=4, sampler=sampler)
+    assert sum(len(y) for _, y in loader) == 13

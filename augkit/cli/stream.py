@@ -35,15 +35,27 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
               help="none: uint8; tf: [-1,1]; torch: ImageNet mean/std; caffe: BGR minus means.")
 @click.option("--channels-first", is_flag=True, help="NCHW instead of NHWC.")
 @click.option("--drop-last", is_flag=True, help="Drop the last, smaller batch of each epoch.")
+@click.option("--balance", is_flag=True, help="Draw every class equally often each epoch.")
+@click.option("--mixup", type=click.FloatRange(min=0), default=0.0, metavar="ALPHA",
+              help="MixUp with lam ~ Beta(ALPHA, ALPHA) (timm: 0.8); 0 = off. y becomes soft targets.")
+@click.option("--cutmix", type=click.FloatRange(min=0), default=0.0, metavar="ALPHA",
+              help="CutMix with lam ~ Beta(ALPHA, ALPHA) (timm: 1.0); 0 = off. y becomes soft targets.")
+@click.option("--mix-prob", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Probability that a batch is mixed at all.")
+@click.option("--switch-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="With both: probability of CutMix rather than MixUp.")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Smoothed soft targets (timm: 0.1).")
 @options.workers
 @options.seed
 @options.split
 @options.max_pixels
-def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, channels_first, drop_last, workers, seed,
-           split, max_pixels) -> None:
+def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, channels_first, drop_last, balance, mixup,
+           cutmix, mix_prob, switch_prob, label_smoothing, workers, seed, split, max_pixels) -> None:
     """Write augmented batches of SRC to stdout as .npy arrays, x then y per batch.
 
-    y holds class indices (classes sorted by name; -1 for unlabelled images).
+    y holds class indices (classes sorted by name; -1 for unlabelled images), or with
+    --mixup, --cutmix or --label-smoothing, soft targets: float32 (batch, classes).
     Read the batches with augkit:
 
     \b
@@ -70,7 +82,9 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
 
     batches = flow(src, recipe_path, batch_size=batch_size, shuffle=shuffle, seed=seed, epochs=epochs or None,
                    workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
-                   channels_first=channels_first, drop_last=drop_last, split=split, max_pixels=max_pixels)
+                   channels_first=channels_first, drop_last=drop_last, split=split, max_pixels=max_pixels,
+                   balance=balance, mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, switch_prob=switch_prob,
+                   label_smoothing=label_smoothing)
     for note in batches.notes:
         click.echo(f"note: {note}", err=True)
     told = len(batches.notes)

@@ -4,8 +4,11 @@ Stages: discovery (parent) -> per-epoch order (parent) -> decode, augment, resiz
 preprocess, stack (engine workers, one :class:`BatchTask` call per batch) -> the consumer.
 
 - Sample ``i`` in epoch ``e`` is augmented with ``derive_seed(seed, e, key_i)`` and the
-  epoch's order is a permutation seeded by ``(seed, e)``: the same batches for any number
-  of workers, different every epoch.
+  epoch's order is a permutation seeded by ``(seed, e)`` (or, with ``balance``, a draw of
+  every class equally often: :mod:`augkit.stages.sampling`): the same batches for any
+  number of workers, different every epoch.
+- MixUp / CutMix (:mod:`augkit.stages.mixing`) mix batch ``b`` of epoch ``e`` as
+  ``(seed, e, b)`` says, in the worker, in place in its slot; ``y`` then holds soft targets.
 - Every sample of a flow has one final size: ``size``, or else what the recipe makes of
   the first usable image. What can be told before the first batch is a usage error then
   (images of several sizes that the recipe does not make one size); a sample that still
@@ -36,6 +39,9 @@ from augkit.engines import _shm
 from augkit.engines.contract import failure_of
 from augkit.core.errors import UsageError
 from augkit.core.seeds import derive_seed, run_seed
+from augkit.stages.decode_size import flow_hint
+from augkit.stages.mixing import BatchMixer, MixOptions, mixer_for
+from augkit.stages.sampling import balanced_order, epoch_order, require_classes
 # Preprocess and its constants are preprocess's; flow's callers and tests name them from here too.
 from augkit.stages.preprocess import (CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, PREPROCESS_MODES,  # noqa: F401
                                      Preprocess, resize)
@@ -60,7 +66,7 @@ class SamplePipeline:
     """
 
     def __init__(self, recipe, *, seed: int = 0, size: tuple[int, int] | None = None, preprocess: Any = None,
-                 channels_first: bool = False, max_pixels: int | None = None):
+                 channels_first: bool = False, max_pixels: int | None = None, reduced_decode: bool = True):
         if recipe is not None:
             recipe.require_image_output(NORMALISE_WITH_PREPROCESS)
         self.recipe = recipe
@@ -69,6 +75,7 @@ class SamplePipeline:
         self.preprocess = Preprocess.parse(preprocess)
         self.channels_first = channels_first
         self.max_pixels = max_pixels
+        self.size_hint = flow_hint(recipe, size, reduced_decode)  # a JPEG may be decoded reduced
         from augkit.input.decoding import resolve_max_pixels
 
         resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one error now, not a row per image
@@ -77,10 +84,12 @@ class SamplePipeline:
         """The augmented uint8 RGB image at its final size (raises DecodeError)."""
         return self.transformed(self.decoded(path), key, epoch)
 
-    def decoded(self, path: str) -> np.ndarray:
+    def decoded(self, path: str, exact: bool = False) -> np.ndarray:
+        """The image to augment: decoded reduced where :attr:`size_hint` allows it, unless
+        ``exact`` (which gives the same final size: see augkit.input.reduced)."""
         from augkit.input.decoding import decode_image
 
-        return decode_image(path, max_pixels=self.max_pixels)
+        return decode_image(path, max_pixels=self.max_pixels, size_hint=None if exact else self.size_hint)
 
     def transformed(self, image: np.ndarray, key: str, epoch: int) -> np.ndarray:
         """A decoded image, augmented as sample ``key`` of ``epoch``, at its final size
@@ -133,12 +142,15 @@ class BatchTask:
     """Builds one batch in a worker, into its shared-memory slot when it has one.
 
     ``sample_size`` is the (H, W) every sample must end at (None: the batch's first one);
-    a sample that ends at another size is a failure row.
+    a sample that ends at another size is a failure row. With a ``mixer``, the batch is
+    mixed where it was built and its labels are soft targets.
     """
 
-    def __init__(self, pipeline: SamplePipeline, sample_size: tuple[int, int] | None = None):
+    def __init__(self, pipeline: SamplePipeline, sample_size: tuple[int, int] | None = None,
+                 mixer: BatchMixer | None = None):
         self.pipeline = pipeline
         self.sample_size = sample_size
+        self.mixer = mixer
 
     def __call__(self, item: BatchItem) -> BuiltBatch:
         from augkit.input.decoding import DecodeError
@@ -171,6 +183,8 @@ class BatchTask:
         if batch is None:
             return BuiltBatch(item.slot, None, None, None, y, failures)
         batch = batch[: len(labels)]
+        if self.mixer is not None:
+            y = self.mixer(batch, y, item.epoch, item.number)  # in place: in the slot when there is one
         array = None if item.slot is not None else batch
         return BuiltBatch(item.slot, array, batch.shape, batch.dtype.str, y, failures)
 
@@ -191,10 +205,21 @@ def _hw(shape: Sequence[int]) -> str:
 # --- parent side -------------------------------------------------------------------------
 
 
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
-    if not shuffle:
-        return np.arange(n)
-    return np.random.default_rng(derive_seed(seed, "order", epoch)).permutation(n)
+def balance_with(balance: bool, shuffle: bool, labels: list) -> bool:
+    """``balance``, checked: it needs a class for every image, and draws its own order."""
+    if balance:
+        if not shuffle:
+            raise UsageError("balance=True draws a new balanced order every epoch; drop shuffle=False (--no-shuffle)")
+        require_classes(labels)
+    return bool(balance)
+
+
+def order_of(dataset, seed: int, epoch: int, shuffle: bool, balance: bool) -> np.ndarray:
+    """The sample indices of one epoch, in order: shuffled, or balanced over the classes."""
+    if balance:
+        index = dataset.class_to_index
+        return balanced_order([index[s.label] for s in dataset.samples], seed, epoch)
+    return epoch_order(len(dataset), seed, epoch, shuffle)
 
 
 def batch_members(dataset, order: np.ndarray, number: int, batch_size: int) -> list[tuple[str, str, int]]:
@@ -214,28 +239,36 @@ class Flow:
     def __init__(self, source, recipe=None, *, batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
                  epochs: int | None = 1, workers: int | None = None, size: int | Sequence[int] | None = None,
                  preprocess: Any = None, channels_first: bool = False, drop_last: bool = False,
-                 split: str | None = None, max_pixels: int | None = None, prefetch: int = 2):
+                 split: str | None = None, max_pixels: int | None = None,
+                 reduced_decode: bool = True, prefetch: int = 2, balance: bool = False,
+                 mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, switch_prob: float = 0.5,
+                 label_smoothing: float = 0.0):
         from augkit.input.discovery import discover
         from augkit.engines import get_engine
         from augkit.recipes import load_recipe
 
         if batch_size < 1:
             raise UsageError("batch_size must be at least 1")
+        mixing = MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing).check()
         self.engine = get_engine("local", workers=workers, preload=(__name__,), chunk_size=1, prefetch=prefetch)
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
         self.seed = run_seed(seed, loaded)
         self.size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
         self.pipeline = SamplePipeline(loaded, seed=self.seed, size=self.size, preprocess=preprocess,
-                                       channels_first=channels_first, max_pixels=max_pixels)
+                                       channels_first=channels_first, max_pixels=max_pixels,
+                                       reduced_decode=reduced_decode)
         self.batch_size, self.shuffle, self.epochs, self.drop_last = batch_size, shuffle, epochs, drop_last
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index
+        labels = [s.label for s in self.dataset.samples]
+        self.balance = balance_with(balance, shuffle, labels)
+        mixer = mixer_for(mixing, self.seed, self.classes, labels, channels_first)
         self.failures: list[dict[str, Any]] = []
         self.notes: list[str] = []  # what the user should know that is not a failure
         self.delivered = 0  # batches given to the consumer
         self.sample_size = self.size or final_size(self.dataset.samples, self.pipeline)
-        self.task = BatchTask(self.pipeline, self.sample_size)
+        self.task = BatchTask(self.pipeline, self.sample_size, mixer)
         self._slots: _shm.Slots | None = None
         self._use_slots = self.engine.workers > 0 and self.sample_size is not None and self._shm_has_room()
 
@@ -244,7 +277,7 @@ class Flow:
         return batches_per_epoch(len(self.dataset), self.batch_size, self.drop_last)
 
     def batch_items(self, epoch: int) -> Iterator[tuple[int, list[tuple[str, str, int]]]]:
-        order = epoch_order(len(self.dataset), self.seed, epoch, self.shuffle)
+        order = order_of(self.dataset, self.seed, epoch, self.shuffle, self.balance)
         for number in range(len(self)):
             yield number, batch_members(self.dataset, order, number, self.batch_size)
 
@@ -347,7 +380,7 @@ def final_size(samples, pipeline: SamplePipeline) -> tuple[int, int] | None:
     then say why, as failure rows. For ``flow``, and for any adapter that batches."""
     for sample in samples[:PROBE_SAMPLES]:
         try:
-            image = pipeline.decoded(sample.path)
+            image = pipeline.decoded(sample.path, exact=True)  # its size is compared with headers below
             size = pipeline.transformed(image, sample.key, 0).shape[:2]
         except Exception:  # noqa: BLE001 - a failure row once a worker meets it
             continue
@@ -391,7 +424,7 @@ def _first_of_another_size(samples, size: tuple[int, int], pipeline: SamplePipel
         if (h, w) == size:
             continue
         try:
-            decoded = pipeline.decoded(sample.path).shape[:2]
+            decoded = pipeline.decoded(sample.path, exact=True).shape[:2]
         except Exception:  # noqa: BLE001
             continue
         if decoded != size:
@@ -407,10 +440,16 @@ def flow(source, recipe=None, **options: Any) -> Flow:
     ``epochs=1`` (None = forever), ``workers`` (default: one per core; 0 = in this process),
     ``size=(H, W)`` (final shape of every sample), ``preprocess`` (None = uint8, "tf",
     "torch", "caffe", or ``(mean, std)`` on the 0-1 scale), ``channels_first=False``,
-    ``drop_last=False``, ``split`` (rows of one split of a split manifest), ``max_pixels``.
-    ``y`` holds class indices into ``.classes`` (-1 for unlabelled images). ``.failures``
+    ``drop_last=False``, ``split`` (rows of one split of a split manifest), ``max_pixels``,
+    ``balance=False`` (draw every class equally often each epoch), and timm's MixUp / CutMix
+    options ``mixup``, ``cutmix`` (Beta alphas, 0 = off), ``mix_prob=1.0``,
+    ``switch_prob=0.5``, ``label_smoothing=0.0``.
+    ``y`` holds class indices into ``.classes`` (-1 for unlabelled images), or with mixing
+    or smoothing, soft targets: float32 (batch, classes), rows summing to 1. ``.failures``
     lists the samples left out (one row each: source, reason, message); ``.notes`` what to
     change when shared memory is short. Without ``size``, images the recipe leaves at
-    several sizes raise UsageError here, before any batch.
+    several sizes raise UsageError here, before any batch. ``reduced_decode=False`` decodes
+    every image whole (by default a JPEG that the recipe's first resize, or ``size`` without
+    a recipe, shrinks is decoded at 1/2, 1/4 or 1/8 of its size: augkit.stages.decode_size).
     """
     return Flow(source, recipe, **options)
