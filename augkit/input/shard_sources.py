@@ -150,7 +150,7 @@ def _folder_shards(folder: Path, src) -> tuple[list[str], dict[str, int]]:
                 shards.append(entry.path)
             elif is_hidden(entry.name):
                 skipped["hidden"] = skipped.get("hidden", 0) + 1
-            elif entry.is_dir() or Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+            elif _holds_anything(entry) or Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
                 others.append(entry.name)
             else:
                 skipped["not a shard"] = skipped.get("not a shard", 0) + 1
@@ -160,6 +160,18 @@ def _folder_shards(folder: Path, src) -> tuple[list[str], dict[str, int]]:
         raise UsageError(f"{folder}: holds tar shards ({Path(shards[0]).name}) and images or folders ({others[0]}); "
                          f"pass the shards as a pattern ({folder}/name-{{000000..000009}}.tar) or move them apart")
     return shards, skipped
+
+
+def _holds_anything(entry: os.DirEntry) -> bool:
+    """A folder that is not empty (an empty one, such as a class folder an overwrite
+    emptied, says nothing about what the source is)."""
+    try:
+        if not entry.is_dir():
+            return False
+        with os.scandir(entry.path) as inside:
+            return any(True for _ in inside)
+    except OSError:
+        return False
 
 
 def discover_shards(src: str | os.PathLike, *, split: str | None = None) -> Dataset:

@@ -43,7 +43,9 @@ MODE = 0o644
 
 def split_name(name: str) -> tuple[str, str] | None:
     """``(key, extension)`` of a member name by WebDataset's rule (the extension lower-cased),
-    or None for a name WebDataset passes over (no dot, a hidden last part, ``__meta__``)."""
+    or None for a name WebDataset passes over (no dot, ``__meta__``). A hidden name
+    (``cat/.x.jpg``) splits as WebDataset splits it, into a key ``cat/`` and an extension
+    ``x.jpg`` that is no image's."""
     if _META.match(name):
         return None
     match = _NAME.match(name)
@@ -124,12 +126,23 @@ def index_shard(path: str, read: frozenset[str] = frozenset()) -> ShardIndex:
                 if parts is not None and parts[1] in read and info.size <= SMALL_MEMBER:
                     member.data = tar.extractfile(info).read()
                 index.members.append(member)
+            end = tar.offset
     except (tarfile.TarError, EOFError) as exc:
         index.problem = _damage(path, exc, len(index.members))
+        return index
+    if not _ends_at(path, end):  # tarfile takes a damaged header for the end of the archive
+        index.problem = _damage(path, "a damaged member header", len(index.members))
     return index
 
 
-def _damage(path: str, exc: Exception, read_so_far: int) -> str:
+def _ends_at(path: str, offset: int) -> bool:
+    """Whether the tar ends at ``offset``: end-of-archive zeros, or the end of the file."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return not f.read(2 * tarfile.BLOCKSIZE).strip(b"\0")
+
+
+def _damage(path: str, exc: Exception | str, read_so_far: int) -> str:
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head == b"\xfd7zX" or head == b"\x28\xb5\x2f\xfd":
