@@ -222,3 +222,21 @@ def test_plot_axes_are_labelled_at_round_values_not_at_their_limits(top, ticks):
     from augkit.stages.stats import _ticks
 
     assert _ticks(top) == pytest.approx(ticks)
+
+
+def test_an_imbalanced_dataset_gets_one_warning_line_with_the_balance_to_ask_for(tmp_path):
+    files = {f"{label}/{label}_{i}.png": encoded(make_structured_rgb(8, 8, seed=i), "PNG")
+             for label, n in {"cat": 2, "dog": 7, "owl": 3}.items() for i in range(n)}
+    data = write_tree(tmp_path / "data", files)
+    result = run("stats", data, "-o", tmp_path / "stats.json", "-w", 0)
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: classes are imbalanced: dog has 7 images, cat 2 (3.5x); balance them with "
+                        f"`augkit augment RECIPE {data} OUT --balance 7`, or on the fly with flow(..., balance=True) "
+                        f"(stream --balance)"]
+
+
+def test_classes_within_three_times_of_each_other_get_no_warning(tmp_path):
+    files = {f"{label}/{label}_{i}.png": encoded(make_structured_rgb(8, 8, seed=i), "PNG")
+             for label, n in {"cat": 2, "dog": 6}.items() for i in range(n)}
+    result = run("stats", write_tree(tmp_path / "data", files), "-o", tmp_path / "stats.json", "-w", 0)
+    assert "warning" not in result.output

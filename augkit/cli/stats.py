@@ -41,7 +41,7 @@ def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engi
     from augkit.core.errors import AugkitError, UsageError
     from augkit.core.files import write_json_atomic
     from augkit.core.progress import shows_progress
-    from augkit.stages.stats import compute_stats, plot_stats, summary_lines
+    from augkit.stages.stats import compute_stats, imbalance_warning, plot_stats, summary_lines
 
     if plot_path and os.path.abspath(plot_path) == os.path.abspath(output):
         raise UsageError(f"--plot {plot_path}: is also the JSON output; give the plot another name")
@@ -63,5 +63,8 @@ def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engi
         for line in summary_lines(result):
             click.echo(line)
         click.echo(f"wrote {output}" + (f" and {plot_path}" if plot_path else ""))
+    warning = imbalance_warning(result)
+    if warning:
+        click.echo(warning, err=True)
     if result["ok"] == 0:
         raise AugkitError(f"{src}: none of the {result['analyzed']} images could be read; see {output} for the reasons")

@@ -255,6 +255,26 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
     return lines
 
 
+IMBALANCE_RATIO = 3  # largest class over smallest past which `augkit stats` warns
+
+
+def imbalance_warning(stats: dict[str, Any]) -> str | None:
+    """One line when the largest class holds more than IMBALANCE_RATIO times the images of
+    the smallest, with the fixes: ``augment --balance`` (to the largest class's count) or
+    ``balance=True`` on the fly. None for a balanced enough dataset."""
+    classes = stats["classes"]
+    if len(classes) < 2:
+        return None
+    largest, smallest = max(classes, key=lambda c: (classes[c], c)), min(classes, key=lambda c: (classes[c], c))
+    ratio = classes[largest] / classes[smallest]
+    if ratio <= IMBALANCE_RATIO:
+        return None
+    split = f" --split {stats['split']}" if stats.get("split") else ""
+    return (f"warning: classes are imbalanced: {largest} has {plural(classes[largest], 'image')}, {smallest} "
+            f"{classes[smallest]} ({ratio:.1f}x); balance them with `augkit augment RECIPE {stats['source']} OUT"
+            f"{split} --balance {classes[largest]}`, or on the fly with flow(..., balance=True) (stream --balance)")
+
+
 # --- the plot -----------------------------------------------------------------------------
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
