@@ -150,3 +150,39 @@ def test_a_feature_rows_input_from_a_reduced_decode_is_within_a_grey_level_or_tw
     mine, whole = reduced(item), exact(item)
     assert mine.shape == whole.shape == (2, 64, 64, 3)
     assert 0 < _mean_difference(mine, whole) < 2.0
+
+
+# --- flow -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe, size", [(SHRINK, None), (None, (60, 80))])
+def test_flow_decodes_reduced_gives_the_same_shapes_and_exactly_with_the_option_off(photos, recipe, size):
+    from augkit.stages.batches import SamplePipeline, flow
+
+    def batches(**kw):
+        with flow(photos, recipe, batch_size=6, shuffle=False, workers=0, size=size, **kw) as f:
+            return [x for x, _ in f]
+
+    (mine,), (whole,) = batches(), batches(reduced_decode=False)
+    assert mine.shape == whole.shape and mine.shape[0] == 6
+    assert 0 < _mean_difference(mine, whole) < 5
+    exact = SamplePipeline(load_recipe(recipe) if recipe else None, seed=0, size=size, reduced_decode=False)
+    path = str(photos / "cat" / "cat_0.jpg")
+    np.testing.assert_array_equal(whole[0], exact.transformed(decode_image(path), "cat/cat_0.jpg", 0))
+
+
+def test_flow_tells_the_sample_size_from_the_files_sizes_not_the_reduced_ones(tmp_path):
+    """A recipe that keeps the aspect ratio makes one size only of images of one size:
+    flow checks the headers against the first image's whole size, so images of one size
+    pass however they are decoded, and images of two sizes are still told apart."""
+    from augkit.stages.batches import flow
+
+    shrink = {"transforms": [{"SmallestMaxSize": {"max_size": 96}}]}
+    same = write_tree(tmp_path / "same", {f"c/{i}.jpg": encoded(make_structured_rgb(480, 640, i), "JPEG")
+                                          for i in range(3)})
+    with flow(same, shrink, batch_size=3, workers=0) as f:
+        assert f.sample_size == (96, 128) and f.pipeline.size_hint is not None
+    mixed = write_tree(tmp_path / "mixed", {"c/0.jpg": encoded(make_structured_rgb(480, 640), "JPEG"),
+                                           "c/1.jpg": encoded(make_structured_rgb(480, 720), "JPEG")})
+    with pytest.raises(UsageError, match="480x640.*480x720"):
+        flow(mixed, shrink, batch_size=2, workers=0)
