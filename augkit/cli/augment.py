@@ -29,6 +29,11 @@ from augkit.cli.report import nothing_usable, report_failures
 @click.option("--overwrite", is_flag=True,
               help="Replace an earlier run in OUT made with other settings (only the files it wrote are removed).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any input failed.")
+@click.option("--output-format", type=click.Choice(["files", "webdataset"]), default="files", show_default=True,
+              help="files: an image file per output; webdataset: tar shards OUT/shard-000000.tar, ...")
+@click.option("--shard-size", default=None, metavar="N|SIZE",
+              help="With --output-format webdataset: samples per shard (1000), or a size (100MB).  [default: 1000]")
+@options.label_key
 @options.split
 @options.max_pixels
 @options.exact_decode
@@ -37,12 +42,15 @@ from augkit.cli.report import nothing_usable, report_failures
 @options.quiet
 @options.json_output
 def augment(recipe_path, src, out, copies, balance, workers, seed, include_original, fmt, quality, overwrite, strict,
-            split, max_pixels, exact_decode, engine, ray_address, quiet, as_json) -> None:
+            output_format, shard_size, label_key, split, max_pixels, exact_decode, engine, ray_address, quiet,
+            as_json) -> None:
     """Write COPIES augmented versions of every image in SRC to OUT (or, with --balance
     N, N outputs for every class).
 
-    SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
-    OUT mirrors the class layout and gets manifest.csv, failures.csv and summary.json.
+    SRC is a folder of class folders, a flat folder, a CSV manifest (path, label), or
+    WebDataset tar shards (a .tar, a folder of them, or data/shard-{000000..000099}.tar).
+    OUT mirrors the class layout (or holds tar shards, with --output-format webdataset)
+    and gets manifest.csv, failures.csv and summary.json.
     Rerunning the same command after an interruption writes only what is missing.
     """
     from augkit.core.progress import shows_progress
@@ -57,9 +65,10 @@ def augment(recipe_path, src, out, copies, balance, workers, seed, include_origi
                           fmt=fmt, quality=quality, max_pixels=max_pixels, balance=balance,
                           reduced_decode=not exact_decode)
     try:
-        summary = run(recipe_path, src, out, options=opts, workers=workers, overwrite=overwrite, split=split,
-                      engine=engine, engine_options=options.engine_options(engine, ray_address),
-                      progress=shows_progress(quiet))
+        summary = run(recipe_path, options.source(src, label_key), out, options=opts, workers=workers,
+                      overwrite=overwrite, split=split, engine=engine,
+                      engine_options=options.engine_options(engine, ray_address), progress=shows_progress(quiet),
+                      output_format=output_format, shard_size=shard_size)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {out} holds only complete files; rerun the same command to finish", err=True)
         sys.exit(130)

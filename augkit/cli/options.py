@@ -26,6 +26,22 @@ split = click.option(
     help="With a split manifest as SRC: use only the rows of this split (train, val, test), or "
          "`all` for every row. Required when the manifest has a split column.",
 )
+label_key = click.option(
+    "--label-key", default=None, metavar="EXT",
+    help="With WebDataset tar shards as SRC: the member holding each sample's label (default cls, a class "
+         "index; another, such as txt, holds the class name).",
+)
+
+
+def source(src: str, label_key: str | None):
+    """SRC as the library takes it: with --label-key, tar shards whose labels are in that member."""
+    if label_key is None:
+        return src
+    from augkit.input.shard_sources import Shards
+
+    return Shards(src, label_key=label_key)
+
+
 def _pixel_limit(ctx: click.Context, param: click.Parameter, value):
     """Check AUGKIT_MAX_IMAGE_PIXELS when the option is left out: a bad value is one usage
     error here, not a failure row per image in the workers."""

@@ -34,7 +34,8 @@ from augkit.core.files import check_paths, csv_text, write_text_atomic
 from augkit.core.progress import progress_bar
 from augkit.core.seeds import run_seed
 from augkit.engines.contract import failure_of
-from augkit.stages.decode_size import recipe_hint
+from augkit.stages.augment_copies import Copies
+from augkit.stages.augment_shards import parse_sharding, write_shards
 
 __all__ = ["AugmentOptions", "AugmentTask", "Job", "Summary", "augment", "plan_jobs", "prepare_jobs"]
 
@@ -43,36 +44,25 @@ class AugmentTask:
     """Per input: decode once, then write each missing output. Returns result rows."""
 
     def __init__(self, recipe, out_dir: str, options: AugmentOptions):
-        self.recipe = recipe
+        self.copies = Copies(recipe, options)  # decode, original, copies: as for shards
         self.out_dir = out_dir
         self.options = options
-        self.size_hint = recipe_hint(recipe, options.reduced_decode)  # a JPEG may be decoded reduced
 
     def __call__(self, job: Job) -> list[dict[str, Any]]:
-        from augkit.input.decoding import DecodeError, decode_image, decode_image_with_info
         from augkit.input.encoding import write_image_atomic
 
         opts = self.options
         base = {"source": job.key, "label": job.label or ""}
         rows = [{**base, "output": rel, "copy": k, "status": "exists"} for rel, k in job.present]
-        if not job.outputs:
-            return rows
-        try:
-            image, info = decode_image_with_info(job.path, max_pixels=opts.max_pixels, size_hint=self.size_hint)
-            original = image  # --include-original writes the image whole; copies never depend on it
-            if info.scale > 1 and any(k is None for _, k in job.outputs):
-                original = decode_image(job.path, max_pixels=opts.max_pixels)
-        except DecodeError as exc:
-            return [{**base, "output": "", "copy": None, "status": "failed", "reason": exc.reason, "message": str(exc)}]
-        augment = self.recipe.for_image(image)  # a deterministic head (resize) runs once for all copies
-        journal(self.out_dir, (rel for rel, _ in job.outputs))  # before writing: see augkit.stages.augment_out
-        for rel, k in job.outputs:
+        noted = False
+        for rel, k, result, failure in (self.copies(job.path, job.key, job.outputs) if job.outputs else ()):
             row = {**base, "output": rel, "copy": k}
-            try:
-                result = original if k is None else augment(_copy_seed(opts.seed, job.key, k))
-            except Exception as exc:  # noqa: BLE001 - one transform failure is one row
-                rows.append({**row, "status": "failed", "reason": "transform_error", "message": f"{job.key}: copy {k}: {type(exc).__name__}: {exc}"})
+            if failure is not None:
+                rows.append({**row, "status": "failed", **failure})
                 continue
+            if not noted:  # before writing: see augkit.stages.augment_out
+                journal(self.out_dir, (rel for rel, _ in job.outputs))
+                noted = True
             try:
                 write_image_atomic(os.path.join(self.out_dir, rel), result, fmt=opts.fmt, quality=opts.quality,
                                    parents=False)  # made by prepare_jobs
@@ -81,12 +71,6 @@ class AugmentTask:
                 continue
             rows.append({**row, "status": "written"})
         return rows
-
-
-def _copy_seed(seed: int, key: str, copy: int) -> int:
-    from augkit.core.seeds import derive_seed
-
-    return derive_seed(seed, key, copy)
 
 
 # --- the run in the parent ----------------------------------------------------------------
@@ -111,8 +95,11 @@ class Summary:
 
 def write_reports(out: Path, rows: list[dict[str, Any]], summary: Summary, classes: list[str]) -> None:
     done = sorted((r for r in rows if r["status"] in ("written", "exists")), key=lambda r: r["output"])
-    manifest = [[r["output"], r["source"], r["label"], "" if r["copy"] is None else r["copy"]] for r in done]
-    write_text_atomic(out / MANIFEST, csv_text(["path", "source", "label", "copy"], manifest))
+    shards = sorted({r["shard"] for r in rows if "shard" in r})  # into shards: the member's name and its shard
+    manifest = [[r["output"], r["source"], r["label"], "" if r["copy"] is None else r["copy"],
+                 *([r["shard"]] if shards else [])] for r in done]
+    write_text_atomic(out / MANIFEST, csv_text(["path", "source", "label", "copy", *(["shard"] if shards else [])],
+                                               manifest))
     failed = sorted((r for r in rows if r["status"] == "failed"), key=lambda r: (r["source"], r["output"]))
     failures = [[r["source"], r["output"], r["reason"], r["message"]] for r in failed]
     write_text_atomic(out / FAILURES, csv_text(["source", "output", "reason", "message"], failures))
@@ -127,13 +114,19 @@ def write_reports(out: Path, rows: list[dict[str, Any]], summary: Summary, class
     }
     if summary.balance is not None:
         stable["balance"] = summary.balance
+    if shards:
+        stable["shards"] = len(shards)
     write_text_atomic(out / SUMMARY, json.dumps(stable, indent=2) + "\n")
 
 
 def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), workers: int | None = None,
             overwrite: bool = False, split: str | None = None, progress: bool = False, engine: str = "local",
-            engine_options: dict[str, Any] | None = None) -> Summary:
-    """Run the whole augmentation; returns the :class:`Summary`. Raises UsageError for bad usage."""
+            engine_options: dict[str, Any] | None = None, output_format: str = "files",
+            shard_size: int | str | None = None) -> Summary:
+    """Run the whole augmentation; returns the :class:`Summary`. Raises UsageError for bad usage.
+
+    ``output_format="webdataset"``: WebDataset tar shards of ``shard_size`` samples (default
+    1000), or of about a size ("100MB"), instead of files: :mod:`augkit.stages.augment_shards`."""
     from augkit.input.discovery import discover
     from augkit.engines import get_engine
     from augkit.recipes import load_recipe
@@ -141,6 +134,9 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
     from augkit.input.decoding import resolve_max_pixels
 
     check_options(options)  # before discovery: an absurd --copies is refused at once
+    sharding = parse_sharding(output_format, shard_size)
+    if sharding is not None:  # one shard is one task: shards are what the workers share out
+        engine_options = {"chunk_size": 1, **(engine_options or {})}
     resolve_max_pixels(options.max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
     started = time.perf_counter()
     out = Path(out)
@@ -156,9 +152,12 @@ def augment(recipe, src, out, *, options: AugmentOptions = AugmentOptions(), wor
         options = replace(options, seed=run_seed(options.seed, recipe))
         jobs = plan_jobs(dataset.samples, options)
         with holding(out):
-            prepare_out(out, run_settings(recipe, options, str(src)), jobs, dataset.samples, options, overwrite)
-            jobs = prepare_jobs(out, jobs)
-            rows = _run(runner, AugmentTask(recipe, str(out), options), out, jobs, progress)
+            if sharding is None:
+                prepare_out(out, run_settings(recipe, options, str(src)), jobs, dataset.samples, options, overwrite)
+                jobs = prepare_jobs(out, jobs)
+                rows = _run(runner, AugmentTask(recipe, str(out), options), out, jobs, progress)
+            else:
+                rows = write_shards(runner, recipe, out, jobs, dataset, options, sharding, overwrite, progress, str(src))
             summary = _summary(rows, len(jobs), dataset, out)
             if options.balance is not None:
                 summary.balance = balance_report(dataset.samples, options, rows)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,12 +43,17 @@ WRITTEN = "augkit-written.txt"
 MANIFEST = "manifest.csv"
 FAILURES = "failures.csv"
 SUMMARY = "summary.json"
-REPORTS = (RUN_FILE, INPUTS, WRITTEN, MANIFEST, FAILURES, SUMMARY)
+SHARDS_RECORD = "augkit-shards.jsonl"  # each finished shard's rows (augkit.stages.augment_shards)
+REPORTS = (RUN_FILE, INPUTS, WRITTEN, MANIFEST, FAILURES, SUMMARY, SHARDS_RECORD)
 
 # Settings that change the bytes of an output of the same name. Copies, originals and the
 # format only change which outputs there are: adding copies (or originals) keeps every
-# output valid, and what a rerun would no longer make is found as stale outputs.
-_COMPARED = (FINGERPRINT, "seed", "seeding", "quality", "decode")
+# output valid, and what a rerun would no longer make is found as stale outputs. Only a
+# run into shards records the shard settings, so files and shards are told apart.
+_COMPARED = (FINGERPRINT, "seed", "seeding", "quality", "decode", "output_format", "shard_size", "shard_samples")
+# Settings that say which outputs there are: where each output depends on every input
+# (shards), changing them changes every output.
+_PLANNED = ("copies", "balance", "include_original", "format")
 
 
 def run_settings(recipe, options: AugmentOptions, src: str) -> dict[str, Any]:
@@ -259,19 +264,25 @@ def _check_inside(out: Path, folders: Iterable[str]) -> None:
 
 
 def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, options: AugmentOptions,
-                overwrite: bool) -> None:
+                overwrite: bool, *, whole: Callable[[list[RecordedInput], list[RecordedInput]], str] | None = None) -> None:
     """Refuse to mix runs; with ``overwrite``, remove what the earlier run wrote (and only that).
-    Then record this run (journal, settings, inputs) before any output is written."""
+    Then record this run (journal, settings, inputs) before any output is written.
+
+    ``whole``: for outputs that each depend on every input (shards; ``jobs`` then name the
+    shard files): ``whole(recorded, inputs)`` says what changed in SRC ('' if nothing), in
+    place of the check per output, and the settings that plan the outputs are compared too."""
     recorded_run = previous_run(out)
     inputs = record_inputs(samples)
     if recorded_run is not None:
         previous, recorded = recorded_run
         ours = _ours(out)
-        differs = differences(previous, settings, _COMPARED)
+        differs = differences(previous, settings, _COMPARED + (_PLANNED if whole else ()))
         what = describe(previous, settings, differs)
         if recorded is None or ours is None:  # made by an augkit that recorded less: nothing to compare
             what = what or f"no record of its inputs and outputs ({INPUTS}, {WRITTEN}): made by an older augkit"
             recorded = recorded or samples
+        elif not differs and whole is not None:
+            what = whole(recorded, inputs)
         elif not differs:
             stale, what = _stale_outputs(out, previous, recorded, jobs, inputs, options, set(ours))
             if what and previous.get("source") != settings["source"]:
