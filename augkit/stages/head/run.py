@@ -29,7 +29,10 @@ RECORD = "head.json"
 FILES = (RECORD, "head.npz", "classes.txt", "metrics.json", "confusion.png", "model.onnx")
 DEFAULT_VAL_FRACTION = 0.2
 # The settings that change what a HEAD holds: a rerun with other ones is another run.
-_COMPARED = ("train_cache", "val_cache", "val_fraction", "C", "balanced", "seed", "max_iter", "tol", "weights_sha256")
+_COMPARED = ("train_cache", "val_cache", "val_fraction", "C", "balanced", "held_out_seed", "max_iter", "tol",
+             "weights_sha256")
+# (Not "seed": the run guard ignores a seed where no recipe is recorded, and a head has none.)
+_NAMES = {"held_out_seed": "seed", "train_cache": "CACHE", "val_cache": "--val"}
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ def _settings(train_cache, val_cache, options: HeadOptions, values) -> dict[str,
         "val_fraction": options.val_fraction,
         "C": list(values),
         "balanced": options.balanced,
-        "seed": options.seed,
+        "held_out_seed": options.seed,
         "max_iter": options.max_iter,
         "tol": options.tol,
         "weights_sha256": train_cache.meta["weights_sha256"],
@@ -187,7 +190,7 @@ def _prepare(head: Path, settings: dict[str, Any], overwrite: bool) -> None:
         previous = {}
     if previous is not None:
         differs = differences(previous, settings, _COMPARED)
-        if refuse_unless_overwrite(head, describe(previous, settings, differs), overwrite, holds="a head", word="HEAD"):
+        if refuse_unless_overwrite(head, describe(previous, settings, differs, _NAMES), overwrite, holds="a head", word="HEAD"):
             for name in FILES:
                 (head / name).unlink(missing_ok=True)
     remove_temporaries(head, lambda name: name in FILES)
