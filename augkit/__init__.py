@@ -4,7 +4,8 @@ The Python API, imported lazily so that ``import augkit`` stays cheap:
 
 - :func:`load_recipe` -> :class:`~augkit.recipes.Recipe`; ``recipe(image, seed=...)``
 - :func:`decode_image` -> RGB uint8 array, the same decoding every command uses
-- :func:`discover` -> the samples of a folder or manifest
+- :func:`discover` -> the samples of a folder, manifest or WebDataset tar shards; every
+  function that takes a source takes :class:`Shards` (shards with labels in another member)
 - :func:`load_features` -> features, labels, class names, manifest of an ``augkit cache-features`` cache
 - :func:`flow` -> ``(x, y)`` training batches, fresh augmentations every epoch
 - :func:`read_stream` -> ``(x, y)`` batches from ``augkit stream`` on a pipe
@@ -24,6 +25,7 @@ _LAZY = {
     "Recipe": "augkit.recipes",
     "decode_image": "augkit.input.decoding",
     "discover": "augkit.input.discovery",
+    "Shards": "augkit.input.shard_sources",
     "load_features": "augkit.stages.features",
     "flow": "augkit.stages.batches",
     "Flow": "augkit.stages.batches",

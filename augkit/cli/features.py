@@ -63,6 +63,7 @@ def _numbers_callback(count: int):
               help="Images per shard file (default: 4096 rows per shard).")
 @click.option("--overwrite", is_flag=True, help="Replace a cache made with another backbone, recipe or settings.")
 @options.split
+@options.label_key
 @options.max_pixels
 @options.exact_decode
 @options.engine
@@ -73,7 +74,7 @@ def _numbers_callback(count: int):
 @options.json_output
 def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, plain_first, batch_size, workers, threads,
                    seed, dtype, input_size, resize, mean, std, value_range, channels, layout, feature_node, shard_images,
-                   overwrite, split, max_pixels, exact_decode, engine, ray_address, device, providers, quiet,
+                   overwrite, split, label_key, max_pixels, exact_decode, engine, ray_address, device, providers, quiet,
                    as_json) -> None:
     """Compute a frozen backbone's pooled features for every image of SRC, once.
 
@@ -98,7 +99,8 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
                           threads=threads, shard_images=shard_images, max_pixels=max_pixels, providers=chosen,
                           reduced_decode=not exact_decode)
     try:
-        summary = run(src, cache, backbone=resolved, recipe=recipe, options=opts, workers=workers, overwrite=overwrite,
+        summary = run(options.source(src, label_key), cache, backbone=resolved, recipe=recipe, options=opts,
+                      workers=workers, overwrite=overwrite,
                       split=split, progress=shows_progress(quiet), mirror=mirror, engine=engine,
                       engine_options=options.engine_options(engine, ray_address))
     except KeyboardInterrupt:

@@ -11,9 +11,18 @@ from augkit.cli import options
 GRID_FORMATS = ("png", "jpg", "jpeg", "webp")  # what augkit.input.encoding.encode_image writes
 
 
+def _existing(image: str) -> str:
+    """IMAGE names a file or folder that exists, or tar shards (a brace pattern)."""
+    from augkit.input.shard_sources import is_shard_source
+
+    if not os.path.exists(image) and not is_shard_source(image):
+        raise click.BadParameter(f"Path {image!r} does not exist.", param_hint="'IMAGE'")
+    return image
+
+
 @click.command()
 @click.argument("recipe_path", metavar="RECIPE")
-@click.argument("image", type=click.Path(exists=True))
+@click.argument("image", callback=lambda ctx, param, value: _existing(value))
 @click.option("-o", "--output", default="preview.png", show_default=True, type=click.Path(dir_okay=False),
               help="Image file to write: .png, .jpg or .webp, as its suffix says.")
 @click.option("-n", "--samples", "n", default=8, show_default=True, type=click.IntRange(1, 64),
@@ -21,17 +30,20 @@ GRID_FORMATS = ("png", "jpg", "jpeg", "webp")  # what augkit.input.encoding.enco
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Default: the recipe's seed, else 0.")
 @click.option("--tile", default=256, show_default=True, type=click.IntRange(64, 1024), help="Tile size in pixels.")
 @click.option("--max-images", default=4, show_default=True, type=click.IntRange(1, 32),
-              help="When IMAGE is a folder: how many of its images to show, one row each.")
+              help="When IMAGE is a folder or tar shards: how many of its images to show, one row each.")
 @click.option("--open", "open_after", is_flag=True, help="Open the grid with the system viewer.")
+@options.label_key
 @options.max_pixels
 def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None, tile: int,
-            max_images: int, open_after: bool, max_pixels: int | None) -> None:
+            max_images: int, open_after: bool, label_key: str | None, max_pixels: int | None) -> None:
     """Write a grid: the original IMAGE and N augmented samples, each captioned with the
-    transforms that fired and their drawn values. IMAGE may be a folder: an image the
+    transforms that fired and their drawn values. IMAGE may be a folder (or WebDataset
+    tar shards: a .tar, a folder of them, data/shard-{000000..000009}.tar): an image the
     recipe fails on (smaller than a crop) is skipped there, and an error for one IMAGE."""
     from augkit.input.decoding import DecodeError, decode_image
     from augkit.input.encoding import write_image_atomic
     from augkit.input.discovery import discover
+    from augkit.input.shard_sources import is_shard_source
     from augkit.core.errors import AugkitError, UsageError
     from augkit.stages.preview import preview as make_grid
     from augkit.recipes import load_recipe
@@ -41,8 +53,8 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
         raise UsageError(f"{output}: cannot write a grid as {('.' + suffix) if suffix else 'a file without a suffix'};"
                          f" end -o with .png, .jpg or .webp")
     recipe = load_recipe(recipe_path)
-    if os.path.isdir(image):
-        samples = discover(image).samples
+    if os.path.isdir(image) or is_shard_source(image) or label_key is not None:
+        samples = discover(options.source(image, label_key)).samples
         step = len(samples) / min(max_images, len(samples))
         chosen = [samples[int(i * step)] for i in range(min(max_images, len(samples)))]
     else:

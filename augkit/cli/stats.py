@@ -22,13 +22,14 @@ from augkit.cli import options
               help="Analyze a deterministic random subset of N images (default: every image, exact).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Which images --sample picks.")
 @options.split
+@options.label_key
 @options.workers
 @options.max_pixels
 @options.engine
 @options.ray_address
 @options.quiet
 @options.json_output
-def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engine, ray_address, quiet, as_json) -> None:
+def stats(src, output, plot_path, sample, seed, split, label_key, workers, max_pixels, engine, ray_address, quiet, as_json) -> None:
     """Count, measure and check every image of SRC, and write OUTPUT (stats.json).
 
     SRC is a folder of class folders, a flat folder, or a CSV manifest (`--split` picks
@@ -46,8 +47,9 @@ def stats(src, output, plot_path, sample, seed, split, workers, max_pixels, engi
     if plot_path and os.path.abspath(plot_path) == os.path.abspath(output):
         raise UsageError(f"--plot {plot_path}: is also the JSON output; give the plot another name")
     try:
-        result = compute_stats(src, split=split, sample=sample, seed=seed, workers=workers, max_pixels=max_pixels,
-                               engine=engine, engine_options=options.engine_options(engine, ray_address),
+        result = compute_stats(options.source(src, label_key), split=split, sample=sample, seed=seed, workers=workers,
+                               max_pixels=max_pixels, engine=engine,
+                               engine_options=options.engine_options(engine, ray_address),
                                progress=shows_progress(quiet))
     except KeyboardInterrupt:
         click.echo("\ninterrupted: nothing was written", err=True)

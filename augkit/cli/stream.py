@@ -49,9 +49,10 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @options.workers
 @options.seed
 @options.split
+@options.label_key
 @options.max_pixels
 def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, channels_first, drop_last, balance, mixup,
-           cutmix, mix_prob, switch_prob, label_smoothing, workers, seed, split, max_pixels) -> None:
+           cutmix, mix_prob, switch_prob, label_smoothing, workers, seed, split, label_key, max_pixels) -> None:
     """Write augmented batches of SRC to stdout as .npy arrays, x then y per batch.
 
     y holds class indices (classes sorted by name; -1 for unlabelled images), or with
@@ -80,8 +81,8 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
         raise click.UsageError("stdout is a terminal; pipe the stream into a program (augkit stream ... | python train.py)")
     from augkit.stages.batches import flow
 
-    batches = flow(src, recipe_path, batch_size=batch_size, shuffle=shuffle, seed=seed, epochs=epochs or None,
-                   workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
+    batches = flow(options.source(src, label_key), recipe_path, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                   epochs=epochs or None, workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
                    channels_first=channels_first, drop_last=drop_last, split=split, max_pixels=max_pixels,
                    balance=balance, mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, switch_prob=switch_prob,
                    label_smoothing=label_smoothing)
