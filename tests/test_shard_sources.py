@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -172,3 +173,97 @@ def test_a_fifo_named_like_a_shard_is_refused_without_waiting(tmp_path):
 
 def test_the_source_folders_are_those_the_shards_are_in(shards, tmp_path):
     assert discover(shards).source_folders() == [shards]
+
+
+# --- every command that reads a source reads shards -----------------------------------------
+# Shards of the same images as a folder (tests/shardfiles: PNGs) give every command the same
+# result as the folder, with the same keys and classes.
+
+
+@pytest.fixture
+def twins(tmp_path) -> tuple[Path, Path]:
+    """(a folder of class folders, shards of the same PNGs): 2 classes of 3."""
+    folder = tmp_path / "folder"
+    members = []
+    for c, name in enumerate(("cat", "dog")):
+        for i in range(3):
+            key, seed = f"{name}/{name}_{i}", 10 * c + i
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            (folder / f"{key}.png").write_bytes(png(seed))
+            members += sample(key, c, name, seed=seed)
+    (tmp_path / "shards").mkdir()
+    tar_of(tmp_path / "shards" / "s-0.tar", members[:9])
+    tar_of(tmp_path / "shards" / "s-1.tar", members[9:])
+    return folder, tmp_path / "shards"
+
+
+def invoke(*args, expect: int = 0):
+    from click.testing import CliRunner
+
+    from augkit.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == expect, (result.output, result.exception)
+    return result
+
+
+def test_stats_of_shards_are_the_stats_of_the_same_images_in_a_folder(twins, tmp_path):
+    folder, shards = twins
+    invoke("stats", folder, "-o", tmp_path / "a.json", "-w", 0)
+    invoke("stats", f"{shards}/s-{{0..1}}.tar", "-o", tmp_path / "b.json", "-w", 2)
+    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    for entry in (a, b):
+        entry.pop("source")
+    assert a == b
+
+
+def test_flow_and_the_pytorch_adapter_give_the_folders_samples(twins):
+    import numpy as np
+
+    import augkit
+
+    folder, shards = twins
+    recipe = {"transforms": [{"HorizontalFlip": {"p": 0.5}}, {"RandomCrop": {"height": 8, "width": 8}}]}
+    from_folder = list(augkit.flow(folder, recipe, batch_size=4, epochs=2, workers=0))
+    from_shards = list(augkit.flow(shards, recipe, batch_size=4, epochs=2, workers=2))
+    assert all(np.array_equal(x, x2) and np.array_equal(y, y2) for (x, y), (x2, y2) in zip(from_folder, from_shards))
+    torch_adapter = pytest.importorskip("augkit.torch")
+    data = torch_adapter.AugkitDataset(shards, recipe)
+    assert data.classes == ["cat", "dog"] and data.targets == [0, 0, 0, 1, 1, 1]
+
+
+def test_stream_reads_shards_with_labels_from_another_member(tmp_path):
+    import io
+    import subprocess
+    import sys
+
+    import augkit
+
+    tar_of(tmp_path / "s.tar", [("a.png", png(1)), ("a.txt", b"zebra"), ("b.png", png(2)), ("b.txt", b"ant"),
+                                ("c.png", png(3)), ("c.txt", b"zebra")])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    done = subprocess.run([sys.executable, "-m", "augkit", "stream", str(recipe), str(tmp_path / "s.tar"), "-b", "3",
+                           "--no-shuffle", "--label-key", "txt", "-w", "0"], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    (x, y), = list(augkit.read_stream(io.BytesIO(done.stdout)))
+    assert x.shape == (3, 12, 16, 3) and y.tolist() == [1, 0, 1]  # classes sorted by name: ant, zebra
+
+
+def test_preview_and_cache_features_read_shards(twins, tmp_path):
+    import mobilenet_like
+
+    from augkit.stages.features import load_features
+
+    folder, shards = twins
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    invoke("preview", recipe, f"{shards}/s-{{0..1}}.tar", "-o", tmp_path / "grid.png", "--max-images", 2, "-n", 2)
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    model = tmp_path / "tiny.onnx"
+    mobilenet_like.save(mobilenet_like.tiny(seed=0), model)
+    for src, cache in ((folder, "a"), (shards, "b")):
+        invoke("cache-features", src, "-o", tmp_path / cache, "--backbone", model, "--input-size", 64, "--quiet",
+               "-w", 0)
+    a, b = load_features(tmp_path / "a"), load_features(tmp_path / "b")
+    assert a.classes == b.classes and (a.labels == b.labels).all() and (a.features == b.features).all()
