@@ -55,7 +55,8 @@ class PredictSummary:
     threads: int = 0
     batch_size: int = 0
     seconds: float = 0.0
-    images_per_s: float | None = None
+    images_per_s: float | None = None  # end to end, start-up included
+    steady_images_per_s: float | None = None  # from the first batch done to the last (as cache-features reports)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,8 +87,8 @@ def predict(model, src, out, *, top_k: int = 3, split: str | None = None, worker
     _sweep_work_folders(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}{_WORK}{os.getpid()}-", dir=out.parent))
     try:
-        _run(classifier, dataset.samples, shards, work, summary, tuple(providers), max_pixels, progress, engine,
-             engine_options)
+        totals = _run(classifier, dataset.samples, shards, work, summary, tuple(providers), max_pixels, progress,
+                      engine, engine_options)
         _join(work, shards, dataset.samples, classifier.classes, out, summary)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -95,19 +96,21 @@ def predict(model, src, out, *, top_k: int = 3, split: str | None = None, worker
         _plot(plot, summary)
     summary.seconds = time.perf_counter() - started
     summary.images_per_s = summary.images / summary.seconds if summary.seconds else None
+    _steady(summary, totals)
     return summary
 
 
 def _run(classifier, samples, shards: list[Shard], work: Path, summary: PredictSummary, providers, max_pixels,
-         progress: bool, engine: str, engine_options) -> None:
+         progress: bool, engine: str, engine_options) -> list[dict[str, Any]]:
     """The images through the engine's workers (decode, crop) into the feature cache's
-    sinks (batches, the classifier in ONNX Runtime, shard files in ``work``)."""
+    sinks (batches, the classifier in ONNX Runtime, shard files in ``work``); returns the
+    sinks' totals."""
     from augkit.engines import get_engine
     from augkit.stages.features.assemble import FeatureSinks
     from augkit.stages.features.task import FeatureOptions, FeatureTask
 
     if not samples:
-        return
+        return []
     task = FeatureTask(None, classifier.preprocessing, FeatureOptions(max_pixels=max_pixels))
     sinks = FeatureSinks(classifier, str(work), "float32", summary.batch_size, summary.threads,
                          len(classifier.classes), classifier.preprocessing.input_size, providers)
@@ -115,7 +118,18 @@ def _run(classifier, samples, shards: list[Shard], work: Path, summary: PredictS
     with get_engine(engine, workers=summary.workers, preload=(FeatureTask.__module__,),
                     **(engine_options or {})) as runner:
         with progress_bar(len(samples), unit="image", desc="predict", enabled=progress) as bar:
-            runner.feed(task, groups, sinks, bar.update)
+            return runner.feed(task, groups, sinks, bar.update)
+
+
+def _steady(summary: PredictSummary, totals: list[dict[str, Any]]) -> None:
+    """Images/s from the first batch done to the last (wall clock: Ray's sinks are other processes)."""
+    done = [t for t in totals if t["t_first"] is not None]
+    if done:
+        first = min(done, key=lambda t: t["t_first"])
+        last = max(t["t_last"] for t in done)
+        if last > first["t_first"]:
+            rows = sum(t["rows"] for t in totals)
+            summary.steady_images_per_s = (rows - first["rows_first"]) / (last - first["t_first"])
 
 
 def _plot(plot: Path, summary: PredictSummary) -> None:
