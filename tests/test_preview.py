@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from augkit.cli import cli
 from augkit.core.errors import AugkitError
-from augkit.stages.preview import caption_for, preview, sample_captions
+from augkit.stages.preview import _fmt_number, caption_for, preview, sample_captions
 from augkit.recipes import load_recipe
 
 GAP = 4  # pixels between tiles and around the grid
@@ -116,6 +116,17 @@ def test_every_registered_transform_gets_a_caption_from_a_real_run(small_rgb):
             continue
         for caption in _captions(applied, out.shape):
             assert caption.startswith(name) and "-0," not in caption and not caption.endswith("-0")
+
+
+def test_caption_for_rand_augment_names_each_op_drawn_and_its_magnitude(small_rgb):
+    params = {"shape": (64, 64, 3), "interpolation": 0, "fill": 0.0,
+              "ops": (("Rotate", -8.1234), ("Equalize", None), ("Posterize", 6.0))}
+    assert caption_for("RandAugment", params) == "RandAugment Rotate=-8.12 Equalize Posterize=6"
+    recipe = load_recipe({"transforms": [{"TrivialAugmentWide": {}}]})
+    _, applied = recipe.trace(small_rgb, seed=1)
+    (name, magnitude), = applied[0][1]["ops"]
+    expected = name if magnitude is None else f"{name}={_fmt_number(magnitude)}"
+    assert caption_for(*applied[0]) == f"TrivialAugmentWide {expected}"
 
 
 def test_caption_for_drawn_params_of_a_real_run(small_rgb):

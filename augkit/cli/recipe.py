@@ -56,10 +56,14 @@ def export(recipe_path: str, out: str, data_format: str | None) -> None:
 
     loaded = load_recipe(recipe_path)
     save_albumentations(loaded, out, data_format)
-    if "PCAColor" in loaded.names():
+    from augkit.recipes.transforms import registry
+
+    ours = sorted(name for name in loaded.names() if registry()[name].kind == "augkit")
+    if ours:
         # albumentations finds a class by the name the file gives, among the classes imported.
-        click.echo("note: the file uses augkit's PCAColor: `import augkit.recipes.pca_color` before albumentations' "
-                   "A.load reads it", err=True)
+        modules = ", ".join(sorted({registry()[name].cls.__module__ for name in ours}))
+        click.echo(f"note: the file uses augkit's {', '.join(ours)}: `import {modules}` before albumentations' "
+                   f"A.load reads it", err=True)
     click.echo(out)
 
 

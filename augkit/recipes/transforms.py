@@ -2,7 +2,7 @@
 
 A recipe names albumentations 2.0.8 image transforms by class name, the compositions
 ``OneOf``/``SomeOf``/``Sequential``/``RandomOrder``, and augkit's own transforms
-(``PCAColor``). This module knows those names, their arguments and defaults, and the
+(``PCAColor``, ``RandAugment``, ``TrivialAugmentWide``). This module knows those names, their arguments and defaults, and the
 OpenCV constants a person would rather write as words (``border_mode: reflect_101``);
 :mod:`augkit.recipes.legacy_args` knows what albumentations 1.x called them.
 """
@@ -80,6 +80,7 @@ def registry() -> dict[str, Entry]:
     A = albumentations()  # first: the package's own import goes through augkit.core._albu
     from albumentations.core.transforms_interface import DualTransform, ImageOnlyTransform
 
+    from augkit.recipes.auto_augment import RandAugment, TrivialAugmentWide
     from augkit.recipes.pca_color import PCAColor
 
     entries: dict[str, Entry] = {}
@@ -95,6 +96,8 @@ def registry() -> dict[str, Entry]:
     for name in COMPOSITIONS:
         entries[name] = Entry(name, getattr(A, name), "composition")
     entries["PCAColor"] = Entry("PCAColor", PCAColor, "augkit")
+    entries["RandAugment"] = Entry("RandAugment", RandAugment, "augkit")
+    entries["TrivialAugmentWide"] = Entry("TrivialAugmentWide", TrivialAugmentWide, "augkit")
     return entries
 
 

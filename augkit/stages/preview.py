@@ -2,7 +2,8 @@
 
 Each tile shows one augmented sample, letterboxed into a square, with a caption naming
 the transforms that fired and their key drawn values (``Affine rot=-8.7 scale=1.03``,
-``GaussNoise noise_sd=12.4``, ``Resize to=224x224``): numbers to 3 significant digits,
+``GaussNoise noise_sd=12.4``, ``Resize to=224x224``, ``RandAugment Rotate=-8.1 Posterize=6``):
+numbers to 3 significant digits,
 arrays as up to 4 values, a mask as the share it covers, a kernel as its size.
 The first tile of each row is the original. One image gives a near-square grid; several
 images give one row each. Sample ``i`` of image ``key`` uses ``derive_seed(seed, key, i)``,
@@ -122,6 +123,9 @@ def caption_for(name: str, params: dict[str, Any], max_values: int = MAX_CAPTION
         if angle is not None:
             parts.append(f"rot={_fmt_number(angle)}")
     for key, value in params.items():
+        if key == "ops":  # RandAugment / TrivialAugmentWide: each operation drawn, at its magnitude
+            parts.extend(name if magnitude is None else f"{name}={_fmt_number(magnitude)}" for name, magnitude in value)
+            continue
         if key in _HIDDEN or len(parts) > max_values:
             continue
         text = _fmt_value(key, value)
