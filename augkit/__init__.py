@@ -7,7 +7,8 @@ The Python API, imported lazily so that ``import augkit`` stays cheap:
 - :func:`discover` -> the samples of a folder, manifest or WebDataset tar shards; every
   function that takes a source takes :class:`Shards` (shards with labels in another member)
 - :func:`load_features` -> features, labels, class names, manifest of an ``augkit cache-features`` cache
-- :func:`flow` -> ``(x, y)`` training batches, fresh augmentations every epoch
+- :func:`flow` -> ``(x, y)`` training batches, fresh augmentations every epoch (class
+  balance, MixUp / CutMix with soft targets on request)
 - :func:`read_stream` -> ``(x, y)`` batches from ``augkit stream`` on a pipe
 
 - :func:`augment` with :class:`AugmentOptions` -> augmented copies of a dataset written to disk

@@ -2,8 +2,9 @@
 
 A recipe names albumentations 2.0.8 image transforms by class name, the compositions
 ``OneOf``/``SomeOf``/``Sequential``/``RandomOrder``, and augkit's own transforms
-(``PCAColor``, ``RandAugment``, ``TrivialAugmentWide``). This module knows those names, their arguments and defaults, and the
-OpenCV constants a person would rather write as words (``border_mode: reflect_101``);
+(``PCAColor``, ``RandAugment``, ``TrivialAugmentWide``). This module knows those names, their
+arguments and defaults, and the OpenCV constants a person would rather write as words
+(``border_mode: reflect_101``);
 :mod:`augkit.recipes.legacy_args` knows what albumentations 1.x called them.
 """
 
