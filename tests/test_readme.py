@@ -27,6 +27,8 @@ NOT_HERE = {
     "pip install": "installs packages: CI runs the install commands themselves",
     "augkit cache-features sample_data -o features/": "downloads the MobileNet v2 weights (network)",
     "augkit cache-features data/train -o feats/": "downloads the MobileNet v2 weights (network)",
+    "augkit cache-features sample_data/split.csv": "downloads the MobileNet v2 weights (network)",
+    "--device cuda": "needs an NVIDIA GPU and onnxruntime-gpu",
     "--engine ray": "needs a Ray cluster at ray://head:10001",
 }
 PRELUDES = {
@@ -58,7 +60,8 @@ def shell_commands() -> list[str]:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """recipes/, sample_data/, examples/, data/ (the sample classes, with data/split.csv),
-    data/train/ for the training snippets, and features/: what the README's examples use."""
+    data/train/ for the training snippets, features/, feats/train, feats/val and head/:
+    what the README's examples use."""
     import mobilenet_like
 
     root = tmp_path_factory.mktemp("readme")
@@ -69,6 +72,12 @@ def workdir(tmp_path_factory) -> Path:
     mobilenet_like.save(mobilenet_like.tiny(seed=0), model)
     run_here(root, f"augkit cache-features sample_data -o features/ --backbone {model} --input-size 64 --quiet "
                    "--split all")
+    # The walk-through "from folder to classifier": its caches as the skipped commands make
+    # them (on the tiny backbone), and its HEAD.
+    for split, extra in (("train", " --recipe recipes/standard.yaml --views 5 --plain-first"), ("val", "")):
+        run_here(root, f"augkit cache-features sample_data/split.csv --split {split} -o feats/{split} "
+                       f"--backbone {model} --input-size 64 --quiet{extra}")
+    run_here(root, "augkit train-head feats/train --val feats/val -o head/ --quiet")
     return root
 
 

@@ -220,9 +220,9 @@ def _chunks(cache: Cache, index, chunk: int) -> list[tuple[Any, Any]]:
 
 
 def cache_identity(cache: Cache) -> str:
-    """What a head's record names a cache by: its folder and its meta.json's content (a
-    cache rebuilt since is another cache)."""
+    """What a head's record names a cache by: the sha256 of its meta.json's content (a cache
+    rebuilt since is another cache; the same cache moved or copied is the same)."""
     import hashlib
 
     text = json.dumps(cache.meta, sort_keys=True).encode("utf-8", "surrogateescape")
-    return f"{cache.path.resolve()}#{hashlib.sha256(text).hexdigest()[:16]}"
+    return hashlib.sha256(text).hexdigest()
