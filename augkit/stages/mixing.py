@@ -104,8 +104,8 @@ def mix_in_place(x: np.ndarray, mix: MixDraw, channels_first: bool) -> None:
     """Mix the batch ``x`` (N, H, W, C or N, C, H, W) with its mirror image, in place.
 
     Each pair (i, n - 1 - i) is computed from both old values at once, so no copy of the
-    batch is made: MixUp needs half a batch of float32, CutMix half a box. uint8 batches
-    are rounded back to whole levels."""
+    batch is made: MixUp needs half a batch of float32, CutMix half a box. A uint8 batch
+    is mixed in float32 (a batch and a half of it) and rounded back to whole levels."""
     n = len(x)
     half = n // 2
     if mix.lam >= 1.0 or half == 0:
