@@ -162,3 +162,29 @@ def test_member_keys_are_the_output_names_with_dots_made_underscores_and_clashes
 def test_an_output_name_webdataset_would_skip_is_a_usage_error():
     with pytest.raises(UsageError, match="__meta__/x_00: cannot be a WebDataset key"):
         member_keys(["__meta__/x_00"])
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_headers_read_directly_index_a_shard_as_tarfile_does_in_every_format(tmp_path, fmt):
+    from augkit.input.shards import _index_tarfile, _index_ustar
+
+    names = ["a.png", "a.cls", "d/" * 60 + "long.png", "caf\u00e9.png", "sub/b.png", "sub/b.cls"]
+    shard = tar_of(tmp_path / "s.tar", [(name, bytes(range(i * 37 % 250))) for i, name in enumerate(names)], fmt)
+    with tarfile.open(shard, "a", format=fmt) as tar:  # a folder entry, as `tar cf` writes them
+        folder = tarfile.TarInfo("sub")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+    quick = _index_ustar(str(shard), frozenset({"cls"}))
+    if quick is not None:  # None: a header it leaves to tarfile (a PAX or GNU long name)
+        assert quick == _index_tarfile(str(shard), frozenset({"cls"}))
+    assert index_shard(str(shard), frozenset({"cls"})) == _index_tarfile(str(shard), frozenset({"cls"}))
+    assert [m.name for m in index_shard(str(shard)).members] == names
+
+
+def test_the_shards_augkit_writes_are_indexed_without_tarfile(tmp_path):
+    from augkit.input.shards import _index_ustar
+
+    path = tmp_path / "s.tar"
+    path.write_bytes(written([("cat/x_00.jpg", bytes(700)), ("cat/x_00.cls", b"0"), ("cat/x_00.json", b"{}")]))
+    assert [m.name for m in _index_ustar(str(path), frozenset()).members] == ["cat/x_00.jpg", "cat/x_00.cls",
+                                                                               "cat/x_00.json"]
