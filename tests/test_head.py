@@ -154,3 +154,15 @@ def test_balanced_weighs_a_rare_class_up(made, tmp_path):
 def test_a_search_stopped_by_max_iter_says_so(made, tmp_path):
     result = run("train-head", made / "cache", "-o", tmp_path / "head", "--max-iter", 1, "--C", 100, "--quiet")
     assert "before converging; raise --max-iter" in result.output
+
+
+def test_too_few_images_to_hold_any_out_trains_without_a_search_and_says_so(made, tmp_path):
+    tiny = tmp_path / "tiny"
+    for name in separable.CLASSES:
+        shutil.copytree(made / "train" / name, tiny / name, ignore=lambda folder, names: sorted(names)[2:])
+    run("cache-features", tiny, "-o", tmp_path / "cache", "--backbone", made / "tiny.onnx", "--input-size", 64, "--quiet")
+    result = run("train-head", tmp_path / "cache", "-o", tmp_path / "head", "--quiet")
+    assert "no class has enough images to hold some out" in result.output
+    assert json.loads((tmp_path / "head" / "metrics.json").read_text())["val"] is None
+    refused = run("train-head", tmp_path / "cache", "-o", tmp_path / "h2", "--C", "0.1,1", expect=2)
+    assert "give --val CACHE or one --C value" in refused.output

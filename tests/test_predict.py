@@ -155,3 +155,10 @@ def test_an_output_that_cannot_be_a_csv_is_a_usage_error(made, images, tmp_path,
 def test_a_model_that_is_not_a_head_is_a_usage_error(images, tmp_path):
     result = run("predict", tmp_path, images, "-o", tmp_path / "p.csv", expect=2)
     assert "pass a HEAD folder" in result.output
+
+
+def test_on_ray_predict_writes_the_same_csv(made, images, tmp_path):
+    pytest.importorskip("ray")
+    run("predict", made / "head", images, "-o", tmp_path / "local.csv", "--quiet")
+    run("predict", made / "head", images, "-o", tmp_path / "ray.csv", "--quiet", "--engine", "ray")
+    assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()

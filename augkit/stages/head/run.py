@@ -92,6 +92,14 @@ def train_head(cache, head, *, val=None, options: HeadOptions = HeadOptions(), w
     _refuse_foreign(head)
     backbone = backbone_file(train_cache.meta, train_cache.path, weights, mirror, progress)
     split = _split(train_cache, val_cache, options)
+    notes = []
+    if split.val is None and len(values) > 1:  # every class too small to spare an image
+        if options.C:
+            raise UsageError(f"{train_cache.path}: no class has enough images to hold some out for validation; give "
+                             f"--val CACHE or one --C value")
+        values = (solver.NO_VALIDATION_C,)
+        notes.append(f"note: no class has enough images to hold some out (--val-fraction); trained with "
+                     f"C={values[0]:g}, without a search")
     settings = _settings(train_cache, val_cache, options, values)
     head.mkdir(parents=True, exist_ok=True)
     with folder_lock(head, "HEAD"):
@@ -99,6 +107,7 @@ def train_head(cache, head, *, val=None, options: HeadOptions = HeadOptions(), w
         best, fits = solver.search(split.train, split.val, len(train_cache.classes), values, max_iter=options.max_iter,
                                    tol=options.tol, bar=_bar(progress, options.max_iter))
         summary = _summary(head, train_cache, split, best, fits)
+        summary.notes[:0] = notes
         report = _metrics(train_cache, val_cache, split, best, fits, summary, options)
         _write(head, train_cache, best, report, backbone, settings)
     summary.seconds = time.perf_counter() - started
