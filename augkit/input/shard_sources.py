@@ -34,7 +34,7 @@ from pathlib import Path
 
 from augkit.core.errors import UsageError
 from augkit.input.samples import Dataset, Sample, is_hidden, label_problem
-from augkit.input.shards import TAR_SUFFIX, ShardIndex, ShardMember, index_shard, split_name
+from augkit.input.shards import TAR_SUFFIX, ShardIndex, ShardMember, index_shard
 from augkit.input.suffixes import IMAGE_SUFFIXES
 
 DEFAULT_LABEL_KEY = "cls"
@@ -206,7 +206,7 @@ class _Reading:
     def add_shard(self, path: str, index: ShardIndex) -> None:
         groups: dict[str, list] = {}
         for member in index.members:
-            parts = split_name(member.name)
+            parts = member.parts
             if parts is None:
                 self.skip("member without a sample key")
             else:

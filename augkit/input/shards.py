@@ -46,7 +46,7 @@ def split_name(name: str) -> tuple[str, str] | None:
     or None for a name WebDataset passes over (no dot, ``__meta__``). A hidden name
     (``cat/.x.jpg``) splits as WebDataset splits it, into a key ``cat/`` and an extension
     ``x.jpg`` that is no image's."""
-    if _META.match(name):
+    if "__" in name and _META.match(name):
         return None
     match = _NAME.match(name)
     return (match.group(1), match.group(2).lower()) if match else None
@@ -102,6 +102,7 @@ class Member:
     name: str
     offset: int
     size: int
+    parts: tuple[str, str] | None = None  # split_name(name)
     data: bytes | None = None  # read while indexing: the small members asked for
 
 
@@ -148,8 +149,8 @@ def _index_ustar(path: str, read: frozenset[str]) -> ShardIndex | None:
                 return None
             name, size, kind = parsed
             if kind != _FOLDER:
-                member = Member(name, pos + tarfile.BLOCKSIZE, size)
                 parts = split_name(name)
+                member = Member(name, pos + tarfile.BLOCKSIZE, size, parts)
                 if parts is not None and parts[1] in read and size <= SMALL_MEMBER:
                     member.data = pread(fd, size, member.offset)
                 index.members.append(member)
@@ -185,8 +186,8 @@ def _index_tarfile(path: str, read: frozenset[str]) -> ShardIndex:
             for info in tar:
                 if not info.isreg():
                     continue
-                member = Member(info.name, info.offset_data, info.size)
                 parts = split_name(info.name)
+                member = Member(info.name, info.offset_data, info.size, parts)
                 if parts is not None and parts[1] in read and info.size <= SMALL_MEMBER:
                     member.data = tar.extractfile(info).read()
                 index.members.append(member)
