@@ -14,6 +14,8 @@ What a user can rely on:
   (:mod:`augkit.stages.augment_out` says how).
 - ``manifest.csv`` lists every output; ``failures.csv`` every input that failed, with its
   reason; ``summary.json`` the counts. None of them depends on timing or on resuming.
+- ``output_format="webdataset"`` writes the same images into WebDataset tar shards instead
+  (:mod:`augkit.stages.augment_shards`), with the same promises, shard by shard.
 """
 
 from __future__ import annotations
