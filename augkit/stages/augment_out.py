@@ -263,6 +263,15 @@ def _check_inside(out: Path, folders: Iterable[str]) -> None:
                              f"inside OUT: remove the link or choose another OUT")
 
 
+def _describe(previous: dict[str, Any], settings: dict[str, Any], differs: list[str]) -> str:
+    """What differs, in words; files against shards is said as that alone."""
+    if "output_format" in differs:  # only shard runs record it: files is its absence
+        differs = [k for k in differs if k not in ("shard_size", "shard_samples")]
+        previous = {**previous, "output_format": previous.get("output_format", "files")}
+        settings = {**settings, "output_format": settings.get("output_format", "files")}
+    return describe(previous, settings, differs)
+
+
 def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, options: AugmentOptions,
                 overwrite: bool, *, whole: Callable[[list[RecordedInput], list[RecordedInput]], str] | None = None) -> None:
     """Refuse to mix runs; with ``overwrite``, remove what the earlier run wrote (and only that).
@@ -277,14 +286,15 @@ def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, o
         previous, recorded = recorded_run
         ours = _ours(out)
         differs = differences(previous, settings, _COMPARED + (_PLANNED if whole else ()))
-        what = describe(previous, settings, differs)
+        what = _describe(previous, settings, differs)
         if recorded is None or ours is None:  # made by an augkit that recorded less: nothing to compare
             what = what or f"no record of its inputs and outputs ({INPUTS}, {WRITTEN}): made by an older augkit"
             recorded = recorded or samples
-        elif not differs and whole is not None:
-            what = whole(recorded, inputs)
         elif not differs:
-            stale, what = _stale_outputs(out, previous, recorded, jobs, inputs, options, set(ours))
+            if whole is not None:
+                what = whole(recorded, inputs)
+            else:
+                stale, what = _stale_outputs(out, previous, recorded, jobs, inputs, options, set(ours))
             if what and previous.get("source") != settings["source"]:
                 what += f"; the earlier run's SRC was {previous.get('source')}"
         if ours is not None:
