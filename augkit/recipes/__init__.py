@@ -2,6 +2,7 @@
 
     seed: 42                      # optional default seed
     reduced_decode: true          # optional (the default); false: decode every image whole
+    fuse_geometry: false          # optional (the default); true: one warp per run of geometric steps
     transforms:
       - HorizontalFlip: {p: 0.5}
       - RandomCrop: {height: 224, width: 224}
@@ -41,7 +42,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from augkit.recipes import transforms as registry_mod
@@ -71,8 +71,9 @@ from augkit.recipes.source import (
     read_regular_file,
 )
 from augkit.core.seeds import seed_pipeline
+from augkit.recipes.augmenter import ImageAugmenter, NotAnImageError, require_image  # noqa: F401 - public here
 
-TOP_LEVEL_KEYS = ("seed", "transforms", "name", "description", "reduced_decode")
+TOP_LEVEL_KEYS = ("seed", "transforms", "name", "description", "reduced_decode", "fuse_geometry")
 
 # --- the recipe ----------------------------------------------------------------------------
 
@@ -87,13 +88,17 @@ class Recipe:
     ``reduced_decode`` (the recipe's ``reduced_decode:``, default true): the commands may
     decode a JPEG at 1/2, 1/4 or 1/8 of its size when the first step shrinks it at least
     that much (:mod:`augkit.recipes.size_hint`); false decodes every image whole.
+    ``fuse_geometry`` (default false): each run of geometric steps is made with one warp
+    (:mod:`augkit.recipes.fusion`): the same draws, one resampling instead of several.
     """
 
     def __init__(self, steps: list[Step], *, seed: int | None = None, source: str = "<recipe>",
-                 from_file: bool = False, _where: Where | None = None, reduced_decode: bool = True):
+                 from_file: bool = False, _where: Where | None = None, reduced_decode: bool = True,
+                 fuse_geometry: bool = False):
         self.steps = steps
         self.seed = seed
         self.reduced_decode = reduced_decode
+        self.fuse_geometry = fuse_geometry
         self.source = source
         self.from_file = from_file  # relative paths in it are the file's; it cannot hold a Lambda
         where = _where or Where(source, from_file)
@@ -106,14 +111,24 @@ class Recipe:
 
     @functools.cached_property
     def _tracing_compose(self):
-        return self._make_compose(save_applied_params=True)
+        return self._make_compose(save_applied_params=True, fuse=self.fuse_geometry)
 
-    def _make_compose(self, save_applied_params: bool, transforms: list | None = None):
+    @functools.cached_property
+    def _running_compose(self):
+        """What ``recipe(image)`` runs: ``compose``, or its fused twin with ``fuse_geometry``."""
+        return self._make_compose(False, fuse=True) if self.fuse_geometry else self.compose
+
+    def _make_compose(self, save_applied_params: bool, fuse: bool = False, start: int = 0):
+        """A Compose of the transforms from ``start`` on, each geometric run one warp with ``fuse``."""
         from augkit.core._albu import albumentations
 
         A = albumentations()
-        compose = A.Compose(self._transforms if transforms is None else transforms, strict=True,
-                            save_applied_params=save_applied_params)
+        transforms = self._transforms[start:]
+        if fuse:
+            from augkit.recipes.fusion import fuse_runs  # imports albumentations: only for a recipe that fuses
+
+            transforms = fuse_runs(self._transforms, start)
+        compose = A.Compose(transforms, strict=True, save_applied_params=save_applied_params)
         if self.seed is not None:
             seed_pipeline(compose, self.seed)
         return compose
@@ -122,17 +137,19 @@ class Recipe:
     # worker processes without relying on albumentations objects pickling faithfully.
     def __getstate__(self) -> dict[str, Any]:
         return {"steps": self.steps, "seed": self.seed, "source": self.source, "from_file": self.from_file,
-                "reduced_decode": self.reduced_decode}
+                "reduced_decode": self.reduced_decode, "fuse_geometry": self.fuse_geometry}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["steps"], seed=state["seed"], source=state["source"],
-                      from_file=state.get("from_file", False), reduced_decode=state.get("reduced_decode", True))
+                      from_file=state.get("from_file", False), reduced_decode=state.get("reduced_decode", True),
+                      fuse_geometry=state.get("fuse_geometry", False))
 
     def __call__(self, image, seed: int | None = None):
+        compose = self._running_compose
         if seed is not None:
-            seed_pipeline(self.compose, seed)
+            seed_pipeline(compose, seed)
         try:
-            return self.compose(image=image)["image"]
+            return compose(image=image)["image"]
         except Exception as exc:  # noqa: BLE001 - named after the step that raised it
             raise self._transform_error(exc) from exc
 
@@ -186,9 +203,16 @@ class Recipe:
     @functools.cached_property
     def _always_applied(self) -> list:
         """The leading transforms that always apply: those an :class:`ImageAugmenter` may
-        run once per image (it checks that they draw no random number)."""
+        run once per image (it checks that they draw no random number). With
+        ``fuse_geometry`` the head ends where the first fused run starts: that run warps
+        from the image itself, as ``recipe(image)`` does."""
         head = []
-        for transform in self._transforms:
+        transforms = self._transforms
+        if self.fuse_geometry:
+            from augkit.recipes.fusion import first_run
+
+            transforms = transforms[:first_run(transforms)]
+        for transform in transforms:
             if not hasattr(transform, "should_apply") or transform.p < 1:  # a composition, or may skip
                 break
             head.append(transform)
@@ -201,7 +225,7 @@ class Recipe:
     def _tail(self, start: int):
         """A Compose of the transforms from ``start`` on (made once per start used)."""
         if start not in self._tails:
-            self._tails[start] = self._make_compose(False, self._transforms[start:])
+            self._tails[start] = self._make_compose(False, fuse=self.fuse_geometry, start=start)
         return self._tails[start]
 
     def to_albumentations(self) -> dict[str, Any]:
@@ -215,6 +239,8 @@ class Recipe:
             data["seed"] = self.seed  # A.to_dict does not keep it; augkit reads it back
         if not self.reduced_decode:
             data["reduced_decode"] = False
+        if self.fuse_geometry:
+            data["fuse_geometry"] = True  # it changes pixels: part of the fingerprint
         return data
 
     @functools.cached_property
@@ -301,98 +327,6 @@ class TransformError(Exception):
         return (TransformError, (str(self),))
 
 
-class NotAnImageError(ValueError):
-    """A recipe returned something other than a uint8 RGB image at run time."""
-
-
-def require_image(result: Any) -> np.ndarray:
-    """``result`` if it is a uint8 HxWx3 array, else :class:`NotAnImageError`.
-
-    The run-time guard behind the static check (:meth:`Recipe.require_image_output`), for
-    what no step declares (a ``Lambda``): every consumer that feeds a recipe's result on
-    calls it, and its per-sample error handling turns the error into a failure row."""
-    if isinstance(result, np.ndarray) and result.dtype == np.uint8 and result.ndim == 3 and result.shape[2] == 3:
-        return result
-    what = f"{result.dtype} {result.shape}" if isinstance(result, np.ndarray) else type(result).__name__
-    raise NotAnImageError(f"the recipe returned {what}, not a uint8 RGB image (HxWx3)")
-
-
-class _UsedRandomness(Exception):
-    pass
-
-
-class _Tripwire:
-    """Stands in for a transform's generators while :class:`ImageAugmenter` runs the head:
-    any use of it means the head's result could depend on the seed."""
-
-    touched = False
-
-    def __getattr__(self, name: str):
-        self.touched = True
-        raise _UsedRandomness(name)
-
-
-class ImageAugmenter:
-    """Augmented versions of one image: ``augmenter(seed)`` is ``recipe(image, seed=seed)``,
-    byte for byte, and always an image: a result that is not uint8 RGB raises
-    :class:`NotAnImageError` (see :func:`require_image`), which the commands that use an
-    ImageAugmenter record as a failed sample.
-
-    A recipe often starts with transforms that always apply and draw no random number
-    (``SmallestMaxSize``, ``Resize``, ``CenterCrop``; ``ToGray`` with ``p: 1``): their result is
-    the same for every seed, so it is computed once, on the first call, and each seed runs
-    only the rest of the pipeline. Which transforms draw is not guessed from their names:
-    the leading always-applied ones run with generators that refuse every use, and the
-    head ends before the first that uses one (``RandomCrop``; ``SmallestMaxSize(max_size=
-    [224, 256])``, which picks a size). With one shared stream (:func:`seed_pipeline`) and
-    a head that draws nothing, the rest of the pipeline sees exactly the draws it sees in
-    a full run.
-    """
-
-    def __init__(self, recipe: Recipe, image):
-        self.recipe = recipe
-        self.image = image
-        self._head: tuple[int, Any] | None = None  # (transforms run once, their output)
-
-    def __call__(self, seed: int):
-        if self._head is None:
-            self._head = (0, self.image)  # if the head raises, every seed raises it below
-            self._head = _run_head(self.recipe._always_applied, self.image)
-        done, output = self._head
-        if done == 0:
-            return require_image(self.recipe(self.image, seed=seed))
-        tail = self.recipe._tail(done)
-        seed_pipeline(tail, seed)
-        try:
-            result = tail(image=output)["image"]
-        except Exception as exc:  # noqa: BLE001
-            raise self.recipe._transform_error(exc) from exc
-        return require_image(result)
-
-
-def _run_head(candidates: list, image) -> tuple[int, Any]:
-    """(how many of ``candidates`` ran without touching a random generator, their output)."""
-    saved = [(t.random_generator, t.py_random) for t in candidates]
-    done = 0
-    try:
-        for t in candidates:
-            trip = _Tripwire()
-            t.set_random_state(trip, trip)
-            try:
-                result = t(image=image)["image"]
-            except _UsedRandomness:
-                break
-            except Exception:  # noqa: BLE001 - fails here: it fails in the full run, for each seed, named
-                break
-            if trip.touched:  # used, and the exception swallowed on the way
-                break
-            image, done = result, done + 1
-    finally:
-        for t, (generator, py_random) in zip(candidates, saved):
-            t.set_random_state(generator, py_random)
-    return done, image
-
-
 def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
     """A Recipe from already-loaded data: augkit's form or albumentations' ``A.to_dict`` form."""
     where = Where(source)
@@ -418,7 +352,7 @@ def _parse(data: Any, where: Where) -> Recipe:
         if root.get("p", 1.0) != 1.0:
             steps = [Step("Sequential", {"p": root["p"]}, line_of(root), {}, steps)]
         return Recipe(steps, seed=_seed(data, where), source=where.source, from_file=from_file, _where=where,
-                      reduced_decode=_reduced_decode(data, where))
+                      **_flags(data, where))
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             hint = close_matches(str(key), TOP_LEVEL_KEYS)
@@ -431,9 +365,9 @@ def _parse(data: Any, where: Where) -> Recipe:
         if not where.problems:  # else a misspelled key said it already
             where.report(line_of(data), "missing `transforms:` (the list of transforms to apply)")
         where.raise_problems()
-    seed, reduced = _seed(data, where), _reduced_decode(data, where)
+    seed, flags = _seed(data, where), _flags(data, where)
     steps = parse_steps(data["transforms"], where, line_of(data, "transforms"))
-    return Recipe(steps, seed=seed, source=where.source, from_file=from_file, _where=where, reduced_decode=reduced)
+    return Recipe(steps, seed=seed, source=where.source, from_file=from_file, _where=where, **flags)
 
 
 def _seed(data: Mapping, where: Where) -> int | None:
@@ -444,12 +378,16 @@ def _seed(data: Mapping, where: Where) -> int | None:
     return seed
 
 
-def _reduced_decode(data: Mapping, where: Where) -> bool:
-    value = data.get("reduced_decode", True)
-    if not isinstance(value, bool):
-        where.report(line_of(data, "reduced_decode"), f"reduced_decode must be true or false, got {short(value)}")
-        return True
-    return value
+def _flags(data: Mapping, where: Where) -> dict[str, bool]:
+    """The recipe's true/false options: how its images are decoded and run."""
+    flags = {"reduced_decode": True, "fuse_geometry": False}
+    for key, default in flags.items():
+        value = data.get(key, default)
+        if isinstance(value, bool):
+            flags[key] = value
+        else:
+            where.report(line_of(data, key), f"{key} must be true or false, got {short(value)}")
+    return flags
 
 
 def load_recipe(recipe: str | os.PathLike | Mapping | Recipe) -> Recipe:
