@@ -6,8 +6,8 @@ name: ``cat/x_00.jpg``, ``cat/x_00.cls`` and ``cat/x_00.json`` are the members `
 first dot of its last part: :func:`split_name`, WebDataset's own rule).
 
 Reading: :func:`index_shard` lists a shard's regular members with their offsets and sizes
-(tarfile reads the headers and seeks over the data), and reads only the small members
-asked for (labels). A sample's image is then a :class:`ShardMember`: a ``str`` naming
+(reading the headers only, seeking over the data: plain ustar headers directly, any other
+through tarfile), and reads only the small members asked for (labels). A sample's image is then a :class:`ShardMember`: a ``str`` naming
 ``SHARD/MEMBER`` that also holds the shard's path, the member's offset and its size, so
 a worker reads its bytes with one seek and one read, and decodes them like a file's.
 
