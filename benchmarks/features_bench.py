@@ -233,7 +233,9 @@ def _median(values):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", type=int, default=1000, help="images of the throughput set (default 1000)")
+    ap.add_argument("--images", type=int, default=None, help="images of the throughput set (default 1000; 200 for photos12)")
+    ap.add_argument("--set", dest="image_set", choices=("imagenet", "photos12"), default="imagenet",
+                    help="photos12: the 12-megapixel JPEGs of photo_set.py (goal >= 0.9, issue #16)")
     ap.add_argument("--repeats", type=int, default=5, help="alternating runs of each side (default 5)")
     ap.add_argument("--batch-size", type=int, default=None, help="both sides (default: cache-features' own)")
     ap.add_argument("--workers", type=int, default=None, help="cache-features --workers (default: its own)")
@@ -270,11 +272,19 @@ def main(argv: list[str] | None = None) -> int:
         from augkit.stages.features.inference import batch_size_for
 
         batch = args.batch_size or batch_size_for(threads)
-        src, stats = build_set(args.images)
+        if args.image_set == "photos12":
+            from photo_set import build_photo_set
+
+            args.images = args.images or 200
+            src, stats = build_photo_set(args.images)
+            described = f"{stats['images']} 12-megapixel JPEGs, {stats['mean_mb']} MB on average"
+        else:
+            args.images = args.images or 1000
+            src, stats = build_set(args.images)
+            described = f"{stats['images']} JPEGs, median {stats['median_width']:g}x{stats['median_height']:g}"
         model = build_model(224)
-        print(f"set: {src.relative_to(ROOT)}: {stats['images']} JPEGs, median {stats['median_width']:g}x"
-              f"{stats['median_height']:g}; model: {model.relative_to(ROOT)} (MobileNet v2 1.0 structure, random "
-              f"weights); batch {batch}, {threads} ONNX Runtime threads")
+        print(f"set: {src.relative_to(ROOT)}: {described}; model: {model.relative_to(ROOT)} (MobileNet v2 1.0 "
+              f"structure, random weights); batch {batch}, {threads} ONNX Runtime threads")
         out = WORK / "features-out"
         extra = ["--workers", str(args.workers)] if args.workers is not None else []
         e2e_cmd = _augkit_cmd() + ["cache-features", str(src), "-o", str(out), "--weights", str(model), "--json",
@@ -315,14 +325,15 @@ def main(argv: list[str] | None = None) -> int:
                          for r, e in zip(runs["inference"], runs["cache-features"]) if r.get("rate"))
         ratio = steady / ref_rate if steady and ref_rate else None
         best_ref = max(ref_rate or 0, intra_rate or 0)
-        met = ratio is not None and ratio >= GOAL_RATIO
+        goal = 0.9 if args.image_set == "photos12" else GOAL_RATIO
+        met = ratio is not None and ratio >= goal
         note = "" if cores == 2 else f" (NOTE: {cores} usable cores; the goal is stated for 2)"
         print(f"\nmedians of {len(clean)} uncontended repeat(s): inference {ref_rate:.0f} img/s as augkit runs it ({intra_rate:.0f} as one intra-op session), "
               f"{ref_cpu:.2f} CPU ms/img; cache-features steady {steady:.0f} rows/s, end-to-end {e2e_rate:.0f} rows/s "
               f"(start-up included), {e2e_cpu:.2f} CPU ms/row over the whole run")
         print(f"GOAL {'MET' if met else 'NOT MET'}: cache-features steady state is {ratio:.3f}x pure inference "
               f"(paired median {paired:.3f}x; {steady / best_ref:.3f}x the faster of the two references; "
-              f"goal >= {GOAL_RATIO}){note}")
+              f"goal >= {goal}){note}")
         saved["throughput"] = {"set": stats, "batch_size": batch, "runs": runs_all, "clean_repeats": clean,
                                "inference_rate": ref_rate,
                                "inference_intra_rate": intra_rate, "steady_rate": steady, "end_to_end_rate": e2e_rate,

@@ -19,7 +19,11 @@ Every stage is timed per image over ``--passes`` passes, and the MINIMUM per ima
 kept: on a shared machine the minimum is the figure least disturbed by other processes.
 Optionally (``--cprofile``) prints the top functions of AugmentTask under cProfile.
 
-Usage:  python benchmarks/profile_task.py [--images 600] [--passes 5] [--cprofile] [--scratch /dev/shm]
+``--set photos12``: the 12-megapixel JPEGs of ``photo_set.py`` (default 60 of them), where
+augkit decodes at the recipe's size hint (1/8 here): ``decode_image (size hint)`` is what
+the task does, ``decode_image (whole)`` what it would do without the hint.
+
+Usage:  python benchmarks/profile_task.py [--images 600] [--passes 5] [--cprofile] [--scratch /dev/shm] [--set photos12]
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from augment_bench import RECIPE, WORK, build_set  # noqa: E402
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", type=int, default=600)
+    ap.add_argument("--images", type=int, default=None, help="default 600, or 60 for photos12")
+    ap.add_argument("--set", dest="image_set", choices=("imagenet", "photos12"), default="imagenet")
     ap.add_argument("--passes", type=int, default=5, help="passes over the set; the minimum per image is kept")
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--scratch", type=Path, default=WORK,
@@ -61,7 +66,12 @@ def main(argv=None) -> int:
     from augkit.recipes import load_recipe
     from augkit.core.seeds import derive_seed, seed_pipeline
 
-    src, _ = build_set(args.images)
+    if args.image_set == "photos12":
+        from photo_set import build_photo_set
+
+        src, _ = build_photo_set(args.images or 60)
+    else:
+        src, _ = build_set(args.images or 600)
     dataset = discover(src)
     recipe = load_recipe(str(RECIPE))
     compose = recipe.compose
@@ -78,7 +88,8 @@ def main(argv=None) -> int:
         "loop: cvtColor+cv2.imwrite", "loop: whole body",
         # augkit
         "augkit: os.path.exists x outputs", "augkit: read bytes", "augkit: JPEG header walk",
-        "augkit: truncation check", "augkit: JPEG decode to RGB", "augkit: decode_image (all)",
+        "augkit: truncation check", "augkit: JPEG decode to RGB (whole)", "augkit: decode_image (whole)",
+        "augkit: decode_image (size hint)",
         "augkit: derive_seed", "augkit: seed + recipe (head once)", "augkit: encode_image",
         "augkit: mkdir+tmp write+os.replace", "augkit: write_image_atomic (all)", "augkit: AugmentTask (whole)",
     ]
@@ -129,8 +140,11 @@ def main(argv=None) -> int:
             t = clock(); decoding._is_truncated(data, decoding._sniff(data)); keep("augkit: truncation check", i, clock() - t)
             t = clock()
             decoding._decode_turbojpeg(data, decoding._jpeg_header(data))
-            keep("augkit: JPEG decode to RGB", i, clock() - t)
-            t = clock(); image = decoding.decode_image(job.path); keep("augkit: decode_image (all)", i, clock() - t)
+            keep("augkit: JPEG decode to RGB (whole)", i, clock() - t)
+            t = clock(); image = decoding.decode_image(job.path); keep("augkit: decode_image (whole)", i, clock() - t)
+            t = clock()
+            image = decoding.decode_image(job.path, size_hint=task.copies.size_hint)
+            keep("augkit: decode_image (size hint)", i, clock() - t)
             s_derive = s_comp = s_enc = s_file = s_write = 0.0
             augment = recipe.for_image(image)
             for rel, c in job.outputs:
