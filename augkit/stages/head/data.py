@@ -195,10 +195,10 @@ class Rows:
             return
         held = [] if self.kept else None
         at = 0
-        for part, local in self._plan:
-            x = part[local].astype("float32")
-            item = (x, self.labels[at:at + len(local)], self.weights[at:at + len(local)])
-            at += len(local)
+        for part, local, n in self._plan:
+            x = _read(part, local, n)
+            item = (x, self.labels[at:at + n], self.weights[at:at + n])
+            at += n
             if held is not None:
                 held.append(item)
             yield item
@@ -206,8 +206,10 @@ class Rows:
             self._held = held
 
 
-def _chunks(cache: Cache, index, chunk: int) -> list[tuple[Any, Any]]:
-    """(shard array, its local row indices) per chunk: never across shards, at most ``chunk`` rows."""
+def _chunks(cache: Cache, index, chunk: int) -> list[tuple[Any, Any, int]]:
+    """(shard array, its rows, row count) per chunk: never across shards, at most ``chunk``
+    rows. The rows are a list of slices where they run in a few long stretches (every row
+    of an image's shard, or all but the held-out images'), else an index array."""
     import numpy as np
 
     starts = np.cumsum([0] + [len(p) for p in cache.parts])
@@ -215,8 +217,29 @@ def _chunks(cache: Cache, index, chunk: int) -> list[tuple[Any, Any]]:
     shard_of = np.searchsorted(starts, index, side="right") - 1
     for j in np.unique(shard_of):
         local = index[shard_of == j] - starts[j]
-        plan += [(cache.parts[j], local[i:i + chunk]) for i in range(0, len(local), chunk)]
+        for i in range(0, len(local), chunk):
+            rows = local[i:i + chunk]
+            breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+            if len(breaks) <= len(rows) // 64:
+                edges = [0, *breaks.tolist(), len(rows)]
+                rows = [slice(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(edges, edges[1:])]
+            plan.append((cache.parts[j], rows, len(local[i:i + chunk])))
     return plan
+
+
+def _read(part, rows, n: int):
+    """float32 rows of a memory-mapped shard, converted in one pass where they are slices."""
+    import numpy as np
+
+    if not isinstance(rows, list):
+        return part[rows].astype(np.float32)
+    out = np.empty((n, part.shape[1]), np.float32)
+    at = 0
+    for piece in rows:
+        stop = at + piece.stop - piece.start
+        out[at:stop] = part[piece]
+        at = stop
+    return out
 
 
 def cache_identity(cache: Cache) -> str:
