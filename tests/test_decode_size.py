@@ -186,3 +186,29 @@ def test_flow_tells_the_sample_size_from_the_files_sizes_not_the_reduced_ones(tm
                                            "c/1.jpg": encoded(make_structured_rgb(480, 720), "JPEG")})
     with pytest.raises(UsageError, match="480x640.*480x720"):
         flow(mixed, shrink, batch_size=2, workers=0)
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def test_exact_decode_on_the_command_line_decodes_whole(photos, tmp_path):
+    import io
+
+    from click.testing import CliRunner
+
+    from augkit.cli import cli
+    from augkit.stages.batches import flow
+    from augkit.stages.stream import read_stream
+
+    recipe = tmp_path / "shrink.yaml"
+    recipe.write_text(json.dumps(SHRINK))
+    result = CliRunner().invoke(cli, ["augment", str(recipe), str(photos), str(tmp_path / "out"), "--exact-decode",
+                                      "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "decode" not in json.loads((tmp_path / "out" / "augkit-run.json").read_text())
+    result = CliRunner().invoke(cli, ["stream", str(recipe), str(photos), "--exact-decode", "--workers", "0",
+                                      "-b", "6", "--no-shuffle"])
+    assert result.exit_code == 0, result.output
+    (x, _), = list(read_stream(io.BytesIO(result.stdout_bytes)))
+    with flow(photos, SHRINK, batch_size=6, shuffle=False, workers=0, reduced_decode=False) as exact:
+        np.testing.assert_array_equal(x, next(iter(exact))[0])

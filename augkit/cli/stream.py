@@ -51,8 +51,10 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @options.split
 @options.label_key
 @options.max_pixels
+@options.exact_decode
 def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, channels_first, drop_last, balance, mixup,
-           cutmix, mix_prob, switch_prob, label_smoothing, workers, seed, split, label_key, max_pixels) -> None:
+           cutmix, mix_prob, switch_prob, label_smoothing, workers, seed, split, label_key, max_pixels,
+           exact_decode) -> None:
     """Write augmented batches of SRC to stdout as .npy arrays, x then y per batch.
 
     y holds class indices (classes sorted by name; -1 for unlabelled images), or with
@@ -85,7 +87,7 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
                    epochs=epochs or None, workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
                    channels_first=channels_first, drop_last=drop_last, split=split, max_pixels=max_pixels,
                    balance=balance, mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, switch_prob=switch_prob,
-                   label_smoothing=label_smoothing)
+                   label_smoothing=label_smoothing, reduced_decode=not exact_decode)
     for note in batches.notes:
         click.echo(f"note: {note}", err=True)
     told = len(batches.notes)
