@@ -162,3 +162,10 @@ def test_on_ray_predict_writes_the_same_csv(made, images, tmp_path):
     run("predict", made / "head", images, "-o", tmp_path / "local.csv", "--quiet")
     run("predict", made / "head", images, "-o", tmp_path / "ray.csv", "--quiet", "--engine", "ray")
     assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+
+
+def test_file_names_round_trip_through_the_csv(made, images, tmp_path):
+    odd = images / "red_stripes" / "a, \"quoted\"\nname.png"
+    shutil.copy(images / "red_stripes" / "red_stripes_00.png", odd)
+    run("predict", made / "head", images, "-o", tmp_path / "p.csv", "--quiet")
+    assert odd.relative_to(images).as_posix() in [r["path"] for r in read_csv(tmp_path / "p.csv")]
