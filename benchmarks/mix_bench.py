@@ -128,12 +128,16 @@ def main() -> None:
     cost = mixing_cost(src, args.batch_size, max(3, args.repeats))
     med = {s: statistics.median(run["steady_images_per_s"] for run in results[s]) for s in sides}
     ratio = med["mixed"] / med["plain"]
+    # Runs of one repeat follow each other, so their ratio shares the machine's load of the moment.
+    paired = statistics.median(m["steady_images_per_s"] / p["steady_images_per_s"]
+                               for p, m in zip(results["plain"], results["mixed"]))
     info = machine_info()
     print(f"\nmachine: {json.dumps(info)}; load (1, 5, 15 min) {os.getloadavg()}; "
           f"busy cores during the runs {statistics.median(r['machine_busy_cores'] for s in sides for r in results[s]):.2f}")
     for s in sides:
         print(f"{s:<8}{med[s]:>10.1f} images/s (steady, median of {args.repeats})")
-    print(f"\nmixed / plain = {ratio:.3f} (goal >= {GOAL}: {'met' if ratio >= GOAL else 'NOT met'})")
+    print(f"\nmixed / plain = {ratio:.3f} of the medians, {paired:.3f} the median of the repeats' ratios "
+          f"(goal >= {GOAL}: {'met' if min(ratio, paired) >= GOAL else 'NOT met'})")
     print(f"one batch of {args.batch_size}, one thread: built in {cost['build']:.0f} ms; MixUp {cost['mixup']:.1f} ms "
           f"({100 * cost['mixup_share']:.1f} %), CutMix {cost['cutmix']:.2f} ms ({100 * cost['cutmix_share']:.2f} %)")
 
