@@ -106,19 +106,20 @@ def mix_in_place(x: np.ndarray, mix: MixDraw, channels_first: bool) -> None:
     Each pair (i, n - 1 - i) is computed from both old values at once, so no copy of the
     batch is made: MixUp needs one sample of float32 more (three for a uint8 batch, which
     is rounded back to whole levels), pair after pair, so it stays in the CPU's cache
-    (a third faster than whole half-batches: benchmarks/RESULTS.md); CutMix half a box."""
+    (faster than whole half-batches: benchmarks/RESULTS.md); CutMix one box, pair after pair."""
     n = len(x)
     half = n // 2
     if mix.lam >= 1.0 or half == 0:
         return
     if mix.box is not None:
         top, bottom, left, right = mix.box
-        first, second = x[:half], x[n - half :][::-1]  # sample i and its partner n - 1 - i
-        where = (slice(None), slice(None), slice(top, bottom), slice(left, right)) if channels_first else \
-            (slice(None), slice(top, bottom), slice(left, right))
-        kept = first[where].copy()
-        first[where] = second[where]
-        second[where] = kept
+        box = (slice(None), slice(top, bottom), slice(left, right)) if channels_first else \
+            (slice(top, bottom), slice(left, right))
+        for i in range(half):  # sample i and its partner n - 1 - i swap the box
+            a, b = x[i][box], x[n - 1 - i][box]
+            kept = a.copy()
+            a[...] = b
+            b[...] = kept
         return
     weight = 1.0 - mix.lam  # lam * a + (1 - lam) * b = a - (1 - lam) * (a - b), and the other way round
     for i in range(half):
