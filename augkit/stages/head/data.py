@@ -49,6 +49,10 @@ class Cache:
     def rows(self) -> int:
         return len(self.labels)
 
+    @property
+    def files(self) -> list[Path]:
+        return [self.path / shard["file"] for shard in self.meta["shards"]]
+
 
 def open_cache(path, role: str = "CACHE") -> Cache:
     """The cache at ``path``, checked: UsageError (exit 2) naming what is wrong and the fix."""
@@ -172,7 +176,9 @@ def class_weights(labels, classes: int, balanced: bool):
 class Rows:
     """Rows ``index`` (sorted) of a cache as float32 chunks ``(X, y, w)``: features, class
     index, sample weight. Kept in memory after the first pass when ``rows x values x 4``
-    bytes fit ``memory``; read again from the memory-mapped shards on every pass otherwise."""
+    bytes fit ``memory`` (that pass reads each shard whole, not mapped, so the memory holds
+    the float32 rows and one shard); read again from the memory-mapped shards on every
+    pass otherwise."""
 
     def __init__(self, cache: Cache, index, labels, weights, memory: int, chunk: int = CHUNK_ROWS):
         import numpy as np
@@ -183,6 +189,7 @@ class Rows:
         self.weights = np.asarray(weights, np.float64)
         self.total_weight = float(self.weights.sum())
         self.kept = self.n * self.dim * 4 <= memory
+        self._cache = cache
         self._plan = _chunks(cache, np.asarray(index, np.int64), chunk)
         self._held: list | None = None
 
@@ -193,10 +200,15 @@ class Rows:
         if self._held is not None:
             yield from self._held
             return
+        import numpy as np
+
         held = [] if self.kept else None
         at = 0
-        for part, local, n in self._plan:
-            x = _read(part, local, n)
+        shard, whole = None, None
+        for j, local, n in self._plan:
+            if self.kept and shard != j:
+                shard, whole = j, np.load(self._cache.files[j])
+            x = _read(whole if self.kept else self._cache.parts[j], local, n)
             item = (x, self.labels[at:at + n], self.weights[at:at + n])
             at += n
             if held is not None:
@@ -206,8 +218,8 @@ class Rows:
             self._held = held
 
 
-def _chunks(cache: Cache, index, chunk: int) -> list[tuple[Any, Any, int]]:
-    """(shard array, its rows, row count) per chunk: never across shards, at most ``chunk``
+def _chunks(cache: Cache, index, chunk: int) -> list[tuple[int, Any, int]]:
+    """(shard, its rows, row count) per chunk: never across shards, at most ``chunk``
     rows. The rows are a list of slices where they run in a few long stretches (every row
     of an image's shard, or all but the held-out images'), else an index array."""
     import numpy as np
@@ -223,12 +235,12 @@ def _chunks(cache: Cache, index, chunk: int) -> list[tuple[Any, Any, int]]:
             if len(breaks) <= len(rows) // 64:
                 edges = [0, *breaks.tolist(), len(rows)]
                 rows = [slice(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(edges, edges[1:])]
-            plan.append((cache.parts[j], rows, len(local[i:i + chunk])))
+            plan.append((int(j), rows, len(local[i:i + chunk])))
     return plan
 
 
 def _read(part, rows, n: int):
-    """float32 rows of a memory-mapped shard, converted in one pass where they are slices."""
+    """float32 rows of a shard's array, converted in one pass where they are slices."""
     import numpy as np
 
     if not isinstance(rows, list):
