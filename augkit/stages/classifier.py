@@ -61,8 +61,9 @@ def read_model(path: str | os.PathLike) -> ClassifierModel:
     import onnx
 
     file = model_path(path)
+    data = file.read_bytes()
     try:
-        model = onnx.load(str(file), load_external_data=False)
+        model = onnx.load_from_string(data)
     except Exception as exc:  # noqa: BLE001 - protobuf's errors
         raise UsageError(f"{file}: not a readable ONNX model ({type(exc).__name__}); pass a HEAD folder") from None
     meta = {p.key: p.value for p in model.metadata_props}
@@ -70,7 +71,7 @@ def read_model(path: str | os.PathLike) -> ClassifierModel:
         raise UsageError(f"{file}: not a classifier augkit train-head wrote (no {CLASSES_KEY} metadata); make one "
                          f"with `augkit train-head`")
     prep = dataclasses.replace(preprocessing_of(json.loads(meta[PREPROCESSING_KEY])), channels="RGB")
-    return ClassifierModel(model.SerializeToString(), tuple(json.loads(meta[CLASSES_KEY])), prep,
+    return ClassifierModel(data, tuple(json.loads(meta[CLASSES_KEY])), prep,
                            json.loads(meta.get(INFO_KEY, "{}")), str(file))
 
 
