@@ -213,7 +213,7 @@ def test_preview_refuses_to_overwrite_its_input(runner, tmp_path):
     photo.write_bytes(b"not even read")
     result = runner.invoke(cli, ["preview", str(STANDARD), str(photo), "-o", str(photo)])
     assert result.exit_code == 2
-    _assert_one_line_error(result, "would overwrite an input image", "-o")
+    _assert_one_line_error(result, "is one of the input images", "-o")
     assert photo.read_bytes() == b"not even read"
 
 

@@ -523,3 +523,26 @@ def test_listing_a_folder_does_not_import_the_decoder(tmp_path):
             "print(sorted(m for m in ('augkit.input.decoding', 'cv2', 'PIL') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 
+
+
+# --- Dataset.holds: where an output file would land on the source's images ------------------
+
+
+def test_a_folder_source_holds_its_images_and_any_visible_image_name_inside_it(tmp_path):
+    data = photo_folders(tmp_path / "data", classes=("cat",), per_class=1)
+    dataset = discover(data)
+    link = tmp_path / "link"
+    link.symlink_to(data)
+    assert dataset.holds(data / "cat" / "cat_0.jpg") and dataset.holds(link / "cat" / "cat_0.jpg")
+    assert dataset.holds(data / "new.png")  # the next listing would read it as an image
+    assert not dataset.holds(data / "stats.json") and not dataset.holds(data / ".hidden" / "x.png")
+    assert not dataset.holds(tmp_path / "elsewhere.png")
+
+
+def test_a_manifest_holds_the_files_it_lists_and_nothing_new(tmp_path):
+    data = photo_folders(tmp_path / "data", classes=("cat",), per_class=2)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\ndata/cat/cat_0.jpg,cat\n")
+    dataset = discover(manifest)
+    assert dataset.holds(data / "cat" / "cat_0.jpg")
+    assert not dataset.holds(data / "cat" / "cat_1.jpg") and not dataset.holds(data / "cat" / "new.png")

@@ -77,3 +77,51 @@ def test_a_file_stamp_changes_when_the_file_is_rewritten(tmp_path):
     first = file_stamp(path)
     path.write_bytes(b"other")
     assert first != file_stamp(path) and file_stamp(tmp_path / "missing.jpg") is None
+
+
+# --- a single output file a command writes --------------------------------------------------
+
+
+def _check(path, **kw):
+    from augkit.core.files import check_output_file
+
+    options = {"option": "-o", "what": "a report augkit wrote", "ours": lambda p: p.read_bytes() == b"ours"}
+    check_output_file(path, **{**options, **kw})
+
+
+def test_an_output_file_replaces_only_what_augkit_wrote_for_the_command_unless_overwrite(tmp_path):
+    from augkit.core.errors import UsageError
+
+    ours, mine, photo = tmp_path / "ours.json", tmp_path / "mine.json", tmp_path / "photo.jpg"
+    ours.write_bytes(b"ours")
+    mine.write_bytes(b'{"my": "notes"}')
+    photo.write_bytes(b"\xff\xd8\xff\xe0 a photo")
+    _check(tmp_path / "new.json")
+    _check(ours)
+    _check(mine, overwrite=True)
+    with pytest.raises(UsageError) as refused:
+        _check(mine, overwrite=False)
+    assert str(refused.value) == f"-o {mine}: exists and is not a report augkit wrote; choose another path, or " \
+                                 f"--overwrite to replace it"
+    with pytest.raises(UsageError) as refused:
+        _check(photo)  # a command without --overwrite
+    assert str(refused.value) == f"-o {photo}: exists and is a JPEG image, not a report augkit wrote; choose " \
+                                 f"another path"
+    with pytest.raises(UsageError, match="is a folder; give a file name"):
+        _check(tmp_path)
+
+
+def test_an_input_image_is_refused_even_with_overwrite_and_even_when_it_looks_like_augkits(tmp_path):
+    from augkit.core.errors import UsageError
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"ours")
+    with pytest.raises(UsageError) as refused:
+        _check(photo, overwrite=True, inside_source=lambda p: True, source="data")
+    assert str(refused.value) == f"-o {photo}: is one of the input images (data); augkit never writes over its " \
+                                 f"inputs: choose another path"
+    with pytest.raises(UsageError) as refused:
+        _check(tmp_path / "new.png", overwrite=True, inside_source=lambda p: True, source="data")
+    assert str(refused.value) == f"-o {tmp_path / 'new.png'}: is inside data, where it would be read as one of its " \
+                                 f"images; choose a path outside it"
+    assert photo.read_bytes() == b"ours"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from augkit.input.encoding import written_by
 from augkit.stages.head import metrics
 from imagefiles import encoded
 
@@ -29,21 +30,22 @@ def test_a_class_never_predicted_or_never_seen_has_no_precision_or_recall():
 
 
 def test_the_picture_is_a_png_augkit_marks_as_its_own(tmp_path):
-    png = metrics.picture(np.array([[5, 1], [0, 7]]), ["cat", "a very long class name indeed"], "val accuracy 0.92")
+    png = metrics.picture(np.array([[5, 1], [0, 7]]), ["cat", "a very long class name indeed"], "val accuracy 0.92",
+                          by="train-head")
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
     path = tmp_path / "confusion.png"
     path.write_bytes(png)
-    assert metrics.is_our_picture(path)
+    assert written_by(path) == "train-head"
 
 
 def test_a_users_png_is_not_taken_for_augkits(tmp_path):
     path = tmp_path / "mine.png"
     path.write_bytes(encoded(np.zeros((8, 8, 3), np.uint8), "PNG"))
-    assert not metrics.is_our_picture(path) and not metrics.is_our_picture(tmp_path / "missing.png")
+    assert written_by(path) is None and written_by(tmp_path / "missing.png") is None
 
 
 def test_many_classes_still_fit_the_picture():
     k = 40
-    png = metrics.picture(np.eye(k, dtype=np.int64) * 3, [f"class_{i}" for i in range(k)], "40 classes")
+    png = metrics.picture(np.eye(k, dtype=np.int64) * 3, [f"class_{i}" for i in range(k)], "40 classes", by="predict")
     assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR) is not None

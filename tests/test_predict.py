@@ -18,7 +18,7 @@ from augkit.cli import cli
 from augkit.stages.backbones import resolve_backbone
 from augkit.stages.features import cache_features
 from augkit.stages.head import HeadOptions, train_head
-from augkit.stages.head.metrics import is_our_picture
+from augkit.input.encoding import written_by
 
 
 def run(*args, expect: int = 0):
@@ -110,7 +110,7 @@ def test_a_label_the_model_does_not_know_is_counted_wrong_and_named(made, images
 
 def test_plot_draws_the_confusion_matrix(made, images, tmp_path):
     run("predict", made / "head", images, "-o", tmp_path / "p.csv", "--plot", tmp_path / "c.png", "--quiet")
-    assert is_our_picture(tmp_path / "c.png")
+    assert written_by(tmp_path / "c.png") == "predict"
     run("predict", made / "head", images, "-o", tmp_path / "p.csv", "--plot", tmp_path / "c.png", "--quiet")
 
 
@@ -123,6 +123,17 @@ def test_a_csv_or_picture_of_the_users_is_never_replaced_without_overwrite(made,
     run("predict", made / "head", images, "-o", tmp_path / "p.csv", "--plot", tmp_path / "c.png", "--quiet", expect=2)
     run("predict", made / "head", images, "-o", mine, "--quiet", "--overwrite")
     assert read_csv(mine)[0]["status"] == "ok"
+
+
+def test_predict_never_writes_its_picture_over_or_among_the_images_it_classifies(made, images, tmp_path):
+    photo = images / "green_dots" / "green_dots_00.png"
+    before = photo.read_bytes()
+    for plot in (photo, images / "confusion.png"):
+        result = run("predict", made / "head", images, "-o", tmp_path / "p.csv", "--plot", plot, "--quiet",
+                     "--overwrite", expect=2)
+        assert result.output.startswith(f"Error: --plot {plot}: is ")
+    assert photo.read_bytes() == before and not (images / "confusion.png").exists()
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_predict_replaces_its_own_csv_and_leaves_no_work_folder(made, images, tmp_path):

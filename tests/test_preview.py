@@ -291,3 +291,44 @@ def test_a_grid_file_without_a_known_image_suffix_is_refused_before_any_work(nam
     assert result.stderr.startswith(f"Error: {tmp_path / name}: cannot write a grid as ")
     assert result.stderr.endswith("; end -o with .png, .jpg or .webp\n")
     assert not (tmp_path / name).exists()
+
+
+# --- -o replaces only a grid augkit preview drew ---------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+def test_an_unrelated_file_at_o_is_kept_unless_overwrite_and_a_grid_preview_drew_is_replaced(suffix, tmp_path,
+                                                                                              small_rgb):
+    recipe = tmp_path / "flip.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip\n")
+    image, mine = tmp_path / "photo.png", tmp_path / f"myphoto{suffix}"
+    _write_png(image, small_rgb)
+    cv2.imwrite(str(mine), small_rgb[::-1])
+    before = mine.read_bytes()
+
+    result = CliRunner().invoke(cli, ["preview", str(recipe), str(image), "-o", str(mine), "-n", "1"])
+
+    assert result.exit_code == 2
+    kind = {".png": "a PNG image", ".jpg": "a JPEG image", ".webp": "a WebP image"}[suffix]
+    assert result.stderr == (f"Error: -o {mine}: exists and is {kind}, not a grid augkit preview drew; choose another "
+                             f"path, or --overwrite to replace it\n")
+    assert mine.read_bytes() == before
+    for args in (["--overwrite"], []):  # then its own grid, which a rerun replaces
+        result = CliRunner().invoke(cli, ["preview", str(recipe), str(image), "-o", str(mine), "-n", "1", *args])
+        assert result.exit_code == 0, result.output
+    assert mine.read_bytes() != before and cv2.imread(str(mine)) is not None
+
+
+def test_a_grid_is_never_written_into_the_folder_it_shows(tmp_path, small_rgb):
+    recipe = tmp_path / "flip.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip\n")
+    folder = tmp_path / "images"
+    (folder / "cat").mkdir(parents=True)
+    _write_png(folder / "cat" / "a.png", small_rgb)
+    before = (folder / "cat" / "a.png").read_bytes()
+
+    for target in (folder / "cat" / "a.png", folder / "grid.png"):
+        result = CliRunner().invoke(cli, ["preview", str(recipe), str(folder), "-o", str(target), "--overwrite"])
+        assert result.exit_code == 2
+        assert result.stderr.startswith(f"Error: -o {target}: is ")
+    assert sorted(p.name for p in folder.rglob("*")) == ["a.png", "cat"] and (folder / "cat" / "a.png").read_bytes() == before

@@ -162,7 +162,27 @@ def test_a_file_is_never_in_two_splits_even_under_two_names(tmp_path):
         assert where["cat/c0.png"] == where["dog/hard link.png"]
         assert result.duplicates == 2 and len(result.rows) == 11
     output = run("split", data, "-o", tmp_path / "s.csv").output
-    assert "2 paths are the same file as another" in output
+    assert "2 paths are the same file as another (same inode or bytes): 2 groups of identical files" in output
+
+
+def test_the_printed_counts_are_images_and_add_up_to_the_rows_when_files_repeat(tmp_path):
+    # 8 distinct cats, 3 copies of one more, and a dog twice: 13 images in 10 groups.
+    photo, dog = (encoded(make_structured_rgb(30, 30, seed), "PNG") for seed in (1, 2))
+    data = write_tree(tmp_path / "data", {
+        **{f"cat/c{i}.png": encoded(make_structured_rgb(30, 30, 10 + i), "PNG") for i in range(8)},
+        **{f"cat/copy{i}.png": photo for i in range(3)},
+        "dog/a.png": dog, "dog/b.png": dog,
+    })
+    result = run("split", data, "-o", tmp_path / "s.csv", "--val", 0.3, "--test", 0.1)
+    rows = read_manifest(tmp_path / "s.csv")
+    per_class = counts_by_class(rows)
+    totals = {s: sum(c[s] for c in per_class.values()) for s in SPLITS}
+    lines = result.output.splitlines()
+    assert len(rows) == 13
+    assert lines[0] == f"13 images -> {totals['train']} train, {totals['val']} val, {totals['test']} test " \
+                       "(stratified by class, seed 0)"
+    assert lines[1:3] == [f"  {c}: " + " / ".join(str(per_class[c][s]) for s in SPLITS) for c in ("cat", "dog")]
+    assert split_samples(discover(data).samples, val=0.3, test=0.1).counts == per_class
 
 
 def test_unlabelled_flat_folder(tmp_path):
@@ -280,7 +300,32 @@ def test_an_existing_other_split_is_kept_unless_overwrite(uneven, tmp_path):
     run("split", uneven, "-o", out)
     assert "unchanged: " in run("split", uneven, "-o", out).output
     first = out.read_bytes()
-    assert "--overwrite" in run("split", uneven, "-o", out, "--seed", 1, expect=2).output
+    assert run("split", uneven, "-o", out, "--seed", 1, expect=2).output == \
+        f"Error: -o {out}: exists with another split; use another -o, or --overwrite to replace it\n"
     assert out.read_bytes() == first
     run("split", uneven, "-o", out, "--seed", 1, "--overwrite")
     assert out.read_bytes() != first
+
+
+def test_a_file_split_did_not_write_is_named_for_what_it_is_and_kept_unless_overwrite(uneven, tmp_path):
+    out = tmp_path / "s.csv"
+    out.write_bytes((uneven / "ant" / "ant_0.png").read_bytes())  # a photo under a .csv name
+    assert run("split", uneven, "-o", out, expect=2).output == \
+        (f"Error: -o {out}: exists and is a PNG image, not a manifest augkit split wrote; choose another path, or "
+         f"--overwrite to replace it\n")
+    assert out.read_bytes() == (uneven / "ant" / "ant_0.png").read_bytes()
+    run("split", uneven, "-o", out, "--overwrite")
+    assert read_manifest(out)[0]["split"] in SPLITS
+
+
+def test_the_manifest_is_never_written_over_an_image_of_the_source(uneven, tmp_path):
+    photo = uneven / "ant" / "ant_0.png"
+    before = tree_bytes(uneven)
+    assert "give a file name ending in .csv" in run("split", uneven, "-o", photo, "--overwrite", expect=2).output
+    manifest = tmp_path / "listed.csv"  # a manifest listing a file named like a CSV
+    named_csv = uneven / "ant" / "odd.csv"
+    named_csv.write_bytes(photo.read_bytes())
+    manifest.write_text(f"path,label\n{named_csv},ant\n{photo},ant\n")
+    result = run("split", manifest, "-o", named_csv, "--overwrite", expect=2)
+    assert "is one of the input images" in result.output and "augkit never writes over its inputs" in result.output
+    assert tree_bytes(uneven) == {**before, "ant/odd.csv": photo.read_bytes()}

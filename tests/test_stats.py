@@ -170,7 +170,62 @@ def test_missing_source_is_a_usage_error(tmp_path):
 def test_plot_over_the_json_is_refused(tmp_path):
     data = class_folders(tmp_path / "data", per_class=1)
     result = run("stats", data, "-o", tmp_path / "s.json", "--plot", tmp_path / "s.json", expect=2)
-    assert "--plot" in result.output and "another name" in result.output
+    assert "--plot" in result.output and "ending in .png" in result.output
+
+
+# --- stats.json and the plot replace only what augkit stats wrote ------------------------
+
+
+def test_an_image_of_the_source_is_never_written_over_not_even_with_overwrite(tmp_path):
+    data = class_folders(tmp_path / "data", per_class=2)
+    photo = data / "cat" / "cat_0.jpg"
+    png = write_tree(data, {"dog/snap.png": encoded(make_structured_rgb(20, 30), "PNG")}) / "dog" / "snap.png"
+    before = photo.read_bytes(), png.read_bytes()
+    result = run("stats", data, "-o", photo, "-w", 0, expect=2)  # JSON under a photo's name
+    assert result.output == f"Error: -o {photo}: the statistics are JSON; give a file name ending in .json\n"
+    result = run("stats", data, "-o", tmp_path / "s.json", "--plot", photo, "-w", 0, "--overwrite", expect=2)
+    assert "ending in .png" in result.output  # PNG bytes under a .jpg name
+    result = run("stats", data, "-o", tmp_path / "s.json", "--plot", png, "-w", 0, "--overwrite", expect=2)
+    assert result.output == (f"Error: --plot {png}: is one of the input images ({data}); augkit never writes over "
+                             f"its inputs: choose another path\n")
+    new = data / "plot.png"  # not there yet: the next listing would read it as an image of the dataset
+    result = run("stats", data, "-o", tmp_path / "s.json", "--plot", new, "-w", 0, expect=2)
+    assert "where it would be read as one of its images; choose a path outside it" in result.output
+    assert (photo.read_bytes(), png.read_bytes()) == before and not new.exists() and not (tmp_path / "s.json").exists()
+
+
+def test_a_users_own_stats_json_is_kept_unless_overwrite(tmp_path, monkeypatch):
+    data = class_folders(tmp_path / "data", per_class=1)
+    monkeypatch.chdir(tmp_path)
+    Path("stats.json").write_text('{"my": "precious notes"}')
+    result = run("stats", data, "-w", 0, expect=2)  # the default -o
+    assert result.output == ("Error: -o stats.json: exists and is not a stats.json augkit stats wrote; choose another "
+                             "path, or --overwrite to replace it\n")
+    assert Path("stats.json").read_text() == '{"my": "precious notes"}'
+    run("stats", data, "-w", 0, "--overwrite")
+    assert json.loads(Path("stats.json").read_text())["written_by"] == "augkit stats"
+
+
+def test_a_file_that_is_not_a_plot_stats_drew_is_kept_unless_overwrite(tmp_path):
+    data = class_folders(tmp_path / "data", per_class=1)
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(encoded(make_structured_rgb(20, 30), "PNG"))
+    before = mine.read_bytes()
+    result = run("stats", data, "-o", tmp_path / "s.json", "--plot", mine, "-w", 0, expect=2)
+    assert result.output == (f"Error: --plot {mine}: exists and is a PNG image, not a plot augkit stats drew; choose "
+                             f"another path, or --overwrite to replace it\n")
+    assert mine.read_bytes() == before and not (tmp_path / "s.json").exists()
+
+
+def test_stats_replaces_its_own_json_and_plot_and_a_stats_json_written_before_the_mark(tmp_path):
+    data = class_folders(tmp_path / "data", per_class=1)
+    out, plot = tmp_path / "s.json", tmp_path / "s.png"
+    run("stats", data, "-o", out, "--plot", plot, "-w", 0)
+    older = json.loads(out.read_text())
+    del older["written_by"]  # as stats wrote it before it marked the file
+    out.write_text(json.dumps(older))
+    run("stats", data, "-o", out, "--plot", plot, "-w", 0)
+    assert json.loads(out.read_text())["written_by"] == "augkit stats"
 
 
 def test_a_dataset_of_only_bad_files_is_written_and_exits_1(tmp_path):

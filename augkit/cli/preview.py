@@ -32,19 +32,25 @@ def _existing(image: str) -> str:
 @click.option("--max-images", default=4, show_default=True, type=click.IntRange(1, 32),
               help="When IMAGE is a folder or tar shards: how many of its images to show, one row each.")
 @click.option("--open", "open_after", is_flag=True, help="Open the grid with the system viewer.")
+@click.option("--overwrite", is_flag=True, help="Replace a file at -o that augkit preview did not draw.")
 @options.label_key
 @options.max_pixels
 def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None, tile: int,
-            max_images: int, open_after: bool, label_key: str | None, max_pixels: int | None) -> None:
+            max_images: int, open_after: bool, overwrite: bool, label_key: str | None, max_pixels: int | None) -> None:
     """Write a grid: the original IMAGE and N augmented samples, each captioned with the
     transforms that fired and their drawn values. IMAGE may be a folder (or WebDataset
     tar shards: a .tar, a folder of them, data/shard-{000000..000009}.tar): an image the
-    recipe fails on (smaller than a crop) is skipped there, and an error for one IMAGE."""
+    recipe fails on (smaller than a crop) is skipped there, and an error for one IMAGE.
+    A file at OUTPUT that augkit preview did not draw is replaced only with --overwrite,
+    and never an image of IMAGE."""
     from augkit.input.decoding import DecodeError, decode_image
     from augkit.input.encoding import write_image_atomic
     from augkit.input.discovery import discover
+    from augkit.input.encoding import written_by
+    from augkit.input.samples import Dataset, Sample
     from augkit.input.shard_sources import is_shard_source
     from augkit.core.errors import AugkitError, UsageError
+    from augkit.core.files import check_output_file
     from augkit.stages.preview import preview as make_grid
     from augkit.recipes import load_recipe
 
@@ -54,13 +60,15 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
                          f" end -o with .png, .jpg or .webp")
     recipe = load_recipe(recipe_path)
     if os.path.isdir(image) or is_shard_source(image) or label_key is not None:
-        samples = discover(options.source(image, label_key)).samples
+        source = discover(options.source(image, label_key))
+        samples = source.samples
         step = len(samples) / min(max_images, len(samples))
         chosen = [samples[int(i * step)] for i in range(min(max_images, len(samples)))]
     else:
+        source = Dataset(os.path.dirname(image) or ".", [Sample(image, os.path.basename(image))], "image")
         chosen = [None]
-    if any(os.path.abspath(output) == os.path.abspath(s.path if s else image) for s in chosen):
-        raise UsageError(f"{output}: would overwrite an input image; choose another -o")
+    check_output_file(output, option="-o", what="a grid augkit preview drew", overwrite=overwrite,
+                      ours=lambda path: written_by(path) == "preview", inside_source=source.holds, source=image)
     images = []
     for sample in chosen:
         path, key = (sample.path, sample.key) if sample else (image, os.path.basename(image))
@@ -75,7 +83,7 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
     skip = (lambda exc: click.echo(f"skipped: {exc}", err=True)) if chosen != [None] else None  # a folder
     grid = make_grid(recipe, images, n=n, seed=seed, tile=tile,
                      on_failure=skip)
-    write_image_atomic(output, grid, fmt=suffix)  # the format the suffix names
+    write_image_atomic(output, grid, fmt=suffix, mark="preview")  # the format the suffix names
     click.echo(output)
     if open_after:
         click.launch(output)

@@ -35,7 +35,8 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
     """
     from augkit.input.discovery import discover
     from augkit.core.errors import UsageError
-    from augkit.stages.split import SPLITS, check_materialize_target, materialize, split_samples, write_manifest
+    from augkit.stages.split import (SPLITS, check_manifest_path, check_materialize_target, materialize, split_samples,
+                                     write_manifest)
 
     if copy_files and not materialize_dir:
         raise UsageError("--copy only applies with --materialize DIR")
@@ -48,9 +49,10 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
         check_materialize_target(materialize_dir, dataset.root)
     if output is None:
         output = os.path.join(dataset.root, "split.csv")
+    check_manifest_path(output, overwrite, dataset)  # before the work
     result = split_samples(dataset.samples, val=val, test=test, seed=seed, stratify=stratify)
-    written = write_manifest(result, output, overwrite=overwrite)
-    totals = {s: sum(c[s] for c in result.counts.values()) for s in SPLITS}
+    written = write_manifest(result, output, overwrite=overwrite, dataset=dataset)
+    totals = {s: sum(c[s] for c in result.counts.values()) for s in SPLITS}  # images: they add up to the rows
     labelled = any(g for g in result.counts)
     how = "stratified by class" if stratify and labelled else "not stratified"
     click.echo(f"{len(result.rows)} images -> " + ", ".join(f"{totals[s]} {s}" for s in SPLITS) + f" ({how}, seed {seed})")
@@ -59,7 +61,8 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
             click.echo(f"  {group or '(unlabelled)'}: " + " / ".join(str(counts[s]) for s in SPLITS))
     if result.duplicates:
         click.echo(f"{plural(result.duplicates, 'path is', 'paths are')} the same file as another (same inode or "
-                   "bytes); each such group is kept in one split", err=True)
+                   f"bytes): {plural(result.duplicate_groups, 'group')} of identical files, each kept whole in one "
+                   f"split", err=True)
     if result.empty:
         where = ", ".join(f"{g or '(unlabelled)'} {s}" for g, s in result.empty[:5])
         more = f" and {len(result.empty) - 5} more" if len(result.empty) > 5 else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -15,9 +14,10 @@ from augkit.cli import options
 @click.argument("src", callback=options.not_empty)
 @click.option("-o", "--output", default="stats.json", show_default=True, type=click.Path(dir_okay=False),
               callback=options.not_empty,
-              help="JSON file to write.")
+              help="JSON file to write (.json).")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False), metavar="PNG",
               help="Also draw class balance, image sizes and channel histograms to this PNG.")
+@click.option("--overwrite", is_flag=True, help="Replace a file at -o or --plot that augkit stats did not write.")
 @click.option("--sample", type=click.IntRange(min=1), default=None, metavar="N",
               help="Analyze a deterministic random subset of N images (default: every image, exact).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Which images --sample picks.")
@@ -29,7 +29,8 @@ from augkit.cli import options
 @options.ray_address
 @options.quiet
 @options.json_output
-def stats(src, output, plot_path, sample, seed, split, label_key, workers, max_pixels, engine, ray_address, quiet, as_json) -> None:
+def stats(src, output, plot_path, overwrite, sample, seed, split, label_key, workers, max_pixels, engine, ray_address, quiet,
+          as_json) -> None:
     """Count, measure and check every image of SRC, and write OUTPUT (stats.json).
 
     SRC is a folder of class folders, a flat folder, or a CSV manifest (`--split` picks
@@ -37,20 +38,21 @@ def stats(src, output, plot_path, sample, seed, split, label_key, workers, max_p
     per-class counts, sizes, bad files with their reasons, the per-channel mean and
     standard deviation (RGB, 0-1 scale, ready for flow's preprocess=(mean, std)), channel histograms,
     and the RGB PCA that `PCAColor` (source: dataset) reads. Exact unless --sample.
-    Without --workers, datasets under 1000 images are read in this process.
+    Without --workers, datasets under 1000 images are read in this process. A file at
+    OUTPUT or --plot that augkit stats did not write is replaced only with --overwrite,
+    and never an image of SRC.
     """
-    from augkit.core.errors import AugkitError, UsageError
+    from augkit.core.errors import AugkitError
     from augkit.core.files import write_json_atomic
     from augkit.core.progress import shows_progress
-    from augkit.stages.stats import compute_stats, imbalance_warning, plot_stats, summary_lines
+    from augkit.stages.stats import check_outputs, compute_stats, imbalance_warning, plot_stats, summary_lines
 
-    if plot_path and os.path.abspath(plot_path) == os.path.abspath(output):
-        raise UsageError(f"--plot {plot_path}: is also the JSON output; give the plot another name")
+    check = check_outputs(output, plot_path, overwrite, src)
     try:
         result = compute_stats(options.source(src, label_key), split=split, sample=sample, seed=seed, workers=workers,
                                max_pixels=max_pixels, engine=engine,
                                engine_options=options.engine_options(engine, ray_address),
-                               progress=shows_progress(quiet))
+                               progress=shows_progress(quiet), check=check)
     except KeyboardInterrupt:
         click.echo("\ninterrupted: nothing was written", err=True)
         sys.exit(130)
@@ -58,7 +60,7 @@ def stats(src, output, plot_path, sample, seed, split, label_key, workers, max_p
     if plot_path:
         from augkit.input.encoding import write_image_atomic
 
-        write_image_atomic(plot_path, plot_stats(result), fmt="png")
+        write_image_atomic(plot_path, plot_stats(result), fmt="png", mark="stats")
     if as_json:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "histograms"}, indent=2))
     else:

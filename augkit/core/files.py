@@ -161,6 +161,56 @@ def folder_lock(folder: str | os.PathLike, what: str):
         os.close(fd)
 
 
+# --- a single output file a command writes ------------------------------------------------
+
+# What a file already at an output path is, read from its first bytes, for the refusal.
+_KINDS = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"GIF8", "a GIF image"),
+          (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"BM", "a BMP image"))
+
+
+def _what_it_is(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            start = f.read(16)
+    except OSError:
+        return None
+    if start[:4] == b"RIFF" and start[8:12] == b"WEBP":
+        return "a WebP image"
+    return next((kind for signature, kind in _KINDS if start.startswith(signature)), None)
+
+
+def check_output_file(path: str | os.PathLike, *, option: str, what: str, ours: Callable[[Path], bool],
+                      overwrite: bool | None = None, inside_source: Callable[[Path], bool] | None = None,
+                      source: str = "SRC") -> None:
+    """The one rule for a single file a command writes (``stats -o``/``--plot``, ``preview
+    -o``, ``predict``'s CSV and ``--plot``, ``split``'s manifest), checked before any work.
+
+    A file already at ``path`` is replaced only when ``ours(path)`` recognises it as one
+    augkit wrote for this command (``what`` names that kind), or with ``overwrite``
+    (None: the command has no ``--overwrite``). A path that ``inside_source`` says is one
+    of the source's images, or would be read as one, is refused even with ``overwrite``:
+    augkit never writes into its inputs. UsageError: one line naming the file, what it is
+    and the fix."""
+    from augkit.core.errors import UsageError
+
+    path = Path(path)
+    named = f"{option} {path}"
+    if path.is_dir():
+        raise UsageError(f"{named}: is a folder; give a file name")
+    exists = os.path.lexists(path)
+    if inside_source is not None and inside_source(path):
+        if exists:
+            raise UsageError(f"{named}: is one of the input images ({source}); augkit never writes over its "
+                             f"inputs: choose another path")
+        raise UsageError(f"{named}: is inside {source}, where it would be read as one of its images; choose a path "
+                         f"outside it")
+    if not exists or overwrite or ours(path):
+        return
+    kind = _what_it_is(path)
+    fix = "choose another path" + (", or --overwrite to replace it" if overwrite is not None else "")
+    raise UsageError(f"{named}: exists and is {kind + ', ' if kind else ''}not {what}; {fix}")
+
+
 def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
     """(size, mtime in ns) of a source file, or None when it cannot be read: enough to tell
     that a file was replaced or edited since a run recorded it. A path that knows its own

@@ -27,7 +27,7 @@ class Sample:
 class Dataset:
     root: Path
     samples: list[Sample]
-    kind: str  # "folders", "flat", "mixed", "manifest" or "shards"
+    kind: str  # "folders", "flat", "mixed", "manifest", "shards", or "image" (one image file)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     # The classes in index order, where the source fixes the order (shards' ``cls`` index);
     # None: the labels sorted by name.
@@ -55,6 +55,27 @@ class Dataset:
         if self.kind != "manifest":
             return [self.root]
         return sorted({Path(s.path).parent for s in self.samples})
+
+    def holds(self, path: str | os.PathLike) -> bool:
+        """Whether a file written at ``path`` would land on this source's images: it is one
+        of them (or a shard holding them), or, in a folder source, it would be read as one
+        (a visible file with an image suffix anywhere inside the folder). A file written
+        there replaces that name only, so ``path`` is compared as a name in its folder."""
+        from augkit.input.suffixes import IMAGE_SUFFIXES
+
+        path = Path(path)
+        if self.kind in ("folders", "flat", "mixed") and path.suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                inside = path.resolve().relative_to(Path(self.root).resolve())
+            except ValueError:
+                inside = None
+            if inside is not None and not any(is_hidden(part) for part in inside.parts):
+                return True
+        if not os.path.lexists(path):
+            return False
+        folder = path.parent.resolve()
+        named = (os.fspath(getattr(s.path, "shard", s.path)) for s in self.samples)
+        return any(Path(f).parent.resolve() == folder for f in named if os.path.basename(f) == path.name)
 
 
 def is_hidden(name: str) -> bool:

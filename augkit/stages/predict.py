@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from augkit.core.errors import UsageError
-from augkit.core.files import TEXT_ERRORS, CsvWriter, write_atomic
+from augkit.core.files import TEXT_ERRORS, CsvWriter, check_output_file, write_atomic
 from augkit.core.progress import progress_bar
 from augkit.stages.classifier import read_model
 from augkit.stages.features.cache import Shard
@@ -76,7 +76,7 @@ def predict(model, src, out, *, top_k: int = 3, split: str | None = None, worker
     classifier = read_model(model)
     dataset = _source(src, split)
     out, plot = Path(out), Path(plot) if plot is not None else None
-    _check_outputs(out, plot, overwrite)
+    _check_outputs(out, plot, overwrite, dataset)
     threads = threads or cores()
     summary = PredictSummary(images=len(dataset.samples), csv=str(out), classes=list(classifier.classes),
                              top_k=max(1, min(top_k, len(classifier.classes))),
@@ -137,7 +137,7 @@ def _plot(plot: Path, summary: PredictSummary) -> None:
 
     matrix = np.array(summary.metrics["confusion"]["matrix"], np.int64)
     title = f"accuracy {summary.metrics['accuracy']:.3f} ({summary.labelled} images)"
-    picture = metrics.picture(matrix, summary.metrics["confusion"]["classes"], title)
+    picture = metrics.picture(matrix, summary.metrics["confusion"]["classes"], title, by="predict")
     write_atomic(plot, lambda f: f.write(picture))
     summary.plot = str(plot)
 
@@ -151,7 +151,7 @@ def _source(src, split: str | None):
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         if split is not None:
             raise UsageError(f"--split {split} selects rows of a split manifest, but {src} is one image")
-        return Dataset(path.parent, [Sample(str(path), path.name, None)], "flat")
+        return Dataset(path.parent, [Sample(str(path), path.name, None)], "image")
     return discover(src, split=split)
 
 
@@ -170,24 +170,28 @@ def _is_ours(path: Path) -> bool:
     return first.startswith(",".join(_header(1)[:4]))
 
 
-def _check_outputs(out: Path, plot: Path | None, overwrite: bool) -> None:
+def _our_picture(path: Path) -> bool:
+    """A confusion picture ``predict`` drew ("": one marked before marks named the command)."""
+    from augkit.input.encoding import written_by
+
+    return written_by(path) in ("predict", "")
+
+
+def _check_outputs(out: Path, plot: Path | None, overwrite: bool, dataset) -> None:
     """A CSV or picture of the user's is never replaced, unless ``overwrite``: only what an
-    earlier ``predict`` wrote."""
+    earlier ``predict`` wrote; nor, overwrite or not, one of the source's images
+    (:func:`augkit.core.files.check_output_file`)."""
     if out.suffix.lower() != ".csv":
         raise UsageError(f"-o {out}: predictions are a CSV; give a file name ending in .csv")
-    if out.is_dir():
-        raise UsageError(f"-o {out}: is a folder; give a file name such as predictions.csv")
-    if not out.parent.is_dir():
+    if not out.is_dir() and not out.parent.is_dir():
         raise UsageError(f"-o {out}: the folder {out.parent} does not exist; create it first")
-    if out.exists() and not overwrite and not _is_ours(out):
-        raise UsageError(f"-o {out}: exists and is not a CSV augkit predict wrote; choose another name, or "
-                         f"--overwrite to replace it")
+    check_output_file(out, option="-o", what="a CSV augkit predict wrote", ours=_is_ours, overwrite=overwrite,
+                      inside_source=dataset.holds, source=str(dataset.root))
     if plot is not None:
         if plot.suffix.lower() != ".png":
             raise UsageError(f"--plot {plot}: the picture is a PNG; give a file name ending in .png")
-        if plot.exists() and not overwrite and not metrics.is_our_picture(plot):
-            raise UsageError(f"--plot {plot}: exists and is not a picture augkit drew; choose another name, or "
-                             f"--overwrite to replace it")
+        check_output_file(plot, option="--plot", what="a picture augkit predict drew", ours=_our_picture,
+                          overwrite=overwrite, inside_source=dataset.holds, source=str(dataset.root))
 
 
 def _sweep_work_folders(out: Path) -> None:

@@ -14,7 +14,8 @@ What a user can rely on:
   a class moves only the few old ones at the boundaries between splits (each file's
   place in the order depends on its own path only).
 - **One split per file.** Paths that are the same file (hard links, symlinks) or have
-  the same bytes are one unit: they are counted once and always land in the same split.
+  the same bytes are one unit: the split's counts are counted in units, and a unit always
+  lands in one split; :attr:`SplitResult.counts` counts images (every path).
 - **Never moves anything.** ``materialize`` builds ``DIR/<split>/<label>/...`` from hard
   links (copies where linking is impossible, or with ``copy=True``) into an empty folder.
 """
@@ -33,9 +34,10 @@ from pathlib import Path, PurePosixPath
 
 from augkit.core.seeds import derive_seed
 from augkit.core.errors import UsageError
-from augkit.core.files import csv_text, write_text_atomic
+from augkit.core.files import check_output_file, csv_text, write_text_atomic
 
 SPLITS = ("train", "val", "test")
+HEADER = "path,label,split"  # the manifest's first line
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class Assignment:
 @dataclass
 class SplitResult:
     rows: list[Assignment]  # sorted by key
-    counts: dict[str, dict[str, int]]  # group (label or "" unlabelled) -> split -> files
+    counts: dict[str, dict[str, int]]  # group (label or "" unlabelled) -> split -> images (every path)
     duplicates: int = 0  # paths that are the same file as another listed path
+    duplicate_groups: int = 0  # groups of such paths (each kept in one split)
     empty: list[tuple[str, str]] = field(default_factory=list)  # (group, split) with f > 0 but 0 files
     stratified: bool = True
 
@@ -151,14 +154,15 @@ def split_samples(samples, *, val: float = 0.2, test: float = 0.1, seed: int = 0
     for group in sorted(groups):
         # A seeded shuffle by the one seed derivation (the key breaks a 63-bit tie, never met in practice).
         members = sorted(groups[group], key=lambda u: (derive_seed(seed, u[0].key), u[0].key))
-        wanted = quotas(len(members), fractions)
-        counts[group] = wanted
+        wanted = quotas(len(members), fractions)  # units: a group of identical files counts once
         empty += [(group, s) for s in SPLITS if fractions[s] > 0 and wanted[s] == 0]
         names = [s for s in SPLITS for _ in range(wanted[s])]
+        counts[group] = dict.fromkeys(SPLITS, 0)
         for unit, name in zip(members, names):
             rows += [Assignment(s.path, s.key, s.label, name) for s in unit]
+            counts[group][name] += len(unit)
     rows.sort(key=lambda a: a.key)
-    return SplitResult(rows, counts, duplicates, empty, stratify)
+    return SplitResult(rows, counts, duplicates, sum(len(u) > 1 for u in units), empty, stratify)
 
 
 # --- outputs ------------------------------------------------------------------------------
@@ -174,21 +178,41 @@ def manifest_text(result: SplitResult, csv_path) -> str:
         except ValueError:  # another drive (Windows): keep it absolute
             rel = Path(os.path.abspath(a.path)).as_posix()
         rows.append([rel, a.label or "", a.split])
-    return csv_text(["path", "label", "split"], rows)
+    return csv_text(HEADER.split(","), rows)
 
 
-def write_manifest(result: SplitResult, csv_path, overwrite: bool = False) -> bool:
-    """Write the manifest atomically; False if an identical one is already there. A
-    different existing file is refused unless ``overwrite``: a split is meant to stay."""
+def is_manifest(path) -> bool:
+    """A manifest ``split`` wrote: it starts with its header."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline(len(HEADER) + 2).rstrip("\r\n") == HEADER
+    except OSError:
+        return False
+
+
+def check_manifest_path(csv_path, overwrite: bool = False, dataset=None) -> None:
+    """Refuse, before any work, a manifest path that holds a file ``split`` did not write
+    (unless ``overwrite``) or one of the source's images (``dataset``), whatever ``overwrite``
+    says (:func:`augkit.core.files.check_output_file`)."""
+    if Path(csv_path).suffix.lower() != ".csv":
+        raise UsageError(f"-o {csv_path}: a manifest is a CSV; give a file name ending in .csv, such as split.csv")
+    check_output_file(csv_path, option="-o", what="a manifest augkit split wrote", ours=is_manifest,
+                      overwrite=overwrite, inside_source=None if dataset is None else dataset.holds,
+                      source=str(dataset.root) if dataset is not None else "SRC")
+
+
+def write_manifest(result: SplitResult, csv_path, overwrite: bool = False, dataset=None) -> bool:
+    """Write the manifest atomically; False if an identical one is already there. Another
+    manifest is refused unless ``overwrite``: a split is meant to stay; any other file as
+    :func:`check_manifest_path` says."""
+    check_manifest_path(csv_path, overwrite, dataset)
     text = manifest_text(result, csv_path)
     path = Path(csv_path)
-    if path.is_dir():
-        raise UsageError(f"-o {csv_path}: is a folder; give a file name such as split.csv")
     if path.exists():
         if path.read_text(encoding="utf-8", errors="replace") == text:
             return False
         if not overwrite:
-            raise UsageError(f"{csv_path}: exists with another split; use another -o, or --overwrite to replace it")
+            raise UsageError(f"-o {csv_path}: exists with another split; use another -o, or --overwrite to replace it")
     write_text_atomic(path, text)
     return True
 

@@ -19,15 +19,19 @@ Conventions (what a training script expects):
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
 from augkit.core.errors import UsageError
+from augkit.core.files import check_output_file
 from augkit.core.progress import progress_bar
 from augkit.core.rgb_pca import Moments, covariance, pixel_moments, principal_components
 from augkit.core.words import plural
@@ -35,6 +39,10 @@ from augkit.core.words import plural
 CHANNELS = ("R", "G", "B")
 SIZE_PAIRS_KEPT = 10_000  # distinct (width, height) pairs kept; beyond, sizes are binned coarser
 SIZE_PAIRS_LISTED = 1_000  # most common pairs written to stats.json
+WRITTEN_BY = "augkit stats"  # stats.json's first key, "written_by": a rerun may replace the file
+# What every stats.json held before it carried WRITTEN_BY: such a file is augkit's too.
+_KEYS_BEFORE_THE_MARK = frozenset({"source", "images", "classes", "analyzed", "ok", "failed", "failures", "mean", "std"})
+_LARGEST_STATS_FILE = 64 << 20  # a larger file is not one stats wrote (it is not read to find out)
 IN_PROCESS_BELOW = 1000  # with workers unset, fewer images are read in this process: below
 # it, a pool's start costs more than the decodes it would share (benchmarks/RESULTS.md,
 # "Figures behind code comments")
@@ -182,8 +190,10 @@ def choose_sample(samples: list, n: int | None, seed: int) -> list:
 
 def compute_stats(src, *, split: str | None = None, sample: int | None = None, seed: int = 0,
                   workers: int | None = None, max_pixels: int | None = None, progress: bool = False,
-                  engine: str = "local", engine_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Stream over the dataset once; returns the stats.json content. Raises UsageError."""
+                  engine: str = "local", engine_options: dict[str, Any] | None = None,
+                  check: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Stream over the dataset once; returns the stats.json content. Raises UsageError.
+    ``check(dataset)`` runs before the pass (the CLI refuses its outputs there: :func:`check_outputs`)."""
     from augkit.input.discovery import discover
     from augkit.engines import get_engine
     from augkit.engines.contract import failure_of
@@ -194,6 +204,8 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
         raise UsageError(f"--sample {sample}: give a number of images >= 1, or leave it out for all")
     resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
     dataset = discover(src, split=split)
+    if check is not None:
+        check(dataset)
     chosen = choose_sample(dataset.samples, sample, seed)
     if workers is None and len(chosen) < IN_PROCESS_BELOW:
         workers = 0  # starting a pool costs more than these decodes (Ray: 0 is its default)
@@ -216,6 +228,7 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
     classes = Counter(s.label for s in dataset.samples if s.label is not None)
     failures = sorted(totals.failures, key=lambda f: f["path"])
     return {
+        "written_by": WRITTEN_BY,
         "source": os.fspath(src),
         "split": split,
         "images": len(dataset.samples),
@@ -230,6 +243,42 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
         "failures": failures,
         **summarize(totals),
     }
+
+
+def is_stats_file(path) -> bool:
+    """A stats.json ``augkit stats`` wrote: marked, or holding the keys it held before the mark."""
+    try:
+        if os.path.getsize(path) > _LARGEST_STATS_FILE:
+            return False
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and (data.get("written_by") == WRITTEN_BY or _KEYS_BEFORE_THE_MARK <= data.keys())
+
+
+def _our_plot(path) -> bool:
+    from augkit.input.encoding import written_by
+
+    return written_by(path) == "stats"
+
+
+def check_outputs(output, plot, overwrite: bool, source: str) -> Callable[[Any], None]:
+    """``compute_stats``'s ``check``: refuse, before the pass, a stats.json or a plot that
+    would replace a file augkit stats did not write (unless ``overwrite``), or any image of
+    the dataset (:func:`augkit.core.files.check_output_file`)."""
+    if Path(output).suffix.lower() != ".json":
+        raise UsageError(f"-o {output}: the statistics are JSON; give a file name ending in .json")
+    if plot is not None and Path(plot).suffix.lower() != ".png":
+        raise UsageError(f"--plot {plot}: the plot is a PNG; give a file name ending in .png")
+
+    def check(dataset) -> None:
+        check_output_file(output, option="-o", what="a stats.json augkit stats wrote", ours=is_stats_file,
+                          overwrite=overwrite, inside_source=dataset.holds, source=source)
+        if plot is not None:
+            check_output_file(plot, option="--plot", what="a plot augkit stats drew", ours=_our_plot,
+                              overwrite=overwrite, inside_source=dataset.holds, source=source)
+
+    return check
 
 
 def summary_lines(stats: dict[str, Any]) -> list[str]:

@@ -2,19 +2,13 @@
 per-class precision and recall, the confusion matrix (rows: the true class, columns: the
 predicted one), and its picture, drawn with OpenCV (no plotting library).
 
-A picture augkit drew carries a PNG text chunk saying so (:func:`is_our_picture`): a
-rerun may replace it, never a file of the user's.
+A picture names augkit and the command that drew it inside
+(:func:`augkit.input.encoding.written_by`): a rerun may replace it, never a file of the user's.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
-from pathlib import Path
 from typing import Any
-
-_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_MARK = b"Software\x00augkit"
 
 
 def confusion(true, predicted, classes: int):
@@ -43,13 +37,15 @@ def report(matrix, classes: list[str]) -> dict[str, Any]:
             "confusion": {"classes": list(classes), "matrix": matrix.tolist()}}
 
 
-def picture(matrix, classes: list[str], title: str) -> bytes:
+def picture(matrix, classes: list[str], title: str, *, by: str) -> bytes:
     """The confusion matrix as a PNG: cells shaded by the share of their row (the true
-    class), each with its count; class names on both axes.
+    class), each with its count; class names on both axes; marked as drawn by the command ``by``.
 
     Long because the layout is one sequence of drawing calls, read top to bottom."""
     import cv2
     import numpy as np
+
+    from augkit.input.encoding import encode_image
 
     k = len(classes)
     cell = 44 if k <= 12 else max(14, 528 // k)
@@ -84,22 +80,4 @@ def picture(matrix, classes: list[str], title: str) -> bytes:
         ch, cw = column.shape[:2]
         x0, y0 = left + i * cell + (cell - cw) // 2, top - 8 - ch
         img[y0:y0 + ch, x0:x0 + cw] = np.minimum(img[y0:y0 + ch, x0:x0 + cw], column)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    return _marked(encoded.tobytes())
-
-
-def _marked(png: bytes) -> bytes:
-    """The PNG with a tEXt chunk ``Software: augkit`` right after its header chunk."""
-    chunk = b"tEXt" + _MARK
-    text = struct.pack(">I", len(_MARK)) + chunk + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
-    end_of_header = len(_SIGNATURE) + 8 + 13 + 4  # IHDR: length, type, 13 bytes, CRC
-    return png[:end_of_header] + text + png[end_of_header:]
-
-
-def is_our_picture(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            start = f.read(128)
-    except OSError:
-        return False
-    return start.startswith(_SIGNATURE) and _MARK in start
+    return encode_image(img, "png", mark=by)

@@ -276,7 +276,7 @@ def _write(head: Path, cache, best, report: dict[str, Any], backbone: Path, sett
     write_atomic(head / "head.npz", npz)
     write_text_atomic(head / "classes.txt", "".join(f"{c}\n" for c in classes))
     write_text_atomic(head / "metrics.json", json.dumps(report, indent=2) + "\n")
-    write_atomic(head / "confusion.png", lambda f: f.write(metrics.picture(matrix, classes, title)))
+    write_atomic(head / "confusion.png", lambda f: f.write(metrics.picture(matrix, classes, title, by="train-head")))
     write_atomic(head / "model.onnx", lambda f: f.write(model))
     write_record(head / RECORD, {**settings, "complete": True})
 
