@@ -70,7 +70,6 @@ class AugkitPyDataset(keras.utils.PyDataset):
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
         self.seed = run_seed(seed, loaded)
-        size = (size, size) if isinstance(size, int) else size
         labels = [s.label for s in self.dataset.samples]
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index

@@ -77,7 +77,6 @@ class AugkitDataset(Dataset):
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
         self.seed = seed = run_seed(seed, loaded)
-        size = (size, size) if isinstance(size, int) else size
         self.pipeline = SamplePipeline(loaded, seed=seed, size=size, preprocess=preprocess,
                                        channels_first=channels_first, max_pixels=max_pixels)
         self.classes = self.dataset.classes

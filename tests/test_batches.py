@@ -72,6 +72,22 @@ def test_channels_first_drop_last_and_final_size(dataset):
     assert len(batches) == 3 and all(x.shape == (4, 3, 16, 20) and x.dtype == np.float32 for x, _ in batches)
 
 
+@pytest.mark.parametrize("size", [-3, 0, (64,), "64", 64.5, (64, 0), (64, 64, 3), True, (16.0, 16)])
+def test_a_size_that_is_not_one_is_bad_usage_naming_it_and_the_fix(dataset, size):
+    with pytest.raises(UsageError) as refused:
+        augkit.flow(dataset, RECIPE, batch_size=4, workers=0, size=size)
+    assert str(refused.value) == (f"size={size!r}: not a size; give one whole number of pixels (224) or a (height, "
+                                  f"width) pair (224, 160), each at least 1")
+    with pytest.raises(UsageError, match=r"^size="):
+        SamplePipeline(None, size=size)  # the one check every adapter's pipeline makes
+
+
+@pytest.mark.parametrize(("size", "shape"), [(12, (12, 12)), ((12, 14), (12, 14)), (np.array([12, 14]), (12, 14)),
+                                             ([np.int64(10), 12], (10, 12))])
+def test_a_size_is_one_whole_number_or_a_height_width_pair(dataset, size, shape):
+    assert collect(0, dataset, size=size)[0][0].shape[1:3] == shape
+
+
 def test_without_a_recipe_images_need_a_final_size(tmp_path):
     data = class_folders(tmp_path / "d", per_class=2, size=(30, 40))
     assert collect(0, data, size=12)[0][0].shape[1:] == (12, 12, 3)

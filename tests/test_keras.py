@@ -163,3 +163,11 @@ def test_balance_draws_every_class_equally_as_flow_does(tmp_path):
     assert np.bincount(labels).tolist() == [6, 6, 6]
     with augkit.flow(root, RECIPE, batch_size=6, workers=0, balance=True) as flow:
         assert same(epoch(ds, 0), [(x.copy(), y.copy()) for x, y in flow])
+
+
+@pytest.mark.parametrize("size", [-3, 0, (64,), "64", 64.5])
+def test_a_size_that_is_not_one_is_bad_usage(data, size):
+    from augkit.core.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^size=.*: not a size; give one whole number"):
+        AugkitPyDataset(data, RECIPE, size=size)

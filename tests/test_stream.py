@@ -330,3 +330,15 @@ def test_a_mixing_option_out_of_range_is_bad_usage(data, recipe):
     done = subprocess.run(augkit_stream(recipe, data, "--mix-prob", "1.5"), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "--mix-prob" in done.stderr
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "64.5", "64,64,3", "x", ""])
+def test_a_size_that_is_not_one_is_bad_usage_before_any_batch(tmp_path, size):
+    from click.testing import CliRunner
+
+    from augkit.cli import cli
+
+    data = class_folders(tmp_path / "data", per_class=1)
+    result = CliRunner().invoke(cli, ["stream", str(REPO / "recipes" / "standard.yaml"), str(data), "--size", size])
+    assert result.exit_code == 2 and result.stdout_bytes == b""
+    assert result.stderr.endswith(f"Invalid value for --size: {size!r}: give one size (224) or height,width (224,160)\n")

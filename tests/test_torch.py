@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import re
 
 import pytest
 
@@ -242,3 +243,11 @@ def test_the_balanced_sampler_draws_every_class_equally_each_epoch(tmp_path):
     assert list(sampler) != first
     loader = torch.utils.data.DataLoader(data, batch_size=4, sampler=sampler)
     assert sum(len(y) for _, y in loader) == 13
+
+
+@pytest.mark.parametrize("size", [-3, 0, (64,), "64", 64.5])
+def test_a_size_that_is_not_one_is_bad_usage(tmp_path, size):
+    from augkit.core.errors import UsageError
+
+    with pytest.raises(UsageError, match=rf"^size={re.escape(repr(size))}: not a size; give one whole number"):
+        AugkitDataset(class_folders(tmp_path / "data", per_class=1), RECIPE, size=size)

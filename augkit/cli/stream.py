@@ -12,16 +12,19 @@ from augkit.core.errors import AugkitError
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
+    """``--size 224``, ``224,160`` or ``224x160``: the text split into numbers, checked by the
+    library's one rule (:func:`augkit.stages.preprocess.parse_size`)."""
+    from augkit.core.errors import UsageError
+    from augkit.stages.preprocess import parse_size as final_size
+
     if value is None:
         return None
-    parts = value.lower().replace("x", ",").split(",")
+    parts = [p for p in value.lower().replace("x", ",").split(",") if p.strip()]
     try:
-        sizes = [int(p) for p in parts if p.strip()]
-    except ValueError:
-        sizes = []
-    if len(sizes) not in (1, 2) or min(sizes) < 1:
-        raise click.BadParameter(f"{value!r}: give one size (224) or height,width (224,160)", param_hint="--size")
-    return (sizes[0], sizes[-1])
+        return final_size(int(parts[0]) if len(parts) == 1 else tuple(int(p) for p in parts))
+    except (ValueError, UsageError):
+        raise click.BadParameter(f"{value!r}: give one size (224) or height,width (224,160)", param_hint="--size") \
+            from None
 
 
 @click.command()

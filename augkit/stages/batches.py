@@ -44,7 +44,7 @@ from augkit.stages.mixing import BatchMixer, MixOptions, mixer_for
 from augkit.stages.sampling import balanced_order, epoch_order, require_classes
 # Preprocess and its constants are preprocess's; flow's callers and tests name them from here too.
 from augkit.stages.preprocess import (CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, PREPROCESS_MODES,  # noqa: F401
-                                     Preprocess, resize)
+                                     Preprocess, parse_size, resize)
 
 # What to do instead of normalising in the recipe (see Recipe.require_image_output).
 NORMALISE_WITH_PREPROCESS = "drop {name} and use preprocess='torch', 'tf' or (mean, std) (--preprocess) instead"
@@ -65,17 +65,17 @@ class SamplePipeline:
     else at run time raises NotAnImageError instead of becoming garbage.
     """
 
-    def __init__(self, recipe, *, seed: int = 0, size: tuple[int, int] | None = None, preprocess: Any = None,
+    def __init__(self, recipe, *, seed: int = 0, size: int | Sequence[int] | None = None, preprocess: Any = None,
                  channels_first: bool = False, max_pixels: int | None = None, reduced_decode: bool = True):
+        self.size = parse_size(size)  # UsageError for anything but None, an int or an (H, W) pair
         if recipe is not None:
             recipe.require_image_output(NORMALISE_WITH_PREPROCESS)
         self.recipe = recipe
         self.seed = seed
-        self.size = size
         self.preprocess = Preprocess.parse(preprocess)
         self.channels_first = channels_first
         self.max_pixels = max_pixels
-        self.size_hint = flow_hint(recipe, size, reduced_decode)  # a JPEG may be decoded reduced
+        self.size_hint = flow_hint(recipe, self.size, reduced_decode)  # a JPEG may be decoded reduced
         from augkit.input.decoding import resolve_max_pixels
 
         resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one error now, not a row per image
@@ -249,12 +249,12 @@ class Flow:
 
         if batch_size < 1:
             raise UsageError("batch_size must be at least 1")
+        self.size = parse_size(size)  # before the engine starts
         mixing = MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing).check()
         self.engine = get_engine("local", workers=workers, preload=(__name__,), chunk_size=1, prefetch=prefetch)
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
         self.seed = run_seed(seed, loaded)
-        self.size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
         self.pipeline = SamplePipeline(loaded, seed=self.seed, size=self.size, preprocess=preprocess,
                                        channels_first=channels_first, max_pixels=max_pixels,
                                        reduced_decode=reduced_decode)

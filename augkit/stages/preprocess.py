@@ -219,6 +219,28 @@ class Preprocessing:
 # --- the one resize rule ----------------------------------------------------------------------
 
 
+SIZE_FIX = "give one whole number of pixels (224) or a (height, width) pair (224, 160), each at least 1"
+
+
+def parse_size(value: Any) -> tuple[int, int] | None:
+    """The (H, W) every training sample is resized to, from ``size=`` (flow, stream,
+    AugkitDataset, AugkitPyDataset; ``--size``, whose text the CLI splits): None, one int
+    (a square) or an (H, W) pair of ints. Anything else, a float, a string, a 1-tuple, a
+    size under 1, is a UsageError naming the value and the fix."""
+    import numbers
+
+    def whole(v) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+
+    if value is None:
+        return None
+    if whole(value):
+        return int(value), int(value)
+    if not isinstance(value, (str, bytes)) and hasattr(value, "__len__") and len(value) == 2 and all(map(whole, value)):
+        return int(value[0]), int(value[1])
+    raise UsageError(f"size={value!r}: not a size; {SIZE_FIX}")
+
+
 def resize(image, size: tuple[int, int], box: tuple[float, float, float, float] | None = None):
     """uint8 HxWx3 ``image`` (or its region ``box`` = (left, top, right, bottom), in pixels,
     fractions allowed) -> uint8 ``size`` = (H, W): Pillow's bilinear, antialiased (the
