@@ -318,6 +318,33 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(runner, monkeypatch):
     assert result.exit_code == 130 and result.stderr == "\ninterrupted\n"
 
 
+def _commands_with(option: str):
+    import click
+
+    found = []
+    for name, command in sorted(cli.commands.items()):
+        subcommands = command.commands.items() if isinstance(command, click.Group) else [("", command)]
+        for sub, each in subcommands:
+            found += [(f"{name} {sub}".strip(), p) for p in each.params if option in getattr(p, "opts", ())]
+    return found
+
+
+def test_max_pixels_0_is_no_limit_in_every_command_that_takes_the_option(runner, tmp_path, monkeypatch):
+    import click
+
+    taking = _commands_with("--max-pixels")
+    assert {name for name, _ in taking} >= {"augment", "stats", "preview", "stream", "cache-features", "predict"}
+    for name, param in taking:
+        assert param.type_cast_value(click.Context(click.Command(name)), "0") == 0, name
+    monkeypatch.setenv("AUGKIT_MAX_IMAGE_PIXELS", "100")  # every sample photo is larger
+    limited = runner.invoke(cli, ["stats", str(SAMPLE_DATA), "-o", str(tmp_path / "a.json"), "-w", "0"])
+    assert limited.exit_code == 1 and json.loads((tmp_path / "a.json").read_text())["ok"] == 0
+    unlimited = runner.invoke(cli, ["stats", str(SAMPLE_DATA), "-o", str(tmp_path / "b.json"), "-w", "0",
+                                    "--max-pixels", "0"])
+    assert unlimited.exit_code == 0, unlimited.output
+    assert json.loads((tmp_path / "b.json").read_text())["failed"] == 0
+
+
 @pytest.mark.parametrize("value", ["abc", "-5", "1.5"])
 @pytest.mark.parametrize("command", [
     ["augment", STANDARD, SAMPLE_DATA, "{tmp}/out", "-w", 2],

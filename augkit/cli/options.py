@@ -53,8 +53,8 @@ def _pixel_limit(ctx: click.Context, param: click.Parameter, value):
 
 
 max_pixels = click.option(
-    "--max-pixels", type=click.IntRange(min=1), default=None, callback=_pixel_limit,
-    help="Reject images larger than this many pixels, from the header, before decoding "
+    "--max-pixels", type=click.IntRange(min=0), default=None, callback=_pixel_limit,
+    help="Reject images larger than this many pixels, from the header, before decoding; 0: no limit "
          "(default 89478485, or AUGKIT_MAX_IMAGE_PIXELS).",
 )
 exact_decode = click.option(
