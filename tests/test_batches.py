@@ -231,6 +231,16 @@ def test_without_a_size_images_the_recipe_leaves_at_several_sizes_are_refused_be
                                  "or a crop")
 
 
+def test_without_a_size_images_of_several_sizes_in_shards_are_refused_too(two_sizes, tmp_path):
+    from shardfiles import tar_of
+
+    shard = tar_of(tmp_path / "s.tar", [(p.relative_to(two_sizes).as_posix(), p.read_bytes())
+                                        for p in sorted(two_sizes.rglob("*.jpg"))])
+    with pytest.raises(UsageError) as caught:
+        augkit.flow(str(shard), {"transforms": [{"HorizontalFlip": {"p": 0.5}}]}, workers=0)
+    assert str(caught.value).startswith("images differ in size (cat/c0.jpg 60x80, dog/d0.jpg 40x50)")
+
+
 def test_without_a_size_a_recipe_that_ends_in_a_crop_takes_images_of_any_size(two_sizes):
     recipe = {"transforms": [{"HorizontalFlip": {"p": 0.5}}, {"RandomCrop": {"height": 32, "width": 32}}]}
     runs = []

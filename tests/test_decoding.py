@@ -660,6 +660,18 @@ def test_a_fifo_is_not_an_image_and_is_never_opened_for_a_blocking_read(tmp_path
         "not_an_image", f"{fifo}: is a named pipe (FIFO), not a file; only regular files are read as images")
 
 
+def test_open_sample_opens_a_file_as_decoding_reads_it_and_refuses_a_fifo_without_blocking(tmp_path):
+    from augkit.input.decoding import DecodeError, open_sample
+
+    image = write(tmp_path, "real.png", encoded(gradient(), "PNG"))
+    with open_sample(image) as f:
+        assert f.read() == image.read_bytes()
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    with writer_after_a_while(fifo), pytest.raises(DecodeError, match="is a named pipe"):
+        open_sample(fifo)
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_a_symlink_to_a_device_is_not_read(tmp_path):
     os.symlink("/dev/zero", tmp_path / "endless.jpg")  # reading it would fill the memory

@@ -88,6 +88,25 @@ def test_a_members_offset_and_size_read_its_bytes_and_decode_like_a_file(tmp_pat
     assert (decode_image(member) == image).all()
 
 
+def test_a_member_opens_as_a_file_of_its_own_bytes_only(tmp_path):
+    from PIL import Image
+
+    png = encoded(make_structured_rgb(30, 40), "PNG")
+    shard = tar_of(tmp_path / "s.tar", [("a.png", png), ("b.txt", b"after")])
+    member = ShardMember(str(shard), "a.png", 512, len(png))
+    with member.open() as f:
+        assert f.read(8) == png[:8] and f.tell() == 8
+        f.seek(-4, io.SEEK_END)
+        assert f.read() == png[-4:] and f.read() == b""  # the member ends there, not the shard
+        f.seek(0)
+        assert f.read() == png
+        f.seek(0)
+        with Image.open(f) as img:
+            assert img.size == (40, 30)
+    with pytest.raises(DecodeError, match="its cls member holds 'x'"):
+        ShardMember("s.tar", "a.png", 512, 10, ("corrupt", "its cls member holds 'x'")).open()
+
+
 def test_a_member_pickles_with_where_its_bytes_are(tmp_path):
     shard = tar_of(tmp_path / "s.tar", [("a.png", b"x" * 10)])
     member = ShardMember(str(shard), "a.png", 512, 10)

@@ -185,6 +185,19 @@ def test_the_printed_counts_are_images_and_add_up_to_the_rows_when_files_repeat(
     assert split_samples(discover(data).samples, val=0.3, test=0.1).counts == per_class
 
 
+def test_the_members_of_one_shard_are_told_apart_by_their_bytes_not_their_shard(tmp_path):
+    from shardfiles import tar_of
+
+    photo = encoded(make_structured_rgb(30, 30, 1), "PNG")
+    members = [(f"cat/c{i}.png", encoded(make_structured_rgb(30, 30, 10 + i), "PNG")) for i in range(8)]
+    shard = tar_of(tmp_path / "s.tar", [*members, ("cat/x.png", photo), ("cat/y.png", photo)])
+    result = split_samples(discover(str(shard)).samples, val=0.5, test=0.0)
+    where = {a.key: a.split for a in result.rows}
+    assert result.duplicates == 1 and where["cat/x.png"] == where["cat/y.png"]
+    counts = result.counts[""]  # unlabelled: the shard has no cls members
+    assert sum(counts.values()) == 10 and counts["train"] >= 5 and counts["val"] >= 4  # 9 units: 5 and 4
+
+
 def test_unlabelled_flat_folder(tmp_path):
     data = write_tree(tmp_path / "flat", {f"{i}.png": encoded(make_structured_rgb(9, 9, i), "PNG") for i in range(10)})
     out = tmp_path / "s.csv"

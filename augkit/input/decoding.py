@@ -105,10 +105,28 @@ _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socke
 
 
 def _read_regular_file(name: str) -> bytes:
-    _require_regular(name, os.stat(name).st_mode)
-    with open(os.open(name, _OPEN_FLAGS), "rb") as f:
-        _require_regular(name, os.fstat(f.fileno()).st_mode)
+    with _open_regular(name) as f:
         return f.read()
+
+
+def open_sample(path):
+    """A sample's bytes as a binary file to read (a header, say) the way the decoder reads
+    them: a regular file (never a FIFO or a device), or a shard member as a bounded view of
+    its shard (:meth:`ShardMember.open`). DecodeError for what is not a usable image file,
+    OSError as ``open`` raises it."""
+    name = os.fsdecode(path)
+    return name.open() if isinstance(name, ShardMember) else _open_regular(name)
+
+
+def _open_regular(name: str):
+    _require_regular(name, os.stat(name).st_mode)
+    f = open(os.open(name, _OPEN_FLAGS), "rb")
+    try:
+        _require_regular(name, os.fstat(f.fileno()).st_mode)
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 def _require_regular(name: str, mode: int) -> None:

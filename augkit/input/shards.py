@@ -88,6 +88,14 @@ class ShardMember(str):
                                                  f"bytes; an incomplete download or copy?)")
         return data
 
+    def open(self) -> BinaryIO:
+        """The member's bytes as a read-only binary file (a bounded view of the shard: what
+        lies around the member is out of reach, and only what is read is read); DecodeError
+        for a member that cannot be used, OSError as for a file."""
+        if self.problem is not None:
+            raise DecodeError(self, *self.problem)
+        return io.BufferedReader(_MemberView(self.shard, self.offset, self.size))
+
     def stamp(self) -> tuple[int, int] | None:
         """(member size, the shard's mtime in ns): a shard replaced or edited since counts as
         every one of its members changed (see :func:`augkit.core.files.file_stamp`)."""
@@ -95,6 +103,44 @@ class ShardMember(str):
             return self.size, os.stat(self.shard).st_mtime_ns
         except OSError:
             return None
+
+
+class _MemberView(io.RawIOBase):
+    """Bytes ``[offset, offset + size)`` of a shard, as a file of ``size`` bytes."""
+
+    def __init__(self, shard: str, offset: int, size: int):
+        self._file = open(shard, "rb")
+        self._offset, self._size, self._position = offset, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        wanted = max(0, min(len(buffer), self._size - self._position))
+        if not wanted:
+            return 0
+        self._file.seek(self._offset + self._position)
+        got = self._file.readinto(memoryview(buffer)[:wanted])
+        self._position += got
+        return got
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        position = offset + {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
 
 
 @dataclass

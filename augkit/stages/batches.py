@@ -27,8 +27,6 @@ preprocess, stack (engine workers, one :class:`BatchTask` call per batch) -> the
 from __future__ import annotations
 
 import math
-import os
-import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -411,11 +409,12 @@ def _first_of_another_size(samples, size: tuple[int, int], pipeline: SamplePipel
     by decoding, since EXIF orientation (and TIFF's) can turn an image around."""
     from PIL import Image
 
+    from augkit.input.decoding import open_sample
+
     for sample in samples:
         try:
-            if not stat.S_ISREG(os.stat(sample.path).st_mode):
-                continue  # a FIFO would block the open: decoding makes it a failure row later
-            with Image.open(sample.path) as img:
+            # A file (never a FIFO, whose open would block) or a shard's member, as decoding reads it.
+            with open_sample(sample.path) as f, Image.open(f) as img:
                 w, h = img.size
                 if img.format in ("JPEG", "MPO") and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                     h, w = w, h

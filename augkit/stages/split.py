@@ -80,10 +80,14 @@ def quotas(n: int, fractions: dict[str, Fraction]) -> dict[str, int]:
 
 
 def _file_identity(path: str) -> tuple | None:
+    """(device, inode, size) of a file; a shard's member adds its offset in the shard."""
+    shard = getattr(path, "shard", None)
     try:
-        st = os.stat(path)
+        st = os.stat(path if shard is None else shard)
     except OSError:
         return None  # a missing file is still assigned; reading it is a later stage's job
+    if shard is not None:
+        return (st.st_dev, st.st_ino, path.size, path.offset)
     return (st.st_dev, st.st_ino, st.st_size)
 
 
@@ -125,15 +129,17 @@ def _buckets(indices: list[int], digest) -> list[list[int]]:
 
 
 def _content_hash(path: str, limit: int | None = None) -> bytes:
+    from augkit.input.decoding import DecodeError, open_sample
+
     h = hashlib.blake2b(digest_size=16)
     try:
-        with open(path, "rb") as f:
+        with open_sample(path) as f:  # a file, or a shard's member
             if limit is not None:
                 h.update(f.read(limit))
             else:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
-    except OSError:
+    except (OSError, DecodeError):
         return path.encode("utf-8", "surrogateescape")  # unreadable: equal to nothing else
     return h.digest()
 
