@@ -121,7 +121,7 @@ def test_a_shrink_from_a_reduced_decode_is_as_close_to_an_antialiased_one_as_fro
 def test_a_rerun_that_decodes_otherwise_is_another_run(photos, tmp_path):
     recipe = load_recipe(SHRINK)
     augment(recipe, photos, tmp_path / "out", options=AugmentOptions(copies=1), workers=0)
-    with pytest.raises(UsageError, match="decode"):
+    with pytest.raises(UsageError, match=r"\(decode 'reduced' -> whole\); use another OUT"):  # never "-> None"
         augment(recipe, photos, tmp_path / "out", options=AugmentOptions(copies=1, reduced_decode=False), workers=0)
 
 

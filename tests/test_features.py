@@ -590,3 +590,14 @@ def test_an_image_that_kills_its_worker_is_a_row_and_the_rest_are_cached(tiny_mo
     assert [(r["path"], r["reason"]) for r in read_csv(cache / "failures.csv")] == [
         (crashing_tasks.KILLS_ITS_WORKER, "worker_crashed")]
     assert load_features(cache).features.shape[0] == len(tree_bytes(dataset)) - 1 and "1 image failed" in result.output
+
+
+def test_a_rerun_that_decodes_otherwise_names_the_decoding_in_words(tmp_path):
+    from augkit.core.errors import UsageError
+    from augkit.stages.features.cache import META, prepare_cache
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / META).write_text(json.dumps({"complete": True, "decode": "reduced"}))
+    with pytest.raises(UsageError, match=r"\(decode 'reduced' -> whole\); use another CACHE or --overwrite"):
+        prepare_cache(cache, {"complete": False}, overwrite=False)  # --exact-decode records no "decode"

@@ -59,6 +59,12 @@ def test_train_head_writes_the_model_its_metrics_picture_weights_and_classes(mad
     assert weights["weight"].shape == (3, 48) and weights["bias"].shape == (3,)
     assert list(weights["classes"]) == list(separable.CLASSES)
     assert "train accuracy" in result.output and "val accuracy" in result.output
+    assert result.output.rstrip().split(" -> ")[-1].startswith(f"{head}/model.onnx (")
+
+
+def test_a_head_folder_given_with_a_trailing_slash_prints_its_model_once_slashed(made, tmp_path):
+    result = run("train-head", made / "cache", "-o", f"{tmp_path / 'head'}/", "--quiet")
+    assert f"-> {tmp_path / 'head'}/model.onnx (" in result.output and "//" not in result.output
 
 
 def test_metrics_json_holds_accuracy_per_class_scores_the_confusion_matrix_the_choice_and_the_caches_meta(made,

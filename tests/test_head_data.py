@@ -65,6 +65,20 @@ def test_a_folder_that_is_not_a_cache_is_a_usage_error(tmp_path):
         data.open_cache(tmp_path)
 
 
+def test_a_cache_that_does_not_exist_or_is_a_file_is_said_to_be_so(tmp_path):
+    from augkit.stages.features import load_features
+
+    with pytest.raises(UsageError) as refused:
+        data.open_cache(tmp_path / "nonexist")
+    assert str(refused.value) == (f"CACHE {tmp_path / 'nonexist'}: does not exist; make the feature cache with "
+                                  f"`augkit cache-features SRC -o {tmp_path / 'nonexist'}`")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UsageError, match=r"^--val .*notes.txt: is a file, not a feature cache"):
+        data.open_cache(tmp_path / "notes.txt", "--val")
+    with pytest.raises(UsageError, match=r"nonexist: does not exist; make the feature cache"):
+        load_features(tmp_path / "nonexist")
+
+
 def test_an_incomplete_cache_is_refused_with_the_fix(copy):
     cache = copy("views")
     edit_meta(cache, complete=False)

@@ -49,6 +49,12 @@ def test_what_differs_reads_as_the_recipe_then_each_setting_with_a_sha256_shorte
     assert text == "the recipe, seed 0 -> 9, weights '000000000000...' -> '111111111111...'"
 
 
+def test_a_setting_not_recorded_or_none_reads_as_words_not_as_python_s_none():
+    before, after = {"decode": "reduced", "val_cache": "a"}, {"val_cache": None}
+    assert describe(before, after, ["decode", "val_cache"], missing={"decode": "whole"}) == \
+        "decode 'reduced' -> whole, val_cache 'a' -> none"
+
+
 def test_another_run_is_refused_naming_what_differs_unless_overwrite(tmp_path):
     with pytest.raises(UsageError, match=r"holds a run made with other settings or sources \(seed 0 -> 9\); "
                                          r"use another OUT or --overwrite to replace it$"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -79,13 +80,13 @@ def augment(recipe_path, src, out, copies, balance, workers, seed, include_origi
         click.echo(f"{summary.inputs} inputs -> {summary.outputs} outputs in {out} "
                    f"({summary.written} written, {summary.existing} already there; "
                    f"{summary.seconds:.1f} s, {rate:.0f} outputs/s)")
-        report_failures(summary.failed_inputs, "input", summary.failures, f"{out}/failures.csv")
+        report_failures(summary.failed_inputs, "input", summary.failures, str(Path(out) / "failures.csv"))
         if summary.balance is not None:
             for line in balance_lines(summary.balance):
                 click.echo(line, err=line.startswith("warning"))
     if summary.inputs and not summary.outputs:
         raise nothing_usable(f"none of the {summary.inputs} inputs gave an output", summary.failures,
-                             f"{out}/failures.csv")
+                             str(Path(out) / "failures.csv"))
     if strict and summary.failed_inputs:
         sys.exit(1)
 

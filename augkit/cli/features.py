@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -116,10 +117,10 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
         click.echo(f"{summary.images} images -> {summary.rows} feature rows ({values}{summary.dtype}) in {cache} "
                    f"({summary.computed_rows} computed, {summary.rows - summary.computed_rows} from earlier runs; "
                    f"{summary.seconds:.1f} s{rate})")
-        report_failures(summary.failed_images, "image", summary.failures, f"{cache}/failures.csv")
+        report_failures(summary.failed_images, "image", summary.failures, str(Path(cache) / "failures.csv"))
     if summary.images and not summary.rows:
         raise nothing_usable(f"none of the {summary.images} images gave features", summary.failures,
-                             f"{cache}/failures.csv")
+                             str(Path(cache) / "failures.csv"))
 
 
 @click.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -69,6 +70,7 @@ def train_head(cache, head, val, val_fraction, c_values, balanced, max_iter, see
     judged = (f"val accuracy {summary.val_accuracy:.3f} on {summary.val_images} images"
               if summary.val_accuracy is not None else "no validation images")
     tried = f", best of {len(summary.search)}" if len(summary.search) > 1 else ""
+    model = Path(head) / "model.onnx"  # head/ or head// print as head/model.onnx
     click.echo(f"{len(summary.classes)} classes, {summary.train_rows} rows of {summary.train_images} images: "
-               f"train accuracy {summary.train_accuracy:.3f}, {judged} (C={summary.C:g}{tried}) -> {head}/model.onnx "
+               f"train accuracy {summary.train_accuracy:.3f}, {judged} (C={summary.C:g}{tried}) -> {model} "
                f"({summary.seconds:.1f} s)")

@@ -59,20 +59,25 @@ def differences(previous: Mapping[str, Any], settings: Mapping[str, Any], compar
 
 
 def describe(previous: Mapping[str, Any], settings: Mapping[str, Any], keys: Iterable[str],
-             names: Mapping[str, str] | None = None) -> str:
+             names: Mapping[str, str] | None = None, missing: Mapping[str, str] | None = None) -> str:
     """What differs, for a person: "the recipe, seed 0 -> 9" (a fingerprint means nothing
-    to anyone, so the recipe is only named; a sha256 is shortened)."""
-    names = names or {}
+    to anyone, so the recipe is only named; a sha256 is shortened). A setting a run did not
+    record, or recorded as None, reads as ``missing``'s word for its key (what such a run
+    did: "decode 'reduced' -> whole"), else "none"; never as Python's None."""
+    names, missing = names or {}, missing or {}
     keys = list(keys)
+
+    def shown(value: Any, key: str) -> str:
+        if value is None:
+            return missing.get(key, "none")
+        if isinstance(value, str) and len(value) == 64:  # a sha256
+            return repr(value[:12] + "...")
+        return repr(value)
+
     parts = ["the recipe"] if FINGERPRINT in keys else []
-    parts += [f"{names.get(k, k)} {_shown(previous.get(k))} -> {_shown(settings.get(k))}" for k in keys if k != FINGERPRINT]
+    parts += [f"{names.get(k, k)} {shown(previous.get(k), k)} -> {shown(settings.get(k), k)}"
+              for k in keys if k != FINGERPRINT]
     return ", ".join(parts)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, str) and len(value) == 64:  # a sha256
-        return repr(value[:12] + "...")
-    return repr(value)
 
 
 def refuse_unless_overwrite(folder: Path, what: str, overwrite: bool, *, holds: str, word: str,

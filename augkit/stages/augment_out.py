@@ -35,7 +35,7 @@ from augkit.core.runs import FINGERPRINT, UnreadableRecord, describe, difference
     refuse_unless_overwrite, write_record
 from augkit.core.seeds import SEEDING
 from augkit.core.words import plural
-from augkit.stages.decode_size import decode_setting, recipe_hint
+from augkit.stages.decode_size import NOT_RECORDED, decode_setting, recipe_hint
 
 RUN_FILE = "augkit-run.json"
 INPUTS = "augkit-inputs.csv"
@@ -269,7 +269,7 @@ def _describe(previous: dict[str, Any], settings: dict[str, Any], differs: list[
         differs = [k for k in differs if k not in ("shard_size", "shard_samples")]
         previous = {**previous, "output_format": previous.get("output_format", "files")}
         settings = {**settings, "output_format": settings.get("output_format", "files")}
-    return describe(previous, settings, differs)
+    return describe(previous, settings, differs, missing=NOT_RECORDED)
 
 
 def prepare_out(out: Path, settings: dict[str, Any], jobs: list[Job], samples, options: AugmentOptions,

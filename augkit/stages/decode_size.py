@@ -58,6 +58,10 @@ def features_hint(recipe, prep, views: int, plain_first: bool, enabled: bool = T
     return hint & crop if plain else hint
 
 
+# What a run that records no "decode" did, in words (core/runs.describe's ``missing``).
+NOT_RECORDED = {"decode": "whole"}
+
+
 def decode_setting(hint: SizeHint | None) -> dict[str, str]:
     """What a run records of its decoding: ``{"decode": "reduced"}`` when images may be
     decoded reduced, nothing when every image is decoded whole (as every run made before

@@ -129,6 +129,7 @@ def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool, sample
     """Refuse to mix runs (other settings, or features of source files changed or removed
     since); with ``overwrite``, remove the earlier cache's files (only those). A folder that
     holds anything but a cache is refused, ``overwrite`` or not."""
+    from augkit.stages.decode_size import NOT_RECORDED  # imports the recipes: not for reading a cache
 
     if cache.exists() and not cache.is_dir():
         raise UsageError(f"{cache}: exists and is not a folder; choose another CACHE")
@@ -139,7 +140,7 @@ def prepare_cache(cache: Path, settings: dict[str, Any], overwrite: bool, sample
         previous = {}  # differs in everything: replaced with --overwrite (the cache's files are known by name)
     if previous is not None:
         differs = differences(previous, settings, _COMPARED)
-        what = describe(previous, settings, differs, _NAMES)
+        what = describe(previous, settings, differs, _NAMES, NOT_RECORDED)
         stale = [] if differs else _stale_sources(cache, samples)
         if stale:
             what = (f"features of {len(stale)} images whose files changed or are gone since, e.g. {stale[0]}; "
@@ -311,11 +312,25 @@ class FeatureCache:
         return 4
 
 
+def not_a_folder(cache: Path, role: str = "") -> UsageError | None:
+    """Why ``cache`` cannot be a feature cache to read, when it is not even a folder (None
+    when it is one); ``role`` names the argument ("CACHE", "--val")."""
+    named = f"{role} {cache}" if role else str(cache)
+    if not cache.exists():
+        return UsageError(f"{named}: does not exist; make the feature cache with `augkit cache-features SRC -o {cache}`")
+    if not cache.is_dir():
+        return UsageError(f"{named}: is a file, not a feature cache (the folder `augkit cache-features` writes)")
+    return None
+
+
 def load_features(cache: str | os.PathLike, *, mmap: bool = True) -> FeatureCache:
     """Features, labels, class names and manifest of a cache written by ``cache-features``."""
     import numpy as np
 
     cache = Path(cache)
+    problem = not_a_folder(cache)
+    if problem is not None:
+        raise problem
     try:
         meta = json.loads((cache / META).read_text(encoding="utf-8"))
     except FileNotFoundError:

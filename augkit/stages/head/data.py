@@ -24,7 +24,7 @@ from typing import Any
 from augkit.core.errors import AugkitError, UsageError
 from augkit.core.runs import UnreadableRecord, read_record
 from augkit.core.seeds import derive_seed
-from augkit.stages.features.cache import META, load_features
+from augkit.stages.features.cache import META, load_features, not_a_folder
 from augkit.stages.preprocess import RESAMPLE
 from augkit.stages.split import exact_fraction, quotas
 
@@ -87,6 +87,9 @@ def open_cache(path, role: str = "CACHE") -> Cache:
 
 
 def _meta(path: Path, role: str) -> dict[str, Any]:
+    problem = not_a_folder(path, role)
+    if problem is not None:
+        raise problem
     try:
         meta = read_record(path / META)
     except UnreadableRecord as exc:

@@ -33,6 +33,7 @@ _COMPARED = ("train_cache", "val_cache", "val_fraction", "C", "balanced", "held_
              "weights_sha256")
 # (Not "seed": the run guard ignores a seed where no recipe is recorded, and a head has none.)
 _NAMES = {"held_out_seed": "seed", "train_cache": "CACHE", "val_cache": "--val"}
+_NOT_SET = {"val_fraction": "the default"}  # with --val, or none given; an absent --val reads "none"
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def _prepare(head: Path, settings: dict[str, Any], overwrite: bool) -> None:
         previous = {}
     if previous is not None:
         differs = differences(previous, settings, _COMPARED)
-        if refuse_unless_overwrite(head, describe(previous, settings, differs, _NAMES), overwrite, holds="a head", word="HEAD"):
+        if refuse_unless_overwrite(head, describe(previous, settings, differs, _NAMES, _NOT_SET), overwrite, holds="a head", word="HEAD"):
             for name in FILES:
                 (head / name).unlink(missing_ok=True)
     remove_temporaries(head, lambda name: name in FILES)
