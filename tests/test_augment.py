@@ -202,7 +202,7 @@ def test_an_out_seeded_the_old_way_is_not_resumed_into(recipe, dataset, tmp_path
 
     result = run("augment", recipe, dataset, out, "-k", 2, "-w", 0, expect=2)
 
-    assert "seeding None -> 'one-stream'" in result.output and "--overwrite" in result.output
+    assert "seeding per-transform -> 'one-stream'" in result.output and "--overwrite" in result.output
     run("augment", recipe, dataset, out, "-k", 2, "-w", 0, "--overwrite")
     run("augment", recipe, dataset, tmp_path / "fresh", "-k", 2, "-w", 0)
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")

@@ -19,6 +19,7 @@ from typing import Any
 
 from augkit.core.errors import UsageError
 from augkit.core.files import write_text_atomic
+from augkit.core.seeds import SEEDING_BEFORE
 
 FINGERPRINT = "recipe_fingerprint"
 _OLD_NAMES = {"recipe_hash": FINGERPRINT}  # older records' names -> today's
@@ -64,7 +65,7 @@ def describe(previous: Mapping[str, Any], settings: Mapping[str, Any], keys: Ite
     to anyone, so the recipe is only named; a sha256 is shortened). A setting a run did not
     record, or recorded as None, reads as ``missing``'s word for its key (what such a run
     did: "decode 'reduced' -> whole"), else "none"; never as Python's None."""
-    names, missing = names or {}, missing or {}
+    names, missing = names or {}, {"seeding": SEEDING_BEFORE, **(missing or {})}
     keys = list(keys)
 
     def shown(value: Any, key: str) -> str:

@@ -16,6 +16,7 @@ import hashlib
 # whenever the same seed would give other augmentations (before "one-stream", augkit used
 # albumentations' per-transform set_random_seed, and recorded nothing).
 SEEDING = "one-stream"
+SEEDING_BEFORE = "per-transform"  # what a record without "seeding" used, in words
 
 
 def run_seed(seed: int | None, recipe=None) -> int:
