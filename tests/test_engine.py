@@ -368,38 +368,45 @@ def test_workers_import_the_augkit_of_their_parent_whatever_the_current_folder(t
 # --- Ctrl-C and what a killed run leaves behind --------------------------------------------
 
 
-def children(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the processes whose parent is ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                command = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid:
-            found.append((int(entry), command))
-    return found
+# The forkserver's preload, made to hold still: it is importing this module (HOLDING says so)
+# until the run it serves is gone, so a Ctrl-C sent meanwhile lands in the middle of its import.
+HOLDING = """
+import os, pathlib, time
+from augkit.engines._shm import _gone
+
+run = os.getppid()  # the forkserver's parent
+pathlib.Path(os.environ["HOLDING"]).touch()
+while not _gone(run):  # reaped, or a zombie its caller has not reaped yet
+    time.sleep(0.01)
+os._exit(0)  # the forkserver goes with its run, never past this import
+"""
+
+# ``augkit augment`` whose forkserver imports HOLDING first, and which sends the terminal's
+# Ctrl-C (SIGINT to the whole process group) at one place: when it has asked the forkserver
+# for its first worker and waits for it, the forkserver being in the middle of its import.
+CTRL_C_RUN = """
+import multiprocessing.forkserver as forkserver, os, pathlib, signal, sys, time
+import augkit.engines.local as local
+
+local.PRELOAD = ("holding", *local.PRELOAD)
+read_signed = forkserver.read_signed
 
 
-def forkserver_of(pid: int) -> int | None:
-    return next((child for child, command in children(pid) if "forkserver" in command), None)
+def ctrl_c_then_read(fd):
+    forkserver.read_signed = read_signed
+    while not pathlib.Path(os.environ["HOLDING"]).exists():  # the forkserver has begun its import
+        time.sleep(0.01)
+    os.killpg(0, signal.SIGINT)
+    return read_signed(fd)
 
 
-def has_numpy(pid: int) -> bool:
-    """Whether NumPy is loaded in ``pid``: in a forkserver, its preload import (2-3 s) is under way."""
-    try:
-        with open(f"/proc/{pid}/maps") as f:
-            return "_multiarray_umath" in f.read()
-    except OSError:  # it has gone
-        return True
+forkserver.read_signed = ctrl_c_then_read  # the parent reads the new worker's pid through it
+from augkit.cli import main
+sys.argv = ["augkit", *sys.argv[1:]]
+main()
+"""
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the forkserver in /proc")
 def test_ctrl_c_while_the_forkserver_imports_prints_one_line_and_no_traceback(tmp_path):
     from imagefiles import class_folders
 
@@ -407,23 +414,24 @@ def test_ctrl_c_while_the_forkserver_imports_prints_one_line_and_no_traceback(tm
     recipe.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n")
     data = class_folders(tmp_path / "data", per_class=2)
     out = tmp_path / "out"
-    run = subprocess.Popen([sys.executable, "-m", "augkit", "augment", str(recipe), str(data), str(out), "-w", "2"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    scripts = tmp_path / "scripts"  # on the path the forkserver copies from the run
+    scripts.mkdir()
+    (scripts / "holding.py").write_text(HOLDING)
+    (scripts / "run.py").write_text(CTRL_C_RUN)
+    env = {**os.environ, "HOLDING": str(tmp_path / "importing")}
+    run = subprocess.Popen([sys.executable, str(scripts / "run.py"), "augment", str(recipe), str(data), str(out),
+                            "-w", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           start_new_session=True)
     try:
-        wait_until(lambda: forkserver_of(run.pid) or run.poll() is not None, "the forkserver to start")
-        server = forkserver_of(run.pid)
-        wait_until(lambda: server is None or has_numpy(server), "the forkserver to import its preload")
-        os.killpg(run.pid, signal.SIGINT)  # what the terminal does with Ctrl-C: the whole group
-        _, stderr = run.communicate(timeout=120)
+        _, stderr = run.communicate(timeout=300)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
+    assert (tmp_path / "importing").exists()  # the Ctrl-C reached the forkserver inside its import
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.strip() == f"interrupted: {out} holds only complete files; rerun the same command to finish"
-    # 130, or killed by SIGINT, which a shell reports as 130 too: Python ends that way when
-    # the Ctrl-C landed in an import that runs code through PyRun_String (cv2's does).
-    assert run.returncode in (130, -signal.SIGINT)
+    assert run.returncode == 130
 
 
 needs_shm = pytest.mark.skipif(not (os.path.isdir(_shm.SHM_DIR) and _shm._pid_namespace()),
@@ -436,20 +444,24 @@ def dead_pid() -> int:
     return int(done.stdout)
 
 
-def shm_entries(prefix: str) -> set[str]:
-    return {name for name in os.listdir(_shm.SHM_DIR) if name.startswith(prefix)}
+def pool_semaphores(engine: LocalEngine) -> list[Path]:
+    """The /dev/shm entries of the semaphores the engine's pool holds: its call queue's two
+    locks and bounded semaphore, its result queue's two locks. Read from the pool itself, not
+    from a listing of /dev/shm, which every process on the machine writes to at once."""
+    calls, results = engine._executor._call_queue, engine._executor._result_queue
+    locks = (calls._rlock, calls._wlock, calls._sem, results._rlock, results._wlock)
+    return [Path(_shm.SHM_DIR) / f"sem.{lock._semlock.name.lstrip('/')}" for lock in locks]
 
 
 @needs_shm
 def test_the_pool_names_its_semaphores_and_removes_them_when_it_closes():
-    prefix = f"sem.mp-{_shm.tag()}-"
-    before = shm_entries(prefix)
     with LocalEngine(workers=1) as engine:
         list(engine.map(Square(), range(3)))
-        made = shm_entries(prefix) - before
-        assert len(made) == 5  # the call queue's 2 locks and semaphore, the result queue's 2 locks
+        made = pool_semaphores(engine)
+        assert len(set(made)) == 5 and all(p.name.startswith(f"sem.mp-{_shm.tag()}-") for p in made)
+        assert all(p.exists() for p in made)
     gc.collect()
-    assert not made & shm_entries(prefix)
+    assert not any(p.exists() for p in made)
 
 
 @needs_shm
