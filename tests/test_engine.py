@@ -465,6 +465,34 @@ def test_the_pool_names_its_semaphores_and_removes_them_when_it_closes():
 
 
 @needs_shm
+def test_pools_made_at_once_in_two_threads_both_name_their_semaphores():
+    # The prefix is the process's: a pool that finished first once put back the plain one
+    # while another thread's pool was still making its queues, whose semaphores were then
+    # nobody's to sweep after a kill -9.
+    import multiprocessing
+    import threading
+
+    config = multiprocessing.current_process()._config
+    trying, inside, first_made, seen = threading.Event(), threading.Event(), threading.Event(), []
+
+    def second_pool():
+        trying.set()
+        with _shm.named_semaphores():
+            inside.set()
+            first_made.wait()  # it makes its queues once the first pool is made
+            seen.append(config["semprefix"])
+
+    with _shm.named_semaphores():
+        other = threading.Thread(target=second_pool)
+        other.start()
+        trying.wait()
+        inside.wait(0.2)  # paces only: with the prefix held, the second is not let in before the first is made
+    first_made.set()
+    other.join()
+    assert seen == [f"/mp-{_shm.tag()}"] and config["semprefix"] == "/mp"
+
+
+@needs_shm
 def test_the_semaphores_of_a_killed_run_are_removed_by_the_next_engine_and_nobody_elses(tmp_path):
     ns, dead = _shm._pid_namespace(), dead_pid()
     shm = Path(_shm.SHM_DIR)

@@ -105,19 +105,25 @@ def room(folder: str = SHM_DIR) -> int | None:
     return stat.f_bavail * stat.f_frsize
 
 
+_PREFIX = threading.Lock()  # the prefix is the process's: one pool at a time sets it
+
+
 @contextlib.contextmanager
 def named_semaphores():
-    """Semaphores that multiprocessing makes inside are named ``/mp-augkit-<pid>-<ns>-...``."""
+    """Semaphores that multiprocessing makes inside are named ``/mp-augkit-<pid>-<ns>-...``.
+    Pools made at once in two threads (a train and a val flow, say) take turns: otherwise the
+    first to finish put back the plain prefix while the other was still making its queues."""
     if not _pid_namespace():
         yield
         return
     config = multiprocessing.current_process()._config  # noqa: SLF001 - where SemLock reads its prefix
-    saved = config.get("semprefix", "/mp")
-    config["semprefix"] = f"/mp-{tag()}"
-    try:
-        yield
-    finally:
-        config["semprefix"] = saved
+    with _PREFIX:
+        saved = config.get("semprefix", "/mp")
+        config["semprefix"] = f"/mp-{tag()}"
+        try:
+            yield
+        finally:
+            config["semprefix"] = saved
 
 
 def create_slot(nbytes: int, blocks: dict[str, shared_memory.SharedMemory]) -> str | None:
