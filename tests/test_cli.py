@@ -118,6 +118,24 @@ def test_recipe_export_writes_json_that_albumentations_loads(runner, tmp_path):
     assert [type(t).__name__ for t in compose.transforms][:3] == ["SmallestMaxSize", "RandomCrop", "HorizontalFlip"]
 
 
+def test_recipe_export_replaces_only_its_own_file_and_never_the_recipe(runner, tmp_path):
+    recipe, mine, out = tmp_path / "r.yaml", tmp_path / "notes.json", tmp_path / "r.json"
+    recipe.write_text(STANDARD.read_text())
+    mine.write_text('{"my": "notes"}')
+    for args in (["--overwrite"], []):
+        result = runner.invoke(cli, ["recipe", "export", str(recipe), str(recipe), *args])
+        assert result.exit_code == 2
+        _assert_one_line_error(result, f"OUT {recipe}: is one of the input files", "never writes over its inputs")
+    result = runner.invoke(cli, ["recipe", "export", str(recipe), str(mine)])
+    assert result.exit_code == 2
+    _assert_one_line_error(result, "exists and is not a pipeline augkit recipe export wrote", "--overwrite")
+    assert recipe.read_text() == STANDARD.read_text() and mine.read_text() == '{"my": "notes"}'
+    for _ in range(2):  # its own file, the second time
+        assert runner.invoke(cli, ["recipe", "export", str(recipe), str(out)]).exit_code == 0
+    assert runner.invoke(cli, ["recipe", "export", str(recipe), str(mine), "--overwrite"]).exit_code == 0
+    assert json.loads(mine.read_text())["written_by"] == "augkit recipe export"
+
+
 def test_recipe_export_yaml_by_suffix(runner, tmp_path):
     from augkit.core._albu import albumentations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 import click
 
@@ -50,10 +51,18 @@ def check(recipe_path: str, no_dry_run: bool) -> None:
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--format", "data_format", type=click.Choice(["json", "yaml"]), default=None,
               help="Default: from OUT's suffix (.yaml/.yml is yaml, else json).")
-def export(recipe_path: str, out: str, data_format: str | None) -> None:
-    """Write RECIPE as albumentations' A.save would, for A.load(OUT) in any script."""
-    from augkit.recipes import load_recipe, save_albumentations
+@click.option("--overwrite", is_flag=True, help="Replace a file at OUT that augkit recipe export did not write.")
+def export(recipe_path: str, out: str, data_format: str | None, overwrite: bool) -> None:
+    """Write RECIPE as albumentations' A.save would, for A.load(OUT) in any script. A file
+    at OUT that an export did not write is replaced only with --overwrite, RECIPE never."""
+    from augkit.core.files import check_output_file
+    from augkit.recipes import is_exported, load_recipe, save_albumentations
 
+    def is_the_recipe(path) -> bool:
+        return os.path.exists(path) and os.path.exists(recipe_path) and os.path.samefile(path, recipe_path)
+
+    check_output_file(out, option="OUT", what="a pipeline augkit recipe export wrote", ours=is_exported,
+                      overwrite=overwrite, inside_source=is_the_recipe, source=recipe_path, inputs="files")
     loaded = load_recipe(recipe_path)
     save_albumentations(loaded, out, data_format)
     from augkit.recipes.transforms import registry

@@ -420,10 +420,25 @@ def load_recipe(recipe: str | os.PathLike | Mapping | Recipe) -> Recipe:
     return _parse(data, where)
 
 
+EXPORTED_BY = "augkit recipe export"  # an exported file's "written_by" (A.load reads only "transform")
+
+
 def save_albumentations(recipe: Recipe, path: str | os.PathLike, data_format: str | None = None) -> None:
-    """Write the recipe as albumentations' ``A.save`` would (json or yaml, from the suffix)."""
+    """Write the recipe as albumentations' ``A.save`` would (json or yaml, from the suffix),
+    saying who wrote it (``written_by``), so that an export may replace its own file."""
     path = Path(path)
     data_format = data_format or ("yaml" if path.suffix.lower() in (".yaml", ".yml") else "json")
-    data = recipe.to_albumentations()
+    data = {**recipe.to_albumentations(), "written_by": EXPORTED_BY}
     text = yaml.safe_dump(data, sort_keys=False) if data_format == "yaml" else json.dumps(data, indent=2)
     write_text_atomic(path, text)
+
+
+def is_exported(path: str | os.PathLike) -> bool:
+    """A file ``augkit recipe export`` wrote (read only if small enough to be one)."""
+    try:
+        if os.path.getsize(path) > 1 << 24:
+            return False
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))  # JSON is YAML too
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return isinstance(data, Mapping) and data.get("written_by") == EXPORTED_BY
