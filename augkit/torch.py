@@ -176,7 +176,8 @@ def _mix_on_device(x, draw, channels_first: bool) -> None:
     if draw.lam >= 1.0:
         return
     if draw.box is None:
-        x.mul_(draw.lam).add_(x.flip(0).mul_(1.0 - draw.lam))
+        flipped = x.flip(0).mul_(1.0 - draw.lam)  # a copy, made before x changes
+        x.mul_(draw.lam).add_(flipped)
         return
     top, bottom, left, right = draw.box
     if channels_first:

@@ -251,3 +251,17 @@ def test_a_size_that_is_not_one_is_bad_usage(tmp_path, size):
 
     with pytest.raises(UsageError, match=rf"^size={re.escape(repr(size))}: not a size; give one whole number"):
         AugkitDataset(class_folders(tmp_path / "data", per_class=1), RECIPE, size=size)
+
+
+@pytest.mark.parametrize("box", [None, (2, 9, 5, 17)])
+def test_a_batch_on_another_device_is_mixed_as_a_cpu_batch_is(box):
+    import numpy as np
+
+    from augkit.stages.mixing import MixDraw, mix_in_place
+    from augkit.torch import _mix_on_device  # what mix() runs on a GPU batch, tried here on the CPU
+
+    x = torch.rand(5, 3, 20, 20)
+    expected = x.numpy().copy()
+    mix_in_place(expected, MixDraw(0.3, box), channels_first=True)
+    _mix_on_device(x, MixDraw(0.3, box), channels_first=True)
+    assert np.allclose(x.numpy(), expected, atol=1e-6)
