@@ -43,11 +43,12 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
               help="MixUp with lam ~ Beta(ALPHA, ALPHA) (timm: 0.8); 0 = off. y becomes soft targets.")
 @click.option("--cutmix", type=click.FloatRange(min=0), default=0.0, metavar="ALPHA",
               help="CutMix with lam ~ Beta(ALPHA, ALPHA) (timm: 1.0); 0 = off. y becomes soft targets.")
-@click.option("--mix-prob", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+@click.option("--mix-prob", type=click.FloatRange(0, 1), default=1.0, show_default=True, metavar="P",
               help="Probability that a batch is mixed at all.")
-@click.option("--switch-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--switch-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True, metavar="P",
               help="With both: probability of CutMix rather than MixUp.")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              metavar="S",
               help="Smoothed soft targets (timm: 0.1).")
 @options.workers
 @options.seed
