@@ -86,9 +86,10 @@ else:
     summary = train_head(train, head, val=val, options=options, overwrite=True)
     accuracy, iterations = summary.val_accuracy, sum(s["iterations"] for s in summary.search)
 wall = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+usage = resource.getrusage(resource.RUSAGE_SELF)
+peak = usage.ru_maxrss
 print(json.dumps({"side": side, "wall_s": wall, "peak_mb": peak / 1024, "baseline_mb": base / 1024,
-                  "peak_anon_mb": peak_anon[0] / 1024,
+                  "peak_anon_mb": peak_anon[0] / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
                   "val_accuracy": accuracy, "iterations": iterations}))
 '''
 
@@ -181,21 +182,26 @@ def main(argv: list[str] | None = None) -> int:
         for side in runs:
             rec = run_side(side, train, val, args.C, args)
             runs[side].append(rec)
-            print(f"  [{r + 1}/{args.repeats}] {side:16s} {rec['wall_s']:7.1f} s, peak {rec['peak_mb']:6.0f} MB "
+            print(f"  [{r + 1}/{args.repeats}] {side:16s} {rec['wall_s']:7.1f} s ({rec['cpu_s']:.0f} CPU s), peak "
+                  f"{rec['peak_mb']:6.0f} MB "
                   f"(anonymous {rec['peak_anon_mb']:.0f}; after imports {rec['baseline_mb']:.0f}), val accuracy "
                   f"{rec['val_accuracy']:.4f}, "
                   f"{rec['iterations']} iterations", flush=True)
     search = run_side("augkit-search", train, val, args.C, args)
     print(f"  once             augkit-search    {search['wall_s']:7.1f} s, peak {search['peak_mb']:6.0f} MB, val accuracy "
           f"{search['val_accuracy']:.4f}, {search['iterations']} iterations over 4 values of C")
-    med = {side: {k: statistics.median(r[k] for r in recs) for k in ("wall_s", "peak_mb", "peak_anon_mb", "val_accuracy")}
+    med = {side: {k: statistics.median(r[k] for r in recs) for k in ("wall_s", "cpu_s", "peak_mb", "peak_anon_mb",
+                                                                          "val_accuracy")}
            for side, recs in runs.items()}
     ref = med["sklearn"]
     points = 100 * (med["augkit"]["val_accuracy"] - ref["val_accuracy"])
-    shown = {side: f"{m['wall_s']:.1f} s / {m['peak_mb']:.0f} MB (anonymous {m['peak_anon_mb']:.0f})"
+    shown = {side: f"{m['wall_s']:.1f} s ({m['cpu_s']:.0f} CPU s) / {m['peak_mb']:.0f} MB (anonymous "
+                   f"{m['peak_anon_mb']:.0f})"
              for side, m in med.items()}
     print(f"\nmedians of {args.repeats}: augkit {shown['augkit']}, streamed {shown['augkit-streamed']}, "
           f"scikit-learn {shown['sklearn']}")
+    print(f"CPU time ratio (scikit-learn / augkit): {ref['cpu_s'] / med['augkit']['cpu_s']:.2f}x in memory, "
+          f"{ref['cpu_s'] / med['augkit-streamed']['cpu_s']:.2f}x streamed")
     print(f"time ratio (scikit-learn / augkit): {ref['wall_s'] / med['augkit']['wall_s']:.2f}x in memory, "
           f"{ref['wall_s'] / med['augkit-streamed']['wall_s']:.2f}x streamed; peak memory ratio "
           f"{ref['peak_mb'] / med['augkit']['peak_mb']:.2f}x, {ref['peak_mb'] / med['augkit-streamed']['peak_mb']:.2f}x")

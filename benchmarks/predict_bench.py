@@ -80,7 +80,9 @@ for w in workers:
 for w in workers:
     w.join()
 elapsed = time.perf_counter() - t0
-print(json.dumps({"rows": rows, "seconds": elapsed, "rate": rows / elapsed}))
+cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+print(json.dumps({"rows": rows, "seconds": elapsed, "rate": rows / elapsed, "cpu_ms_per_row": 1000 * cpu / rows}))
 '''
 
 
@@ -153,14 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     e2e_rate = statistics.median(runs["predict"][i]["images"] / runs["predict"][i]["wall_s"] for i in clean)
     ratio = steady / ref_rate
     met = ratio >= GOAL_RATIO
+    # CPU per image: less sensitive to other processes than rates (the whole run for predict,
+    # start-up and CSV included; the timed loop for the reference).
+    ref_cpu = statistics.median(runs["inference"][i]["cpu_ms_per_row"] for i in clean)
+    e2e_cpu = statistics.median(1000 * runs["predict"][i]["process_cpu_s"] / runs["predict"][i]["images"] for i in clean)
     print(f"\nmedians of {len(clean)} uncontended repeat(s): inference {ref_rate:.0f} img/s; predict steady "
           f"{steady:.0f} img/s, end-to-end {e2e_rate:.0f} img/s (start-up included)")
     print(f"GOAL {'MET' if met else 'NOT MET'}: predict steady state is {ratio:.3f}x pure inference (goal >= "
           f"{GOAL_RATIO})")
+    print(f"CPU per image: inference {ref_cpu:.2f} ms, predict {e2e_cpu:.2f} ms over the whole run "
+          f"(inference / predict {ref_cpu / e2e_cpu:.3f})")
     out.unlink(missing_ok=True)
     saved = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "machine": info, "threads": threads,
              "batch_size": batch, "set": stats, "runs": runs, "clean_repeats": clean, "inference_rate": ref_rate,
-             "steady_rate": steady, "end_to_end_rate": e2e_rate, "ratio": ratio, "goal_met": met}
+             "steady_rate": steady, "end_to_end_rate": e2e_rate, "ratio": ratio, "goal_met": met,
+             "inference_cpu_ms_per_image": ref_cpu, "predict_cpu_ms_per_image": e2e_cpu}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(saved, indent=2) + "\n")
     print(f"raw figures: {args.json}")
