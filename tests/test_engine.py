@@ -464,15 +464,20 @@ def test_the_pool_names_its_semaphores_and_removes_them_when_it_closes():
     assert not any(p.exists() for p in made)
 
 
+def semaphore_name() -> str:
+    """The name the next semaphore multiprocessing makes in this process would get."""
+    from multiprocessing import synchronize
+
+    return synchronize.SemLock._make_name()
+
+
 @needs_shm
 def test_pools_made_at_once_in_two_threads_both_name_their_semaphores():
-    # The prefix is the process's: a pool that finished first once put back the plain one
+    # The naming is the process's: a pool that finished first once put back the plain one
     # while another thread's pool was still making its queues, whose semaphores were then
     # nobody's to sweep after a kill -9.
-    import multiprocessing
     import threading
 
-    config = multiprocessing.current_process()._config
     trying, inside, first_made, seen = threading.Event(), threading.Event(), threading.Event(), []
 
     def second_pool():
@@ -480,16 +485,31 @@ def test_pools_made_at_once_in_two_threads_both_name_their_semaphores():
         with _shm.named_semaphores():
             inside.set()
             first_made.wait()  # it makes its queues once the first pool is made
-            seen.append(config["semprefix"])
+            seen.append(semaphore_name())
 
     with _shm.named_semaphores():
         other = threading.Thread(target=second_pool)
         other.start()
         trying.wait()
-        inside.wait(0.2)  # paces only: with the prefix held, the second is not let in before the first is made
+        inside.wait(0.2)  # paces only: while the naming is held, the second is not let in before the first is made
     first_made.set()
     other.join()
-    assert seen == [f"/mp-{_shm.tag()}"] and config["semprefix"] == "/mp"
+    assert len(seen) == 1 and seen[0].startswith(f"/mp-{_shm.tag()}-")
+    assert not semaphore_name().startswith(f"/mp-{_shm.tag()}")  # the program's own semaphores: as they were
+
+
+@needs_shm
+def test_the_pool_names_its_semaphores_in_a_program_that_imported_joblibs_loky(monkeypatch):
+    # loky (scikit-learn imports it) replaces SemLock._make_name with one that ignores the
+    # process's semprefix: the pool's semaphores were /loky-<pid>-..., nobody's to sweep.
+    from multiprocessing import synchronize
+
+    loky_naming = staticmethod(lambda: f"/loky-{os.getpid()}-{next(synchronize.SemLock._rand)}")
+    monkeypatch.setattr(synchronize.SemLock, "_make_name", loky_naming)
+    with LocalEngine(workers=1) as engine:
+        list(engine.map(Square(), range(3)))
+        assert all(p.name.startswith(f"sem.mp-{_shm.tag()}-") for p in pool_semaphores(engine))
+    assert synchronize.SemLock.__dict__["_make_name"] is loky_naming  # the program's naming is put back
 
 
 @needs_shm

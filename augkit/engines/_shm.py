@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import multiprocessing
 import os
 import re
 import signal
@@ -105,25 +104,36 @@ def room(folder: str = SHM_DIR) -> int | None:
     return stat.f_bavail * stat.f_frsize
 
 
-_PREFIX = threading.Lock()  # the prefix is the process's: one pool at a time sets it
+_NAMING = threading.Lock()  # how SemLock names is the process's: one pool at a time sets it
 
 
 @contextlib.contextmanager
 def named_semaphores():
     """Semaphores that multiprocessing makes inside are named ``/mp-augkit-<pid>-<ns>-...``.
-    Pools made at once in two threads (a train and a val flow, say) take turns: otherwise the
-    first to finish put back the plain prefix while the other was still making its queues."""
+
+    SemLock's own ``_make_name`` is swapped for the while, not the process's ``semprefix``
+    it reads: joblib's loky (imported with scikit-learn) replaces ``_make_name`` with one
+    that ignores ``semprefix``, so in a program that imported it augkit's semaphores were
+    ``/loky-<pid>-...`` and no sweep could tell them its own. Pools made at once in two
+    threads (a train and a val flow, say) take turns: otherwise the first to finish put the
+    plain naming back while the other was still making its queues."""
     if not _pid_namespace():
         yield
         return
-    config = multiprocessing.current_process()._config  # noqa: SLF001 - where SemLock reads its prefix
-    with _PREFIX:
-        saved = config.get("semprefix", "/mp")
-        config["semprefix"] = f"/mp-{tag()}"
+    from multiprocessing import synchronize
+
+    prefix = f"/mp-{tag()}"
+
+    def make_name() -> str:
+        return f"{prefix}-{next(synchronize.SemLock._rand)}"  # noqa: SLF001 - multiprocessing's own sequence
+
+    with _NAMING:
+        saved = synchronize.SemLock.__dict__["_make_name"]
+        synchronize.SemLock._make_name = staticmethod(make_name)  # noqa: SLF001
         try:
             yield
         finally:
-            config["semprefix"] = saved
+            synchronize.SemLock._make_name = saved  # noqa: SLF001
 
 
 def create_slot(nbytes: int, blocks: dict[str, shared_memory.SharedMemory]) -> str | None:
