@@ -22,7 +22,8 @@ What is not fused (the run is cut there, and the transform runs as albumentation
 it): a crop that pads, a resize by INTER_AREA (or ``area_for_downscale``), an
 interpolation other than nearest, linear or cubic, or another than the run's; and a
 second warp that may show the border (``Affine``, ``ShiftScaleRotate``, ``Rotate``) in one
-run, since the first one's border would be the source's. A warp after a crop samples only
+run, since the first one's border would be the source's, nor a resize after a warp whose
+border is not constant (the border would be resampled anew). A warp after a crop samples only
 the crop's window of the source, so what lies outside it stays the fill, as unfused; when
 a resize came before that crop, the window is rounded out to whole source pixels, which
 only a constant border (the default) allows: up to one source pixel of picture may then
@@ -228,7 +229,7 @@ class _Plan:
         if (new_h, new_w) == (h, w):
             return True  # albumentations returns the image as it is
         if self.border is not None and self.border[0] != cv2.BORDER_CONSTANT:
-            return False  # the warp's reflected border would be resampled twice unfused
+            return False  # unfused, the resize samples the warp's border as it was made
         a, b = new_w / w, new_h / h  # OpenCV's pixel centres: x' = (x + 0.5) * a - 0.5
         self._then(np.array([[a, 0.0, 0.5 * a - 0.5], [0.0, b, 0.5 * b - 0.5], [0.0, 0.0, 1.0]]), (new_h, new_w))
         self.resampled = True
