@@ -94,6 +94,30 @@ print(json.dumps({"side": side, "wall_s": wall, "peak_mb": peak / 1024, "baselin
 '''
 
 
+# One evaluation of the objective and its gradient on every training row, each side's own
+# code, alternated: augkit's chunked float32 sums against scikit-learn's LinearModelLoss
+# (float64, its Cython loss with n_threads=2), the function each L-BFGS step calls.
+EVAL = r'''
+import json, statistics, sys, time
+import numpy as np
+from augkit.stages.head import data, solver
+from sklearn._loss.loss import HalfMultinomialLoss
+from sklearn.linear_model._linear_loss import LinearModelLoss
+cache = data.open_cache(sys.argv[1])
+k, d, n = len(cache.classes), int(cache.meta["feature_dim"]), cache.rows
+rows = data.Rows(cache, np.arange(n), cache.labels, np.ones(n), memory=1 << 40)
+X = np.concatenate([x for x, _, _ in rows]).astype(np.float64)
+y = cache.labels.astype(np.float64)
+loss = LinearModelLoss(base_loss=HalfMultinomialLoss(n_classes=k), fit_intercept=True)
+theta = np.random.default_rng(0).normal(0, 0.01, k * (d + 1))
+ours, theirs = [], []
+for _ in range(7):
+    t = time.perf_counter(); solver.loss_and_gradient(theta, rows, k, d, 1.0, float(n)); ours.append(time.perf_counter() - t)
+    t = time.perf_counter(); loss.loss_gradient(theta, X, y, l2_reg_strength=1.0 / n, n_threads=2); theirs.append(time.perf_counter() - t)
+print(json.dumps({"augkit_s": statistics.median(ours), "sklearn_s": statistics.median(theirs)}))
+'''
+
+
 def _rows(n: int, seed: int):
     """(features float16 (n, DIM), labels) drawn as the module docstring says; the
     structure (map, class centres) is shared by every set, the draws depend on ``seed``."""
@@ -190,6 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     search = run_side("augkit-search", train, val, args.C, args)
     print(f"  once             augkit-search    {search['wall_s']:7.1f} s, peak {search['peak_mb']:6.0f} MB, val accuracy "
           f"{search['val_accuracy']:.4f}, {search['iterations']} iterations over 4 values of C")
+    done = subprocess.run([sys.executable, "-c", EVAL, str(train)], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"))
+    per_eval = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
+    if per_eval:
+        print(f"  one loss + gradient evaluation on the {args.rows:,} rows (median of 7, alternated): augkit "
+              f"{per_eval['augkit_s']:.3f} s, scikit-learn {per_eval['sklearn_s']:.3f} s "
+              f"({per_eval['sklearn_s'] / per_eval['augkit_s']:.2f}x)")
     med = {side: {k: statistics.median(r[k] for r in recs) for k in ("wall_s", "cpu_s", "peak_mb", "peak_anon_mb",
                                                                           "val_accuracy")}
            for side, recs in runs.items()}
@@ -210,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{ref['val_accuracy']:.4f} ({points:+.2f} points; goal within 0.5)")
     saved = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "machine": info, "rows": args.rows,
              "val_rows": args.val_rows, "C": args.C, "runs": runs, "search": search, "medians": med,
+             "per_evaluation": per_eval,
              "accuracy_points": points, "goal_met": met,
              "cache_sha": hashlib.sha256((train / "meta.json").read_bytes()).hexdigest()[:16]}
     args.json.parent.mkdir(parents=True, exist_ok=True)
