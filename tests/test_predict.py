@@ -180,3 +180,33 @@ def test_file_names_round_trip_through_the_csv(made, images, tmp_path):
     shutil.copy(images / "red_stripes" / "red_stripes_00.png", odd)
     run("predict", made / "head", images, "-o", tmp_path / "p.csv", "--quiet")
     assert odd.relative_to(images).as_posix() in [r["path"] for r in read_csv(tmp_path / "p.csv")]
+
+
+def large_jpegs(folder: Path, made: Path) -> Path:
+    """Two of the test images enlarged 8x and saved as JPEGs (the crop rule's 1/8 decode
+    applies), in their class folders."""
+    import cv2
+
+    for path in sorted((made / "images").rglob("*_00.png"))[:2]:
+        rgb = augkit.decode_image(path)
+        large = cv2.resize(rgb, (rgb.shape[1] * 8, rgb.shape[0] * 8), interpolation=cv2.INTER_CUBIC)
+        noise = np.random.default_rng(0).integers(-12, 13, large.shape)  # detail the 1/8 decode drops
+        large = np.clip(large.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        target = folder / path.parent.name / (path.stem + ".jpg")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(cv2.imencode(".jpg", cv2.cvtColor(large, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1])
+    return folder
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["reduced", "exact-decode"])
+def test_predict_and_the_classifier_decode_a_large_jpeg_alike_and_exact_decode_decodes_it_whole(made, tmp_path, exact):
+    folder = large_jpegs(tmp_path / "large", made)
+    out = tmp_path / "predictions.csv"
+    run("predict", made / "head", folder, "-o", out, "--quiet", *(["--exact-decode"] if exact else []))
+    classifier = augkit.Classifier(made / "head", reduced_decode=not exact)
+    whole = augkit.Classifier(made / "head", reduced_decode=False)
+    for row in read_csv(out):
+        path = folder / row["path"]
+        expected = classifier.predict(path).probabilities
+        assert float(row["prob_1"]) == pytest.approx(expected[row["class_1"]], abs=1e-6)
+        assert np.array_equal(classifier.prepare(path), whole.prepare(path)) == exact  # the two decodes differ

@@ -28,14 +28,15 @@ from augkit.cli.report import nothing_usable, report_failures
 @click.option("--overwrite", is_flag=True, help="Replace a CSV or PNG that augkit predict did not write.")
 @options.split
 @options.max_pixels
+@options.exact_decode
 @options.engine
 @options.ray_address
 @options.device
 @options.providers
 @options.quiet
 @options.json_output
-def predict(model, src, out, top_k, plot, batch_size, workers, threads, overwrite, split, max_pixels, engine, ray_address,
-            device, providers, quiet, as_json) -> None:
+def predict(model, src, out, top_k, plot, batch_size, workers, threads, overwrite, split, max_pixels, exact_decode, engine,
+            ray_address, device, providers, quiet, as_json) -> None:
     """Classify every image of SRC with MODEL (a HEAD folder from `augkit train-head`, or its model.onnx).
 
     SRC is a folder (of class folders, or flat), a CSV manifest, or one image. With
@@ -52,7 +53,7 @@ def predict(model, src, out, top_k, plot, batch_size, workers, threads, overwrit
         summary = run(model, src, out, top_k=top_k, split=split, workers=workers, threads=threads,
                       batch_size=batch_size, providers=chosen, max_pixels=max_pixels, plot=plot, overwrite=overwrite,
                       progress=shows_progress(quiet), engine=engine,
-                      engine_options=options.engine_options(engine, ray_address))
+                      engine_options=options.engine_options(engine, ray_address), reduced_decode=not exact_decode)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {out} was not written; rerun the same command", err=True)
         sys.exit(130)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from augkit.core.errors import UsageError
+from augkit.stages.decode_size import features_hint
 from augkit.stages.head.export import CLASSES_KEY, INFO_KEY, INPUT, OUTPUT, PREPROCESSING_KEY, preprocessing_of
 from augkit.stages.preprocess import Preprocessing
 
@@ -89,10 +90,14 @@ class Prediction:
 class Classifier:
     """``Classifier(path)``: a HEAD folder (or its model.onnx). ``device``/``providers``
     choose ONNX Runtime's execution provider (:mod:`augkit.stages.providers`);
-    ``threads``: ONNX Runtime's intra-op threads (default: one per core)."""
+    ``threads``: ONNX Runtime's intra-op threads (default: one per core).
+    ``reduced_decode``: a large JPEG read from a path is decoded at 1/2-1/8 where the crop
+    rule still gets its full resolution, as ``augkit predict`` and ``cache-features`` decode
+    it (:mod:`augkit.stages.decode_size`), so the three give the same probabilities; False
+    decodes every file whole (``--exact-decode``)."""
 
     def __init__(self, path: str | os.PathLike, *, device: str | None = None, providers=None,
-                 threads: int | None = None, top_k: int = 5):
+                 threads: int | None = None, top_k: int = 5, reduced_decode: bool = True):
         from augkit.engines.local import default_workers as cores
         from augkit.stages.features.inference import make_session
         from augkit.stages.providers import resolve_providers
@@ -102,18 +107,20 @@ class Classifier:
         self.preprocessing = self.model.preprocessing
         self.input_size = self.preprocessing.input_size
         self.top_k = top_k
+        self.size_hint = features_hint(None, self.preprocessing, 1, False, reduced_decode)
         self.session = make_session(self.model, threads or cores(), resolve_providers(device, providers))
 
     def prepare(self, image_or_path):
-        """uint8 (S, S, 3) RGB: a path decoded by augkit's decoder, an RGB uint8 array as it
-        is; then the backbone's crop rule."""
+        """uint8 (S, S, 3) RGB: a path decoded by augkit's decoder (reduced as ``predict``
+        decodes it, unless ``reduced_decode=False``), an RGB uint8 array as it is; then the
+        backbone's crop rule."""
         import numpy as np
 
         from augkit.input.decoding import decode_image
         from augkit.stages.preprocess import crop_to_input
 
         if isinstance(image_or_path, (str, os.PathLike)):
-            image = decode_image(image_or_path)
+            image = decode_image(image_or_path, size_hint=self.size_hint)
         else:
             image = np.asarray(image_or_path)
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

@@ -31,6 +31,7 @@ from augkit.core.files import TEXT_ERRORS, CsvWriter, check_output_file, write_a
 from augkit.core.progress import progress_bar
 from augkit.stages.classifier import read_model
 from augkit.stages.features.cache import Shard
+from augkit.stages.features.task import FeatureOptions
 from augkit.stages.head import metrics
 from augkit.stages.providers import CPU
 
@@ -65,9 +66,11 @@ class PredictSummary:
 def predict(model, src, out, *, top_k: int = 3, split: str | None = None, workers: int | None = None,
             threads: int | None = None, batch_size: int | None = None, providers: tuple[str, ...] = (CPU,),
             max_pixels: int | None = None, plot=None, overwrite: bool = False, progress: bool = False,
-            engine: str = "local", engine_options: dict[str, Any] | None = None) -> PredictSummary:
+            engine: str = "local", engine_options: dict[str, Any] | None = None,
+            reduced_decode: bool = True) -> PredictSummary:
     """Classify every image of ``src`` with ``model`` (a HEAD folder or its model.onnx) into
-    the CSV ``out``; with labels, also the metrics (and their picture at ``plot``)."""
+    the CSV ``out``; with labels, also the metrics (and their picture at ``plot``).
+    ``reduced_decode=False`` decodes every JPEG whole (:mod:`augkit.stages.decode_size`)."""
     from augkit.engines.local import default_workers as cores
     from augkit.stages.features.inference import batch_size_for
     from augkit.stages.features.run import default_workers
@@ -87,7 +90,8 @@ def predict(model, src, out, *, top_k: int = 3, split: str | None = None, worker
     _sweep_work_folders(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}{_WORK}{os.getpid()}-", dir=out.parent))
     try:
-        totals = _run(classifier, dataset.samples, shards, work, summary, tuple(providers), max_pixels, progress,
+        options = FeatureOptions(max_pixels=max_pixels, reduced_decode=reduced_decode)
+        totals = _run(classifier, dataset.samples, shards, work, summary, tuple(providers), options, progress,
                       engine, engine_options)
         _join(work, shards, dataset.samples, classifier.classes, out, summary)
     finally:
@@ -100,18 +104,18 @@ def predict(model, src, out, *, top_k: int = 3, split: str | None = None, worker
     return summary
 
 
-def _run(classifier, samples, shards: list[Shard], work: Path, summary: PredictSummary, providers, max_pixels,
-         progress: bool, engine: str, engine_options) -> list[dict[str, Any]]:
+def _run(classifier, samples, shards: list[Shard], work: Path, summary: PredictSummary, providers,
+         options: FeatureOptions, progress: bool, engine: str, engine_options) -> list[dict[str, Any]]:
     """The images through the engine's workers (decode, crop) into the feature cache's
     sinks (batches, the classifier in ONNX Runtime, shard files in ``work``); returns the
     sinks' totals."""
     from augkit.engines import get_engine
     from augkit.stages.features.assemble import FeatureSinks
-    from augkit.stages.features.task import FeatureOptions, FeatureTask
+    from augkit.stages.features.task import FeatureTask
 
     if not samples:
         return []
-    task = FeatureTask(None, classifier.preprocessing, FeatureOptions(max_pixels=max_pixels))
+    task = FeatureTask(None, classifier.preprocessing, options)
     sinks = FeatureSinks(classifier, str(work), "float32", summary.batch_size, summary.threads,
                          len(classifier.classes), classifier.preprocessing.input_size, providers)
     groups = [(s, [(x.path, x.key, x.label) for x in samples[s.start:s.stop]]) for s in shards]
