@@ -601,3 +601,47 @@ def test_a_rerun_that_decodes_otherwise_names_the_decoding_in_words(tmp_path):
     (cache / META).write_text(json.dumps({"complete": True, "decode": "reduced"}))
     with pytest.raises(UsageError, match=r"\(decode 'reduced' -> whole\); use another CACHE or --overwrite"):
         prepare_cache(cache, {"complete": False}, overwrite=False)  # --exact-decode records no "decode"
+
+
+# --- how many workers prepare images by default --------------------------------------------------
+
+
+@pytest.fixture
+def two_cores(monkeypatch):
+    import augkit.engines.local
+
+    monkeypatch.setattr(augkit.engines.local, "default_workers", lambda: 2)
+
+
+def test_imagenet_size_photos_are_prepared_in_this_process_and_a_recipe_gets_a_worker(two_cores):
+    from augkit.stages.features.run import default_workers
+
+    assert default_workers(False, 0.19) == default_workers(False) == 0
+    assert default_workers(True, 0.19) == 1
+
+
+def test_large_photos_get_a_worker_per_core_since_their_decoding_outweighs_inference(two_cores):
+    from augkit.stages.features.run import default_workers
+
+    assert default_workers(False, 2.0) == 1
+    assert default_workers(False, 12.0) == default_workers(True, 48.0) == 2
+
+
+def test_the_median_size_is_read_from_a_few_headers_skipping_unreadable_files(tmp_path):
+    from augkit.input.discovery import discover
+    from augkit.stages.features.run import median_megapixels
+
+    write_tree(tmp_path / "src", {"a/big.png": encoded(np.zeros((2000, 1500, 3), np.uint8), "PNG"),
+                                  "a/mid.png": encoded(np.zeros((1000, 1000, 3), np.uint8), "PNG"),
+                                  "b/small.png": encoded(np.zeros((100, 100, 3), np.uint8), "PNG"),
+                                  "b/broken.jpg": b"not an image"})
+    assert median_megapixels(discover(tmp_path / "src").samples) == pytest.approx(1.0)
+    assert median_megapixels([]) is None
+
+
+def test_cache_features_on_large_photos_runs_workers_by_default(tiny_model, two_cores, tmp_path):
+    write_tree(tmp_path / "src", {f"{c}/{c}_{i}.png": encoded(make_structured_rgb(2000, 3000, seed=i), "PNG")
+                                  for c in ("cat", "dog") for i in range(2)})
+    summary = json.loads(run("cache-features", tmp_path / "src", "-o", tmp_path / "cache",
+                             *tiny_args(tiny_model, "--json")).output)
+    assert summary["workers"] == 2 and summary["rows"] == 4

@@ -42,8 +42,9 @@ def _numbers_callback(count: int):
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images per inference batch (default: 2 per ONNX Runtime thread of a stream, i.e. 2 up to 4 cores).")
 @click.option("-w", "--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes preparing images (default: 0, i.e. this process, unless a recipe or many "
-                   "cores need more; then about cores/8, or cores/2.5 with a recipe).")
+              help="Worker processes preparing images (default: from what preparing an image costs against "
+                   "inferring it: 0, i.e. this process, for ImageNet-size photos without a recipe; more with a "
+                   "recipe, large photos (from a few headers) or many cores).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="ONNX Runtime threads (default: one per core; workers prepare images meanwhile).")
 @options.seed

@@ -73,7 +73,7 @@ def predict(model, src, out, *, top_k: int = 3, split: str | None = None, worker
     ``reduced_decode=False`` decodes every JPEG whole (:mod:`augkit.stages.decode_size`)."""
     from augkit.engines.local import default_workers as cores
     from augkit.stages.features.inference import batch_size_for
-    from augkit.stages.features.run import default_workers
+    from augkit.stages.features.run import default_workers, median_megapixels
 
     started = time.perf_counter()
     classifier = read_model(model)
@@ -83,7 +83,7 @@ def predict(model, src, out, *, top_k: int = 3, split: str | None = None, worker
     threads = threads or cores()
     summary = PredictSummary(images=len(dataset.samples), csv=str(out), classes=list(classifier.classes),
                              top_k=max(1, min(top_k, len(classifier.classes))),
-                             workers=default_workers(False) if workers is None else workers, threads=threads,
+                             workers=default_workers(False, median_megapixels(dataset.samples)) if workers is None else workers, threads=threads,
                              batch_size=batch_size or batch_size_for(threads, providers))
     shards = [Shard(i, start, min(start + GROUP_IMAGES, len(dataset.samples)), "", (), max_pixels)
               for i, start in enumerate(range(0, len(dataset.samples), GROUP_IMAGES))]

@@ -58,18 +58,50 @@ class FeatureSummary:
         return asdict(self)
 
 
-def default_workers(recipe: bool) -> int:
-    """Worker processes that keep the backbone fed. Per image, inference costs several times
-    what decoding and cropping a photo does, and a typical recipe adds about half of that
-    inference again (benchmarks/RESULTS.md, "Figures behind code comments"). Less than half a
-    core of preparation runs in this process (``0``: no worker start-up, no copying between
-    processes, measurably faster on 2 cores); more gets that many worker processes."""
+# Preparation's cost per image, in MobileNet v2 inferences (its ~9 CPU ms on this kind of
+# core): decoding and cropping a 0.19-megapixel JPEG ~12 % of the image's time, a typical
+# recipe ~40 % (benchmarks/RESULTS.md, "Figures behind code comments"); a larger JPEG's
+# entropy decoding grows with its size even when decoded at 1/8 (27 ms at 12 MP: the
+# "Large photos" section).
+PREPARE_BASE, PREPARE_PER_MEGAPIXEL, PREPARE_RECIPE = 0.09, 0.25, 0.53
+SAMPLED_HEADERS = 16
+
+
+def default_workers(recipe: bool, megapixels: float | None = None) -> int:
+    """Worker processes that keep the backbone fed, from what preparing an image costs
+    against inferring it: decoding (more for larger images, ``megapixels`` the median of
+    the dataset, from :func:`median_megapixels`; None: ImageNet-size) and the recipe. Less
+    than half a core of preparation runs in this process (``0``: no worker start-up, no
+    copying between processes, measurably faster on 2 cores); more gets that many worker
+    processes (on 12-megapixel photos, 2 workers give 1.3x the rows/s of none)."""
     import math
 
     from augkit.engines.local import default_workers as cores
 
-    need = cores() * (0.4 if recipe else 0.12)
-    return 0 if need < 0.5 else math.ceil(need)
+    prepare = PREPARE_BASE + PREPARE_PER_MEGAPIXEL * (0.19 if megapixels is None else megapixels)
+    prepare += PREPARE_RECIPE if recipe else 0.0
+    need = cores() * prepare / (prepare + 1.0)
+    return 0 if need < 0.5 else min(cores(), math.ceil(need))
+
+
+def median_megapixels(samples) -> float | None:
+    """The median size, in megapixels, of up to :data:`SAMPLED_HEADERS` of ``samples``
+    spread over the list, read from their headers (Pillow reads no pixels); None when none
+    can be read."""
+    import statistics
+
+    from PIL import Image
+
+    from augkit.input.decoding import open_sample
+
+    sizes = []
+    for sample in samples[::max(1, len(samples) // SAMPLED_HEADERS)][:SAMPLED_HEADERS]:
+        try:
+            with open_sample(sample.path) as file, Image.open(file) as image:
+                sizes.append(image.width * image.height / 1e6)
+        except Exception:  # noqa: BLE001 - an unreadable file is the task's failure row, not ours
+            continue
+    return statistics.median(sizes) if sizes else None
 
 
 def _settings(backbone, weights_sha: str, model, recipe, options: FeatureOptions) -> dict[str, Any]:
@@ -116,7 +148,7 @@ def cache_features(src, cache, *, backbone=None, weights=None, recipe=None, opti
     dataset = discover(src, split=split)
     check_paths(dataset.source_folders(), cache)
     if workers is None:
-        workers = default_workers(recipe is not None)
+        workers = default_workers(recipe is not None, median_megapixels(dataset.samples))
     # The engine first: its workers' imports overlap the recipe's and the backbone's.
     runner = get_engine(engine, workers=workers, preload=(FeatureTask.__module__,), **(engine_options or {}))
     with runner, contextlib.ExitStack() as held:
