@@ -262,7 +262,8 @@ class Flow:
         labels = [s.label for s in self.dataset.samples]
         self.balance = balance_with(balance, shuffle, labels)
         mixer = mixer_for(mixing, self.seed, self.classes, labels, channels_first)
-        self.failures: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []  # once each: a bad image fails again every epoch
+        self._failed: set[tuple[str, ...]] = set()
         self.notes: list[str] = []  # what the user should know that is not a failure
         self.delivered = 0  # batches given to the consumer
         self.sample_size = self.size or final_size(self.dataset.samples, self.pipeline)
@@ -296,7 +297,7 @@ class Flow:
                 self._lost(item, outcome)
                 continue
             built: BuiltBatch = outcome.value
-            self.failures.extend(built.failures)
+            self._fail(built.failures)
             if built.shape is None:  # every sample of this batch failed
                 if built.slot is not None:
                     self._slots.give_back(built.slot)
@@ -318,9 +319,17 @@ class Flow:
         finally:
             self.close()
 
+    def _fail(self, rows) -> None:
+        """Record failure rows not recorded before, as the adapters' FailureLog does."""
+        for row in rows:
+            seen = tuple(str(row.get(k)) for k in ("source", "reason", "message"))
+            if seen not in self._failed:
+                self._failed.add(seen)
+                self.failures.append(row)
+
     def _lost(self, item: BatchItem, outcome) -> None:
-        self.failures.extend({"source": key, **failure_of(outcome, key, died="the worker process died building its batch")}
-                             for _path, key, _label in item.samples)
+        self._fail({"source": key, **failure_of(outcome, key, died="the worker process died building its batch")}
+                   for _path, key, _label in item.samples)
         if item.slot is not None:
             self._slots.give_back(item.slot)
 
@@ -445,7 +454,8 @@ def flow(source, recipe=None, **options: Any) -> Flow:
     ``switch_prob=0.5``, ``label_smoothing=0.0``.
     ``y`` holds class indices into ``.classes`` (-1 for unlabelled images), or with mixing
     or smoothing, soft targets: float32 (batch, classes), rows summing to 1. ``.failures``
-    lists the samples left out (one row each: source, reason, message); ``.notes`` what to
+    lists the samples left out (one row each: source, reason, message; a file that fails
+    again in a later epoch is not listed again); ``.notes`` what to
     change when shared memory is short. Without ``size``, images the recipe leaves at
     several sizes raise UsageError here, before any batch. ``reduced_decode=False`` decodes
     every image whole (by default a JPEG that the recipe's first resize, or ``size`` without
