@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 from click.testing import CliRunner
 
+import augkit
 from augkit.cli import cli
 from augkit.input.discovery import discover
 from augkit.core.errors import UsageError
@@ -347,6 +348,40 @@ def test_split_all_on_a_manifest_without_a_split_column_uses_every_row(tmp_path)
 
 def test_split_all_on_a_folder_uses_every_image(class_folders):
     assert len(discover(class_folders, split="all")) == 4
+
+
+def test_a_folder_holding_its_split_manifest_is_refused_naming_the_manifest_and_the_fix(class_folders):
+    (class_folders / "split.csv").write_text("path,label,split\ndogs/d1.PNG,dogs,train\ncats/c1.jpeg,cats,val\n")
+    with pytest.raises(UsageError) as refused:
+        discover(class_folders)
+    message = str(refused.value)
+    assert "holds split.csv, a split manifest" in message and "val and test included" in message
+    assert f"pass {class_folders / 'split.csv'} --split train" in message and "--split all" in message
+    assert len(discover(class_folders, split="all")) == 4
+    assert len(discover(class_folders, for_training=False)) == 4
+
+
+def test_a_csv_without_a_split_column_in_a_folder_is_no_split_manifest(class_folders):
+    (class_folders / "labels.csv").write_text("path,label\ndogs/d1.PNG,dogs\n")
+    (class_folders / "notes.csv").write_text("split,comment\ntrain,not a manifest: no path column\n")
+    assert len(discover(class_folders)) == 4
+
+
+def test_augment_on_a_folder_holding_its_split_manifest_exits_2_and_split_runs_again(tmp_path):
+    src = photo_folders(tmp_path / "src", per_class=3)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["split", str(src)]).exit_code == 0
+    again = runner.invoke(cli, ["split", str(src), "--overwrite"])
+    assert again.exit_code == 0, again.output
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    refused = runner.invoke(cli, ["augment", str(recipe), str(src), str(tmp_path / "out"), "--copies", "1"])
+    assert refused.exit_code == 2 and "split.csv, a split manifest" in refused.output
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="split.csv, a split manifest"):
+        augkit.flow(src, recipe)
+    read = runner.invoke(cli, ["stats", str(src), "-o", str(tmp_path / "stats.json"), "-w", "0"])
+    assert read.exit_code == 0 and "9 images" in read.output  # nothing trained on: the folder is read
 
 
 def test_a_split_named_all_cannot_be_selected_by_split_all(tmp_path):

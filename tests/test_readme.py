@@ -27,7 +27,7 @@ NOT_HERE = {
     "pip install": "installs packages: CI runs the install commands themselves",
     "augkit cache-features sample_data -o features/": "downloads the MobileNet v2 weights (network)",
     "augkit cache-features data/train -o feats/": "downloads the MobileNet v2 weights (network)",
-    "augkit cache-features sample_data/split.csv": "downloads the MobileNet v2 weights (network)",
+    "augkit cache-features split.csv": "downloads the MobileNet v2 weights (network)",
     "--device cuda": "needs an NVIDIA GPU and onnxruntime-gpu",
     "--engine ray": "needs a Ray cluster at ray://head:10001",
 }
@@ -67,7 +67,7 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("readme")
     for name in ("recipes", "sample_data", "examples"):
         shutil.copytree(REPO / name, root / name)
-    run_here(root, "augkit split sample_data -o sample_data/split.csv")
+    run_here(root, "augkit split sample_data -o split.csv")
     model = root / "tiny.onnx"
     mobilenet_like.save(mobilenet_like.tiny(seed=0), model)
     run_here(root, f"augkit cache-features sample_data -o features/ --backbone {model} --input-size 64 --quiet "
@@ -75,7 +75,7 @@ def workdir(tmp_path_factory) -> Path:
     # The walk-through "from folder to classifier": its caches as the skipped commands make
     # them (on the tiny backbone), and its HEAD.
     for split, extra in (("train", " --recipe recipes/standard.yaml --views 5 --plain-first"), ("val", "")):
-        run_here(root, f"augkit cache-features sample_data/split.csv --split {split} -o feats/{split} "
+        run_here(root, f"augkit cache-features split.csv --split {split} -o feats/{split} "
                        f"--backbone {model} --input-size 64 --quiet{extra}")
     run_here(root, "augkit train-head feats/train --val feats/val -o head/ --quiet")
     return root

@@ -219,7 +219,7 @@ def test_manifest_paths_are_relative_to_the_csv_and_discovery_reads_them(uneven,
 
 def test_by_default_the_manifest_goes_next_to_the_images_with_the_same_keys(uneven):
     assert f"wrote {uneven / 'split.csv'}" in run("split", uneven).output
-    assert {s.key for s in discover(uneven / "split.csv", split="all").samples} == {s.key for s in discover(uneven).samples}
+    assert {s.key for s in discover(uneven / "split.csv", split="all").samples} == {s.key for s in discover(uneven, split="all").samples}
 
 
 def test_the_manifest_without_split_is_refused_so_val_and_test_cannot_leak(uneven, tmp_path):

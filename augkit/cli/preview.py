@@ -60,7 +60,7 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
                          f" end -o with .png, .jpg or .webp")
     recipe = load_recipe(recipe_path)
     if os.path.isdir(image) or is_shard_source(image) or label_key is not None:
-        source = discover(options.source(image, label_key))
+        source = discover(options.source(image, label_key), for_training=False)
         samples = source.samples
         step = len(samples) / min(max_images, len(samples))
         chosen = [samples[int(i * step)] for i in range(min(max_images, len(samples)))]

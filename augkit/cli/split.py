@@ -40,7 +40,7 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
 
     if copy_files and not materialize_dir:
         raise UsageError("--copy only applies with --materialize DIR")
-    dataset = discover(src, split=split)
+    dataset = discover(src, split=split, for_training=False)  # its own earlier manifest, say
     if dataset.kind == "shards":  # a manifest lists files; a shard's members are not
         raise UsageError(f"{src}: is tar shards; split lists image files in a CSV manifest: split the folder the "
                          f"shards were made from, then make shards of each split (augkit augment --output-format "

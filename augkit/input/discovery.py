@@ -27,6 +27,12 @@ What is refused, because it would leak a split or write outside an output folder
 - **A manifest label that is not a plain folder name**: labels name output folders
   (``OUT/<label>/``), so ``.``, ``..``, a ``/`` or ``\\``, a Windows drive (``C:``), a
   control character, or a hidden name (``.git``) is refused with its line.
+- **A folder holding its own split manifest**, such as the ``SRC/split.csv`` that ``augkit
+  split SRC`` writes (a CSV at the top of the folder with a ``split`` column): the folder
+  has every split's images, val and test included. The manifest with ``split=NAME`` is
+  what was meant; ``split="all"`` takes every image on purpose. Refused for what trains or
+  makes training data (augment, flow and the adapters, stream, cache-features); ``stats``,
+  ``preview``, ``split`` and ``predict`` read the folder (``for_training=False``).
 - **The same image twice**, as written or after normalising (``imgs/../imgs/x.jpg`` is
   ``imgs/x.jpg``), in any rows of the manifest: across splits that would be a leak.
 
@@ -57,10 +63,12 @@ ALL = "all"  # split= value meaning every row, on purpose
 NOT_A_FILE = "not a regular file"  # the skipped reason of a FIFO, socket or device with an image suffix
 
 
-def discover(src: str | os.PathLike, *, split: str | None = None) -> Dataset:
+def discover(src: str | os.PathLike, *, split: str | None = None, for_training: bool = True) -> Dataset:
     """The samples of a folder or CSV manifest; raises UsageError for an unusable source.
 
     ``split``: the rows of one split of a split manifest, or ``"all"`` for every image.
+    ``for_training=False`` (stats, preview, split, predict: nothing read is trained on): a
+    folder holding its split manifest is read all the same.
     Tar shards (a .tar, a folder of them, a brace pattern, :class:`~augkit.input.shard_sources.Shards`)
     are read by :mod:`augkit.input.shard_sources`."""
     if is_shard_source(src):
@@ -80,7 +88,31 @@ def discover(src: str | os.PathLike, *, split: str | None = None) -> Dataset:
             raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder; "
                              f"pass {folder} as SRC instead")
         raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder")
+    manifest = None if split == ALL or not for_training else _split_manifest_inside(path)
+    if manifest is not None:
+        raise UsageError(f"{src} holds {manifest.name}, a split manifest: the folder has every split's images, val "
+                         f"and test included; pass {manifest} --split train (one split), or --split all to use every "
+                         f"image on purpose")
     return _from_folder(path)
+
+
+def _split_manifest_inside(root: Path) -> Path | None:
+    """A CSV at the top of ``root`` with a ``split`` column (as ``augkit split`` writes), if any."""
+    try:
+        with os.scandir(root) as entries:
+            names = sorted(e.name for e in entries
+                           if e.name.lower().endswith(".csv") and not is_hidden(e.name) and e.is_file())
+    except OSError:
+        return None
+    for name in names:
+        try:
+            with open(root / name, newline="", encoding="utf-8-sig", errors=TEXT_ERRORS) as f:
+                header = next(csv.reader(f), [])
+        except (OSError, UnicodeDecodeError, csv.Error):
+            continue
+        if _pick(header, ("split",)) is not None and _pick(header, PATH_COLUMNS) is not None:
+            return root / name
+    return None
 
 
 def _what_is(path: Path) -> str:

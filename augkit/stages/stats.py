@@ -203,7 +203,7 @@ def compute_stats(src, *, split: str | None = None, sample: int | None = None, s
     if sample is not None and sample < 1:
         raise UsageError(f"--sample {sample}: give a number of images >= 1, or leave it out for all")
     resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one usage error, not a row per image
-    dataset = discover(src, split=split)
+    dataset = discover(src, split=split, for_training=False)
     if check is not None:
         check(dataset)
     chosen = choose_sample(dataset.samples, sample, seed)
