@@ -138,6 +138,18 @@ def test_a_cache_of_one_class_cannot_make_a_classifier(made, tmp_path):
     assert "needs at least 2" in result.output
 
 
+def test_a_val_cache_without_labels_is_refused_as_unable_to_judge(made, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for image in sorted((made / "val").rglob("*.png"))[:3]:
+        shutil.copy(image, flat / image.name)
+    run("cache-features", flat, "-o", tmp_path / "flat_cache", "--backbone", made / "tiny.onnx", "--input-size", 64,
+        "--quiet")
+    result = run("train-head", made / "cache", "--val", tmp_path / "flat_cache", "-o", tmp_path / "head", expect=2)
+    assert f"--val {tmp_path / 'flat_cache'}: holds no labelled images" in result.output
+    assert not (tmp_path / "head").exists()
+
+
 def test_rows_read_from_the_shards_every_pass_give_the_head_rows_in_memory_give(made, tmp_path):
     streamed = train_head(made / "cache", tmp_path / "streamed", options=HeadOptions(memory=0, C=(1.0,)))
     kept = train_head(made / "cache", tmp_path / "kept", options=HeadOptions(C=(1.0,)))

@@ -146,6 +146,9 @@ def _split(train_cache, val_cache, options: HeadOptions) -> _Split:
     else:
         train = np.flatnonzero(train_cache.labels >= 0)
         labelled = np.flatnonzero(val_cache.labels >= 0)
+        if not len(labelled):
+            raise UsageError(f"--val {val_cache.path}: holds no labelled images, so it cannot judge the classifier; "
+                             f"make it from class folders or a manifest with labels (the val split of `augkit split`)")
         val_source, val_rows = val_cache, data.judged_rows(val_cache, labelled)
         to_train = np.array([train_cache.classes.index(c) for c in val_cache.classes], np.int64)
         val_labels = to_train[val_cache.labels[val_rows]]
