@@ -220,7 +220,8 @@ def _pydantic_messages(exc: Exception) -> list[tuple[str | None, str]]:
     for key, error in found.items():
         msg = error.get("msg", "invalid value").removeprefix("Value error, ")
         if error.get("type") == "missing":
-            messages.append((key, f"{key} is required"))
+            loc = error.get("loc") or ()
+            messages.append((key, f"{key} is required" if len(loc) < 2 else f"{key}: {_too_few(loc, error.get('input'))}"))
             continue
         if "input" in error and key is not None:
             msg = f"{msg} (got {short(error['input'])})"
@@ -228,6 +229,15 @@ def _pydantic_messages(exc: Exception) -> list[tuple[str | None, str]]:
                 msg += f"; YAML reads {error['input']} as text: write a number such as 1.0e+3"
         messages.append((key, f"{key}: {msg}" if key else msg))
     return messages or [(None, " ".join(str(exc).split()))]
+
+
+def _too_few(loc: tuple, written) -> str:
+    """The message for a list with an item missing (pydantic's ``missing`` inside a tuple:
+    ``('size', 1)``, or in a union's tuple branch ``('fill', 'tuple[float, float, float]', 2)``)."""
+    branch = next((str(p) for p in loc[1:] if isinstance(p, str) and p.startswith("tuple[")), "")
+    position = next((p for p in reversed(loc) if isinstance(p, int)), 0)
+    count = f"{branch.count(',') + 1} values" if branch and "..." not in branch else f"at least {position + 1} values"
+    return f"give {count} (got {short(written)})"
 
 
 _LOOKS_LIKE_A_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")  # YAML 1.1 wants 1.0e+3
