@@ -13,6 +13,7 @@ from augkit.cli import cli
 from augkit.core.errors import AugkitError
 from augkit.stages.preview import _fmt_number, caption_for, preview, sample_captions
 from augkit.recipes import load_recipe
+from augkit.recipes.auto_augment import applied_magnitude
 
 GAP = 4  # pixels between tiles and around the grid
 
@@ -122,10 +123,12 @@ def test_caption_for_rand_augment_names_each_op_drawn_and_its_magnitude(small_rg
     params = {"shape": (64, 64, 3), "interpolation": 0, "fill": 0.0,
               "ops": (("Rotate", -8.1234), ("Equalize", None), ("Posterize", 6.0))}
     assert caption_for("RandAugment", params) == "RandAugment Rotate=-8.12 Equalize Posterize=6"
+    shifts = {**params, "ops": (("TranslateX", -30.5), ("TranslateY", 1.07))}  # applied in whole pixels
+    assert caption_for("RandAugment", shifts) == "RandAugment TranslateX=-30 TranslateY=1"
     recipe = load_recipe({"transforms": [{"TrivialAugmentWide": {}}]})
     _, applied = recipe.trace(small_rgb, seed=1)
     (name, magnitude), = applied[0][1]["ops"]
-    expected = name if magnitude is None else f"{name}={_fmt_number(magnitude)}"
+    expected = name if magnitude is None else f"{name}={_fmt_number(applied_magnitude(name, magnitude))}"
     assert caption_for(*applied[0]) == f"TrivialAugmentWide {expected}"
 
 

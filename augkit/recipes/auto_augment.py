@@ -162,6 +162,15 @@ def _autocontrast(img: np.ndarray) -> np.ndarray:
     return out
 
 
+def applied_magnitude(name: str, magnitude: float | None) -> float | None:
+    """The magnitude an operation is applied at: a translation in whole pixels, as
+    torchvision's ``int()`` truncates it (the drawn value is the table's); the rest as drawn.
+    Preview captions show this value."""
+    if magnitude is not None and name in ("TranslateX", "TranslateY"):
+        return float(int(magnitude))
+    return magnitude
+
+
 def apply_op(img: np.ndarray, name: str, magnitude: float | None, interpolation: int = cv2.INTER_NEAREST,
              fill: Any = 0) -> np.ndarray:
     """One operation at ``magnitude``, as torchvision's ``_apply_op`` applies it, on RGB uint8."""
@@ -173,7 +182,8 @@ def apply_op(img: np.ndarray, name: str, magnitude: float | None, interpolation:
         return _warp(img, _torchvision_affine((0, 0), 0, (0, 0), (0, math.degrees(math.atan(magnitude)))),
                      interpolation, fill)
     if name in ("TranslateX", "TranslateY"):  # whole pixels, as int() makes them
-        shift = (int(magnitude), 0) if name == "TranslateX" else (0, int(magnitude))
+        pixels = int(applied_magnitude(name, magnitude))
+        shift = (pixels, 0) if name == "TranslateX" else (0, pixels)
         return _warp(img, _torchvision_affine((w * 0.5, h * 0.5), 0, shift, (0, 0)), interpolation, fill)
     if name == "Rotate":  # counter-clockwise about the centre: F.rotate is F.affine by -angle
         return _warp(img, _torchvision_affine((w * 0.5, h * 0.5), -magnitude, (0, 0), (0, 0)), interpolation, fill)

@@ -21,6 +21,7 @@ import numpy as np
 
 from augkit.core.errors import AugkitError, UsageError
 from augkit.recipes import NotAnImageError, TransformError, require_image
+from augkit.recipes.auto_augment import applied_magnitude
 from augkit.core.seeds import derive_seed, run_seed
 
 # What to do about a recipe that does not return uint8 RGB (see Recipe.require_image_output).
@@ -124,7 +125,8 @@ def caption_for(name: str, params: dict[str, Any], max_values: int = MAX_CAPTION
             parts.append(f"rot={_fmt_number(angle)}")
     for key, value in params.items():
         if key == "ops":  # RandAugment / TrivialAugmentWide: each operation drawn, at its magnitude
-            parts.extend(name if magnitude is None else f"{name}={_fmt_number(magnitude)}" for name, magnitude in value)
+            parts.extend(name if magnitude is None else f"{name}={_fmt_number(applied_magnitude(name, magnitude))}"
+                         for name, magnitude in value)
             continue
         if key in _HIDDEN or len(parts) > max_values:
             continue
