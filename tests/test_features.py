@@ -645,3 +645,14 @@ def test_cache_features_on_large_photos_runs_workers_by_default(tiny_model, two_
     summary = json.loads(run("cache-features", tmp_path / "src", "-o", tmp_path / "cache",
                              *tiny_args(tiny_model, "--json")).output)
     assert summary["workers"] == 2 and summary["rows"] == 4
+
+
+def test_the_printed_rate_is_the_steady_one_only_when_measured_over_a_second_or_more():
+    from augkit.cli.features import _rate
+    from augkit.stages.features.run import FeatureSummary
+
+    short = FeatureSummary(computed_rows=4, steady_rows_per_s=19108.0, seconds=0.3)  # two batches, 0.2 ms apart
+    assert _rate(short) == ", 13 rows/s"
+    long = FeatureSummary(computed_rows=1000, steady_rows_per_s=171.0, seconds=6.6)
+    assert _rate(long) == ", 171 rows/s"
+    assert _rate(FeatureSummary()) == ""

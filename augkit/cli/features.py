@@ -113,7 +113,7 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
-        rate = f", {summary.steady_rows_per_s:.0f} rows/s" if summary.steady_rows_per_s else ""
+        rate = _rate(summary)
         values = f"{summary.feature_dim} values, " if summary.feature_dim else ""
         click.echo(f"{summary.images} images -> {summary.rows} feature rows ({values}{summary.dtype}) in {cache} "
                    f"({summary.computed_rows} computed, {summary.rows - summary.computed_rows} from earlier runs; "
@@ -159,3 +159,12 @@ def backbones(name, as_json) -> None:
         top1 = f"{r['top1']:.2f}" if r["top1"] is not None else "-"
         click.echo(f"{r['name']:20s} {r['input_size']:>5d} {r['feature_dim'] or '-':>8} {top1:>6s} {size:>6s}  "
                    f"{r['license'] or '-':13s} {'yes' if r['cached'] else 'no'}")
+
+
+def _rate(summary) -> str:
+    """The steady rate once it was measured over a second or more (a run of a batch or
+    two has almost no time between its first batch and its last); the whole run's below."""
+    steady, rows = summary.steady_rows_per_s, summary.computed_rows
+    if steady and rows / steady >= 1.0:
+        return f", {steady:.0f} rows/s"
+    return f", {rows / summary.seconds:.0f} rows/s" if rows and summary.seconds else ""
