@@ -57,12 +57,17 @@ max_pixels = click.option(
     help="Reject images larger than this many pixels, from the header, before decoding; 0: no limit "
          "(default 89478485, or AUGKIT_MAX_IMAGE_PIXELS).",
 )
-exact_decode = click.option(
-    "--exact-decode", is_flag=True,
-    help="Decode every image whole. By default a JPEG that the recipe's first resize (or the backbone's crop) "
-         "shrinks is decoded at 1/2, 1/4 or 1/8 of its size, much faster on large photos, within a grey level "
-         "or two; this gives outputs bit-identical to a full decode.",
-)
+def _exact_decode(what_shrinks: str):
+    return click.option(
+        "--exact-decode", is_flag=True,
+        help=f"Decode every image whole. By default a JPEG that {what_shrinks} shrinks is decoded at 1/2, 1/4 or 1/8 "
+             "of its size, much faster on large photos, within a grey level or two; this gives outputs bit-identical "
+             "to a full decode.",
+    )
+
+
+exact_decode = _exact_decode("the recipe's first resize (or the backbone's crop)")
+exact_decode_crop = _exact_decode("the backbone's crop")  # predict: no recipe
 quiet = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 json_output = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 

@@ -17,7 +17,7 @@ from augkit.cli.report import nothing_usable, report_failures
 @click.option("-o", "--out", required=True, metavar="CSV", callback=options.not_empty,
               help="The predictions: path, label, status, class_1, prob_1, ... per image.")
 @click.option("-k", "--top-k", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Classes (with their probabilities) per image.")
+              help="Classes (with their probabilities) per image; at most the model's classes.")
 @click.option("--plot", default=None, metavar="PNG",
               help="With labels in SRC: draw the confusion matrix into this PNG.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -28,7 +28,7 @@ from augkit.cli.report import nothing_usable, report_failures
 @click.option("--overwrite", is_flag=True, help="Replace a CSV or PNG that augkit predict did not write.")
 @options.split
 @options.max_pixels
-@options.exact_decode
+@options.exact_decode_crop
 @options.engine
 @options.ray_address
 @options.device
