@@ -89,6 +89,7 @@ def test_counts_sizes_and_bad_files(mixed_dataset, tmp_path):
     assert all(f["path"] in f["message"] for f in stats["failures"])
     assert stats["failures_by_reason"] == dict(Counter(r for _, r in bad.values()))
     assert f"{len(bad)} bad files" in result.output
+    assert result.output.startswith(f"{stats['images']} images ({len(bad)} unreadable, listed below), 5 classes")
 
     shapes = [decode_image(s.path).shape for s in discover(mixed_dataset).samples if not s.key.startswith("broken/")]
     sizes = stats["sizes"]

@@ -285,7 +285,9 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
     """A short human summary of a stats dict."""
     fmt = lambda xs: "(" + ", ".join(f"{x:.4f}" for x in xs) + ")"  # noqa: E731
     classes = stats["classes"]
-    lines = [f"{plural(stats['images'], 'image')}, {plural(len(classes), 'class', 'classes')}"
+    unreadable = (f" ({stats['failed']} unreadable{' in the sample' if stats['sample'] else ''}, listed below)"
+                  if stats["failed"] else "")
+    lines = [f"{plural(stats['images'], 'image')}{unreadable}, {plural(len(classes), 'class', 'classes')}"
              + (f" ({min(classes.values())}-{max(classes.values())} per class)" if classes else "")
              + (f"; analyzed a sample of {stats['analyzed']} (seed {stats['sample']['seed']})" if stats["sample"] else "")]
     sizes = stats["sizes"]
