@@ -108,7 +108,8 @@ class AugkitPyDataset(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range (0..{len(self) - 1})")
-        samples = batch_members(self.dataset, self._epoch_order(), index, self.batch_size)
+        order, draws = self._epoch_order()
+        samples = batch_members(self.dataset, order, index, self.batch_size, draws)
         built = self._thread_task()(BatchItem(self.epoch, index, tuple(samples), None))
         for row in built.failures:
             self._failures.add(row)
@@ -117,9 +118,10 @@ class AugkitPyDataset(keras.utils.PyDataset):
         return built.array, built.labels
 
     def _epoch_order(self):
+        """(order, draw numbers) of the current epoch (:func:`~augkit.stages.batches.order_of`)."""
         epoch, order = self._order
         current = self.epoch
-        if epoch != current:  # threads may both make it: the same array, whoever keeps it
+        if epoch != current:  # threads may both make it: the same arrays, whoever keeps them
             order = order_of(self.dataset, self.seed, current, self.shuffle, self.balance)
             self._order = (current, order)
         return order

@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 
 from augkit.stages.batches import SamplePipeline
 from augkit.stages.mixing import MixOptions, mix_in_place, mixer_for, soft_targets
-from augkit.stages.sampling import balanced_order, require_classes
+from augkit.stages.sampling import balanced_order, draw_numbers, require_classes
 from augkit.core.errors import AugkitError
 from augkit.core.failures import FailureLog, failure_row
 from augkit.core.seeds import run_seed
@@ -142,6 +142,7 @@ class AugkitDataset(Dataset):
 
     def __getitem__(self, index: int):
         n = len(self.dataset)
+        draw = getattr(index, "draw", 0)  # a Draw from balanced_sampler(): a repeat within the epoch
         index = operator.index(index)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} samples")
@@ -149,7 +150,7 @@ class AugkitDataset(Dataset):
             k = (index + step) % n
             sample = self.dataset.samples[k]
             try:
-                array = self.pipeline(sample.path, sample.key, self._epoch.value)
+                array = self.pipeline(sample.path, sample.key, self._epoch.value, draw)
             except Exception as exc:  # noqa: BLE001 - one bad sample is a row, not the end of training
                 self._failures.add(failure_row(sample.key, exc))
                 continue
@@ -186,6 +187,19 @@ def _mix_on_device(x, draw, channels_first: bool) -> None:
         x[:, top:bottom, left:right] = x.flip(0)[:, top:bottom, left:right]
 
 
+class Draw(int):
+    """A sample index that also says how many times the sample was drawn before it in the
+    epoch, so a repeat is augmented anew (:func:`augkit.stages.sampling.draw_numbers`)."""
+
+    def __new__(cls, index: int, draw: int = 0):
+        self = super().__new__(cls, index)
+        self.draw = draw
+        return self
+
+    def __reduce__(self):  # to DataLoader workers, whole
+        return Draw, (int(self), self.draw)
+
+
 class BalancedSampler(torch.utils.data.Sampler):
     """The indices of one epoch of an :class:`AugkitDataset`, every class drawn equally often
     (:func:`augkit.stages.sampling.balanced_order`), for the dataset's current epoch."""
@@ -194,7 +208,8 @@ class BalancedSampler(torch.utils.data.Sampler):
         self.data = data
 
     def __iter__(self):
-        return iter(balanced_order(self.data.targets, self.data.seed, self.data.epoch).tolist())
+        order = balanced_order(self.data.targets, self.data.seed, self.data.epoch)
+        return (Draw(i, d) for i, d in zip(order.tolist(), draw_numbers(order).tolist()))
 
     def __len__(self) -> int:
         return len(self.data)

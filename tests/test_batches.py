@@ -216,9 +216,9 @@ def test_the_samples_of_a_batch_whose_worker_dies_are_failure_rows_and_the_flow_
         got = [len(y) for _, y in batches]
         order = epoch_order(len(batches.dataset), batches.seed, 0, shuffle=False)
         members = [batch_members(batches.dataset, order, n, 4) for n in range(len(batches))]
-    lost = next(m for m in members if any(key == "dog/black.jpg" for _, key, _ in m))  # killed it twice
+    lost = next(m for m in members if any(key == "dog/black.jpg" for _, key, _, _ in m))  # killed it twice
     assert got == [4, 4, 4] * 2  # 16 images, the batch with the black one lost in both epochs
-    assert [(f["source"], f["reason"]) for f in batches.failures] == [(key, "worker_crashed") for _, key, _ in lost]
+    assert [(f["source"], f["reason"]) for f in batches.failures] == [(key, "worker_crashed") for _, key, _, _ in lost]
     assert "worker process died" in batches.failures[0]["message"]
 
 

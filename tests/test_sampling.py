@@ -9,7 +9,7 @@ import pytest
 
 import augkit
 from augkit.core.errors import UsageError
-from augkit.stages.sampling import balanced_order, epoch_order
+from augkit.stages.sampling import balanced_order, draw_numbers, epoch_order
 from imagefiles import encoded, write_tree
 from conftest import make_structured_rgb
 
@@ -72,6 +72,30 @@ def test_flow_with_balance_draws_every_class_equally_and_the_same_for_any_worker
     first_epoch = [label for batch in per_batch[:4] for label in batch]
     assert Counter(first_epoch) == {0: 6, 1: 6, 2: 6}
     assert per_batch[:4] != per_batch[4:]
+
+
+def test_draws_are_numbered_in_the_order_of_the_epoch():
+    assert draw_numbers(np.array([3, 1, 3, 3, 1, 0])).tolist() == [0, 0, 1, 2, 1, 0]
+    assert draw_numbers(np.random.default_rng(0).permutation(9)).tolist() == [0] * 9
+    assert draw_numbers(np.array([], np.int64)).tolist() == []
+
+
+def test_an_image_drawn_again_in_an_epoch_is_augmented_anew_the_same_for_any_worker_count(skewed):
+    """cat has 2 images and is drawn 6 times an epoch: 6 different augmentations, not 3
+    copies of 2; draw 0 is augmented as without balance."""
+    recipe = {"transforms": [{"RandomBrightnessContrast": {"brightness_limit": 0.4, "contrast_limit": 0.4, "p": 1.0}}]}
+
+    def cats(workers):
+        with augkit.flow(skewed, recipe, batch_size=6, workers=workers, balance=True, epochs=1, seed=3) as flow:
+            return [x[i].tobytes() for x, y in flow for i in np.flatnonzero(y == 0)]
+
+    drawn = cats(0)
+    assert len(drawn) == 6 and len(set(drawn)) == 6
+    assert cats(2) == drawn
+    with augkit.flow(skewed, recipe, batch_size=18, workers=0, shuffle=False, epochs=1, seed=3) as plain:
+        x, y = next(iter(plain))
+        firsts = {x[i].tobytes() for i in np.flatnonzero(y == 0)}
+    assert firsts <= set(drawn)  # the first draw of each cat is its augmentation without balance
 
 
 def test_balance_needs_classes_and_a_shuffled_order(skewed, tmp_path):

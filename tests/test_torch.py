@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from augkit.torch import AugkitDataset  # noqa: E402
-from imagefiles import class_folders  # noqa: E402
+from imagefiles import class_folders, write_tree  # noqa: E402
 
 RECIPE = {"transforms": [{"HorizontalFlip": {"p": 0.5}}, {"RandomResizedCrop": {"size": [20, 20], "scale": [0.3, 1.0]}},
                          {"ColorJitter": {"p": 0.8}}]}
@@ -243,6 +243,21 @@ def test_the_balanced_sampler_draws_every_class_equally_each_epoch(tmp_path):
     assert list(sampler) != first
     loader = torch.utils.data.DataLoader(data, batch_size=4, sampler=sampler)
     assert sum(len(y) for _, y in loader) == 13
+
+
+def test_the_balanced_sampler_augments_an_image_drawn_again_anew_in_workers_too(tmp_path):
+    root = class_folders(tmp_path / "data", classes=("cat", "dog"), per_class=1)
+    write_tree(root, {f"dog/dog_extra_{i}.jpg": (root / "dog" / "dog_0.jpg").read_bytes() for i in range(5)})
+    data = AugkitDataset(root, RECIPE)  # cat: 1 image drawn 3 or 4 times an epoch
+    sampler = data.balanced_sampler()
+    cat = data.targets[0]
+    repeats = [i for i in sampler if data.targets[i] == cat]
+    assert [i.draw for i in repeats] == list(range(len(repeats))) and len(repeats) >= 3
+    assert pickle.loads(pickle.dumps(repeats[1])).draw == 1
+    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=sampler, num_workers=2)
+    cats = [x[j].numpy().tobytes() for x, y in loader for j in range(len(y)) if y[j] == cat]
+    assert len(cats) == len(repeats) and len(set(cats)) == len(cats)
+    assert data[repeats[0]][0].numpy().tobytes() == data[0][0].numpy().tobytes()  # draw 0: as plain indexing
 
 
 @pytest.mark.parametrize("size", [-3, 0, (64,), "64", 64.5])

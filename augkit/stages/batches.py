@@ -39,7 +39,7 @@ from augkit.core.errors import UsageError
 from augkit.core.seeds import derive_seed, run_seed
 from augkit.stages.decode_size import flow_hint
 from augkit.stages.mixing import BatchMixer, MixOptions, mixer_for
-from augkit.stages.sampling import balanced_order, epoch_order, require_classes
+from augkit.stages.sampling import balanced_order, draw_numbers, epoch_order, require_classes
 # Preprocess and its constants are preprocess's; flow's callers and tests name them from here too.
 from augkit.stages.preprocess import (CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, PREPROCESS_MODES,  # noqa: F401
                                      Preprocess, parse_size, resize)
@@ -78,9 +78,10 @@ class SamplePipeline:
 
         resolve_max_pixels(max_pixels)  # a bad AUGKIT_MAX_IMAGE_PIXELS: one error now, not a row per image
 
-    def augmented(self, path: str, key: str, epoch: int) -> np.ndarray:
-        """The augmented uint8 RGB image at its final size (raises DecodeError)."""
-        return self.transformed(self.decoded(path), key, epoch)
+    def augmented(self, path: str, key: str, epoch: int, draw: int = 0) -> np.ndarray:
+        """The augmented uint8 RGB image at its final size (raises DecodeError); ``draw``:
+        this sample's draw number within the epoch (:func:`augkit.stages.sampling.draw_numbers`)."""
+        return self.transformed(self.decoded(path), key, epoch, draw)
 
     def decoded(self, path: str, exact: bool = False) -> np.ndarray:
         """The image to augment: decoded reduced where :attr:`size_hint` allows it, unless
@@ -89,13 +90,14 @@ class SamplePipeline:
 
         return decode_image(path, max_pixels=self.max_pixels, size_hint=None if exact else self.size_hint)
 
-    def transformed(self, image: np.ndarray, key: str, epoch: int) -> np.ndarray:
-        """A decoded image, augmented as sample ``key`` of ``epoch``, at its final size
-        (``size``: the whole image stretched to it by :func:`~augkit.stages.preprocess.resize`)."""
+    def transformed(self, image: np.ndarray, key: str, epoch: int, draw: int = 0) -> np.ndarray:
+        """A decoded image, augmented as draw ``draw`` of sample ``key`` in ``epoch``, at its
+        final size (``size``: the whole image stretched to it by :func:`~augkit.stages.preprocess.resize`)."""
         from augkit.recipes import require_image
 
         if self.recipe is not None:
-            image = require_image(self.recipe(image, seed=derive_seed(self.seed, epoch, key)))
+            seed = derive_seed(self.seed, epoch, key) if not draw else derive_seed(self.seed, epoch, key, draw)
+            image = require_image(self.recipe(image, seed=seed))
         if self.size is not None:
             image = resize(image, tuple(self.size))
         return image
@@ -108,8 +110,8 @@ class SamplePipeline:
         """Preprocess an augmented image into ``out`` (of :meth:`output_shape`), in place."""
         self.preprocess(image, out, self.channels_first)
 
-    def __call__(self, path: str, key: str, epoch: int) -> np.ndarray:
-        image = self.augmented(path, key, epoch)
+    def __call__(self, path: str, key: str, epoch: int, draw: int = 0) -> np.ndarray:
+        image = self.augmented(path, key, epoch, draw)
         out = np.empty(self.output_shape(image.shape), self.preprocess.dtype)
         self.write(image, out)
         return out
@@ -122,7 +124,7 @@ class SamplePipeline:
 class BatchItem:
     epoch: int
     number: int  # batch number within the epoch
-    samples: tuple[tuple[str, str, int], ...]  # (path, key, label index or -1)
+    samples: tuple[tuple[str, str, int, int], ...]  # (path, key, label index or -1, draw number)
     slot: str | None  # shared-memory block to write into; None = return the array
 
 
@@ -157,9 +159,9 @@ class BatchTask:
         labels, failures = [], []
         batch = None
         size = self.sample_size
-        for path, key, label in item.samples:
+        for path, key, label, draw in item.samples:
             try:
-                image = pipeline.augmented(path, key, item.epoch)
+                image = pipeline.augmented(path, key, item.epoch, draw)
             except DecodeError as exc:
                 failures.append({"source": key, "reason": exc.reason, "message": str(exc)})
                 continue
@@ -212,19 +214,25 @@ def balance_with(balance: bool, shuffle: bool, labels: list) -> bool:
     return bool(balance)
 
 
-def order_of(dataset, seed: int, epoch: int, shuffle: bool, balance: bool) -> np.ndarray:
-    """The sample indices of one epoch, in order: shuffled, or balanced over the classes."""
+def order_of(dataset, seed: int, epoch: int, shuffle: bool, balance: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The sample indices of one epoch, in order (shuffled, or balanced over the classes),
+    and each position's draw number (None: every sample is drawn once)."""
     if balance:
         index = dataset.class_to_index
-        return balanced_order([index[s.label] for s in dataset.samples], seed, epoch)
-    return epoch_order(len(dataset), seed, epoch, shuffle)
+        order = balanced_order([index[s.label] for s in dataset.samples], seed, epoch)
+        return order, draw_numbers(order)
+    return epoch_order(len(dataset), seed, epoch, shuffle), None
 
 
-def batch_members(dataset, order: np.ndarray, number: int, batch_size: int) -> list[tuple[str, str, int]]:
-    """(path, key, label index or -1) of the samples of batch ``number`` in an epoch's order."""
+def batch_members(dataset, order: np.ndarray, number: int, batch_size: int,
+                  draws: np.ndarray | None = None) -> list[tuple[str, str, int, int]]:
+    """(path, key, label index or -1, draw number) of the samples of batch ``number`` in an
+    epoch's ``order`` (``draws`` from :func:`order_of`)."""
     index = dataset.class_to_index
-    chosen = order[number * batch_size : (number + 1) * batch_size]
-    return [(s.path, s.key, index.get(s.label, -1)) for s in (dataset.samples[i] for i in chosen)]
+    where = slice(number * batch_size, (number + 1) * batch_size)
+    chosen = order[where]
+    drawn = draws[where].tolist() if draws is not None else [0] * len(chosen)
+    return [(s.path, s.key, index.get(s.label, -1), d) for s, d in zip((dataset.samples[i] for i in chosen), drawn)]
 
 
 def batches_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
@@ -276,9 +284,9 @@ class Flow:
         return batches_per_epoch(len(self.dataset), self.batch_size, self.drop_last)
 
     def batch_items(self, epoch: int) -> Iterator[tuple[int, list[tuple[str, str, int]]]]:
-        order = order_of(self.dataset, self.seed, epoch, self.shuffle, self.balance)
+        order, draws = order_of(self.dataset, self.seed, epoch, self.shuffle, self.balance)
         for number in range(len(self)):
-            yield number, batch_members(self.dataset, order, number, self.batch_size)
+            yield number, batch_members(self.dataset, order, number, self.batch_size, draws)
 
     def epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The batches of one epoch, in order."""
@@ -329,7 +337,7 @@ class Flow:
 
     def _lost(self, item: BatchItem, outcome) -> None:
         self._fail({"source": key, **failure_of(outcome, key, died="the worker process died building its batch")}
-                   for _path, key, _label in item.samples)
+                   for _path, key, _label, _draw in item.samples)
         if item.slot is not None:
             self._slots.give_back(item.slot)
 

@@ -11,6 +11,12 @@ and each epoch differs.
   ``m`` images drawn ``q`` times, those with one more chosen at random. Less variance than
   drawing each sample independently with weight ``1 / (its class's size)``, which
   ``WeightedRandomSampler`` does, with the same expectation.
+
+An image drawn more than once in an epoch is augmented differently each time: its draws
+are numbered in the epoch's order (:func:`draw_numbers`), and draw ``d > 0`` of sample
+``key`` is seeded ``derive_seed(seed, epoch, key, d)`` (draw 0 keeps
+``derive_seed(seed, epoch, key)``). Oversampling a small class thus shows new
+augmentations of its images, not copies of one.
 """
 
 from __future__ import annotations
@@ -47,6 +53,19 @@ def balanced_order(targets: Sequence[int], seed: int, epoch: int) -> np.ndarray:
         drawn.append(np.repeat(members, rounds))
         drawn.append(rng.permutation(members)[:rest])
     return rng.permutation(np.concatenate(drawn))
+
+
+def draw_numbers(order: np.ndarray) -> np.ndarray:
+    """For each position of an epoch's ``order``, how many times its sample was drawn
+    before it in that order (0 for a first draw), so repeated draws can be told apart."""
+    order = np.asarray(order, np.int64)
+    by_sample = np.argsort(order, kind="stable")  # positions grouped by sample, in order
+    grouped = order[by_sample]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    lengths = np.diff(np.r_[starts, len(order)])
+    draws = np.empty(len(order), np.int64)
+    draws[by_sample] = np.arange(len(order)) - np.repeat(starts, lengths)
+    return draws
 
 
 def require_classes(labels: Sequence, what: str = "balance=True") -> None:
