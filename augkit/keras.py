@@ -56,13 +56,14 @@ from augkit.core.seeds import run_seed
 
 class AugkitPyDataset(keras.utils.PyDataset):
     """``(x, y)`` batches for ``model.fit``; ``y`` holds class indices into ``.classes``, or
-    soft targets (batch, classes) with ``mixup``, ``cutmix`` or ``label_smoothing``."""
+    soft targets (batch, classes) with ``mixup``, ``cutmix`` or ``label_smoothing``, and
+    one-hot rows with ``one_hot=True`` (validation data for ``categorical_crossentropy``)."""
 
     def __init__(self, source, recipe=None, *, batch_size: int = 32, shuffle: bool = True, seed: int | None = None,
                  size=None, preprocess: Any = None, channels_first: bool = False, drop_last: bool = False,
                  split: str | None = None, max_pixels: int | None = None, balance: bool = False,
                  mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, switch_prob: float = 0.5,
-                 label_smoothing: float = 0.0, **pydataset_options: Any):
+                 label_smoothing: float = 0.0, one_hot: bool = False, **pydataset_options: Any):
         super().__init__(**pydataset_options)  # workers, use_multiprocessing, max_queue_size
         from augkit.input.discovery import discover
         from augkit.recipes import load_recipe
@@ -74,7 +75,7 @@ class AugkitPyDataset(keras.utils.PyDataset):
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index
         self.balance = balance_with(balance, shuffle, labels)
-        mixer = mixer_for(MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing), self.seed, self.classes,
+        mixer = mixer_for(MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing, one_hot), self.seed, self.classes,
                           labels, channels_first)
         self._task = BatchTask(SamplePipeline(loaded, seed=self.seed, size=size, preprocess=preprocess,
                                               channels_first=channels_first, max_pixels=max_pixels), mixer=mixer)

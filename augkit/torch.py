@@ -70,7 +70,7 @@ class AugkitDataset(Dataset):
     def __init__(self, source, recipe=None, *, seed: int | None = None, size=None, preprocess: Any = "torch",
                  channels_first: bool = True, split: str | None = None, max_pixels: int | None = None,
                  mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, switch_prob: float = 0.5,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, one_hot: bool = False):
         from augkit.input.discovery import discover
         from augkit.recipes import load_recipe
 
@@ -82,7 +82,7 @@ class AugkitDataset(Dataset):
         self.classes = self.dataset.classes
         self.class_to_index = self.dataset.class_to_index
         self.targets = [self.class_to_index.get(s.label, -1) for s in self.dataset.samples]
-        self._mixer = mixer_for(MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing), seed,
+        self._mixer = mixer_for(MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing, one_hot), seed,
                                 self.classes, [s.label for s in self.dataset.samples], channels_first)
         self._failures = FailureLog()
         self._epoch = _epoch_cell(0)
@@ -110,7 +110,7 @@ class AugkitDataset(Dataset):
         ``y`` holds the batch's class indices. The draw depends on (seed, epoch, batch) only,
         so any ``num_workers`` gives the same mix."""
         if self._mixer is None:
-            raise AugkitError("mix() needs mixup=, cutmix= or label_smoothing= when the dataset is made")
+            raise AugkitError("mix() needs mixup=, cutmix=, label_smoothing= or one_hot=True when the dataset is made")
         labels = y.cpu().numpy() if isinstance(y, torch.Tensor) else y
         draw = self._mixer.draw_for(tuple(x.shape), self.epoch, batch)
         if x.device.type == "cpu":

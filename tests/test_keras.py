@@ -150,6 +150,13 @@ def test_mixed_batches_are_flows_batches_with_soft_targets_for_categorical_cross
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     assert np.isfinite(model.fit(ds, epochs=1, verbose=0).history["loss"][0])
+    val = AugkitPyDataset(data, None, batch_size=5, preprocess="tf", shuffle=False, one_hot=True)
+    x, y = val[0]
+    assert y.shape == (5, 3) and np.array_equal(y.argmax(axis=1), AugkitPyDataset(data, None, batch_size=5,
+                                                                                  shuffle=False)[0][1])
+    assert set(np.unique(y)) == {0.0, 1.0}  # one-hot, unmixed
+    history = model.fit(ds, validation_data=val, epochs=1, verbose=0).history
+    assert np.isfinite(history["val_loss"][0])
 
 
 def test_balance_draws_every_class_equally_as_flow_does(tmp_path):

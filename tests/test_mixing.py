@@ -148,6 +148,15 @@ def test_bad_options_are_usage_errors_naming_the_option(dataset, options, messag
         augkit.flow(dataset, None, size=8, workers=0, **options)
 
 
+def test_one_hot_gives_unmixed_one_hot_rows_of_the_class_indices(dataset):
+    plain, _ = batches(dataset, None, shuffle=False)
+    hot, _ = batches(dataset, None, shuffle=False, one_hot=True)
+    assert len(plain) == len(hot) > 0
+    for (x, y), (hx, hy) in zip(plain, hot):
+        assert np.array_equal(x, hx)  # pixels untouched
+        assert hy.dtype == np.float32 and np.array_equal(hy, np.eye(hy.shape[1], dtype=np.float32)[y])
+
+
 def test_soft_targets_need_a_class_for_every_image(tmp_path):
     flat = write_tree(tmp_path / "flat", {"a.png": encoded(np.zeros((8, 8, 3), np.uint8), "PNG")})
     with pytest.raises(UsageError, match="1 of the 1 images have no class"):

@@ -221,7 +221,7 @@ def test_mix_on_a_batch_mixes_it_in_place_as_flow_mixes_its_own(tmp_path):
 def test_mix_without_mixing_options_says_what_to_give(dataset):
     from augkit.core.errors import AugkitError
 
-    with pytest.raises(AugkitError, match="mixup=, cutmix= or label_smoothing="):
+    with pytest.raises(AugkitError, match="mixup=, cutmix=, label_smoothing= or one_hot=True"):
         dataset.mix(torch.zeros(2, 3, 20, 20), torch.tensor([0, 1]), 0)
 
 

@@ -50,6 +50,8 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               metavar="S",
               help="Smoothed soft targets (timm: 0.1).")
+@click.option("--one-hot", is_flag=True, help="One-hot targets (batch, classes) without mixing: validation batches "
+                                              "for a soft-target loss.")
 @options.workers
 @options.seed
 @options.split
@@ -57,12 +59,13 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @options.max_pixels
 @options.exact_decode
 def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, channels_first, drop_last, balance, mixup,
-           cutmix, mix_prob, switch_prob, label_smoothing, workers, seed, split, label_key, max_pixels,
+           cutmix, mix_prob, switch_prob, label_smoothing, one_hot, workers, seed, split, label_key, max_pixels,
            exact_decode) -> None:
     """Write augmented batches of SRC to stdout as .npy arrays, x then y per batch.
 
     y holds class indices (classes sorted by name; -1 for unlabelled images), or with
-    --mixup, --cutmix or --label-smoothing, soft targets: float32 (batch, classes).
+    --mixup, --cutmix or --label-smoothing, soft targets: float32 (batch, classes); with
+    --one-hot, one-hot rows.
     Read the batches with augkit:
 
     \b
@@ -91,7 +94,7 @@ def stream(recipe_path, src, batch_size, shuffle, epochs, size, preprocess, chan
                    epochs=epochs or None, workers=workers, size=parse_size(size), preprocess=None if preprocess == "none" else preprocess,
                    channels_first=channels_first, drop_last=drop_last, split=split, max_pixels=max_pixels,
                    balance=balance, mixup=mixup, cutmix=cutmix, mix_prob=mix_prob, switch_prob=switch_prob,
-                   label_smoothing=label_smoothing, reduced_decode=not exact_decode)
+                   label_smoothing=label_smoothing, one_hot=one_hot, reduced_decode=not exact_decode)
     for note in batches.notes:
         click.echo(f"note: {note}", err=True)
     told = len(batches.notes)

@@ -248,7 +248,7 @@ class Flow:
                  split: str | None = None, max_pixels: int | None = None,
                  reduced_decode: bool = True, prefetch: int = 2, balance: bool = False,
                  mixup: float = 0.0, cutmix: float = 0.0, mix_prob: float = 1.0, switch_prob: float = 0.5,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, one_hot: bool = False):
         from augkit.input.discovery import discover
         from augkit.engines import get_engine
         from augkit.recipes import load_recipe
@@ -256,7 +256,7 @@ class Flow:
         if batch_size < 1:
             raise UsageError("batch_size must be at least 1")
         self.size = parse_size(size)  # before the engine starts
-        mixing = MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing).check()
+        mixing = MixOptions(mixup, cutmix, mix_prob, switch_prob, label_smoothing, one_hot).check()
         self.engine = get_engine("local", workers=workers, preload=(__name__,), chunk_size=1, prefetch=prefetch)
         self.dataset = discover(source, split=split)
         loaded = load_recipe(recipe) if recipe is not None else None
@@ -459,7 +459,8 @@ def flow(source, recipe=None, **options: Any) -> Flow:
     ``drop_last=False``, ``split`` (rows of one split of a split manifest), ``max_pixels``,
     ``balance=False`` (draw every class equally often each epoch), and timm's MixUp / CutMix
     options ``mixup``, ``cutmix`` (Beta alphas, 0 = off), ``mix_prob=1.0``,
-    ``switch_prob=0.5``, ``label_smoothing=0.0``.
+    ``switch_prob=0.5``, ``label_smoothing=0.0``; ``one_hot=True`` gives one-hot targets
+    without mixing (a validation set for a soft-target loss).
     ``y`` holds class indices into ``.classes`` (-1 for unlabelled images), or with mixing
     or smoothing, soft targets: float32 (batch, classes), rows summing to 1. ``.failures``
     lists the samples left out (one row each: source, reason, message; a file that fails

@@ -36,17 +36,20 @@ from augkit.core.seeds import derive_seed
 class MixOptions:
     """timm's ``Mixup`` options (``mixup_alpha`` is ``mixup``, ``cutmix_alpha`` ``cutmix``,
     ``prob`` ``mix_prob``); 0 turns a kind of mixing off. Targets are soft when any of
-    ``mixup``, ``cutmix`` or ``label_smoothing`` is set."""
+    ``mixup``, ``cutmix`` or ``label_smoothing`` is set, or ``one_hot`` (one-hot rows without
+    mixing: a validation set for a loss that takes soft targets, as Keras's
+    ``categorical_crossentropy``)."""
 
     mixup: float = 0.0
     cutmix: float = 0.0
     mix_prob: float = 1.0
     switch_prob: float = 0.5
     label_smoothing: float = 0.0
+    one_hot: bool = False
 
     @property
     def soft(self) -> bool:
-        return self.mixup > 0 or self.cutmix > 0 or self.label_smoothing > 0
+        return self.mixup > 0 or self.cutmix > 0 or self.label_smoothing > 0 or bool(self.one_hot)
 
     def check(self) -> MixOptions:
         """Self, or a UsageError naming the option and what it takes."""
@@ -61,6 +64,8 @@ class MixOptions:
                 raise UsageError(f"{name}={value!r}: a probability, from 0 to 1")
         if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
             raise UsageError(f"label_smoothing={self.label_smoothing!r}: from 0 (none) to below 1 (0.1 is usual)")
+        if not isinstance(self.one_hot, bool):
+            raise UsageError(f"one_hot={self.one_hot!r}: True or False")
         return self
 
 
@@ -177,7 +182,7 @@ def mixer_for(options: dict[str, Any] | MixOptions | None, seed: int, classes: l
         return None
     unlabelled = sum(label is None for label in labels)
     if unlabelled or not classes:
-        raise UsageError(f"mixup, cutmix and label_smoothing make soft targets over the classes, but {unlabelled} "
+        raise UsageError(f"mixup, cutmix, label_smoothing and one_hot make targets over the classes, but {unlabelled} "
                          f"of the {len(labels)} images have no class; use a folder of class folders or a manifest "
                          f"with a label for every image")
     return BatchMixer(options, seed, len(classes), channels_first)
