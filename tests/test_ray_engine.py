@@ -149,21 +149,28 @@ def test_augment_on_ray_is_byte_identical_to_local_and_resumes(local_ray, tmp_pa
     assert tree_bytes(out) == tree_bytes(tmp_path / "local")
 
 
-def test_cache_features_on_ray_equals_local_and_resumes(local_ray, tmp_path, monkeypatch):
+def feature_inputs(tmp_path, per_class: int) -> tuple:
+    """(data folder, cache-features options): a tiny ONNX backbone, a recipe, two classes of
+    ``per_class`` photos and an empty file, in shards of 4 images."""
     import mobilenet_like
     from conftest import make_structured_rgb
     from imagefiles import encoded
 
-    monkeypatch.setenv("AUGKIT_CACHE_DIR", str(tmp_path / "augkit-cache"))
     model = tmp_path / "tiny.onnx"
     mobilenet_like.save(mobilenet_like.tiny(seed=1), model)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)
     files = {f"{c}/{c}_{i}.png": encoded(make_structured_rgb(70 + 7 * i, 90, seed=i + 10 * n), "PNG")
-             for n, c in enumerate(("cat", "dog")) for i in range(5)}
+             for n, c in enumerate(("cat", "dog")) for i in range(per_class)}
     data = write_tree(tmp_path / "data", {**files, "dog/empty.png": b""})
     args = ["--backbone", model, "--input-size", 64, "--dtype", "float32", "--quiet", "--recipe", recipe,
             "--views", 2, "--shard-images", 4]
+    return data, [str(arg) for arg in args]
+
+
+def test_cache_features_on_ray_equals_local_and_resumes(local_ray, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUGKIT_CACHE_DIR", str(tmp_path / "augkit-cache"))
+    data, args = feature_inputs(tmp_path, per_class=5)
 
     def cache_features(out, *extra):
         result = CliRunner().invoke(cli, ["cache-features", str(data), "-o", str(out), *map(str, args), *map(str, extra)])
@@ -184,3 +191,32 @@ def test_cache_features_on_ray_equals_local_and_resumes(local_ray, tmp_path, mon
     cache_features(tmp_path / "ray", "--engine", "ray")
     assert identities(tmp_path / "ray", "features-00000.*") == kept  # not computed again
     assert tree_bytes(tmp_path / "ray") == local
+
+
+def test_cache_features_with_one_worker_on_a_ray_of_its_own_completes_and_equals_local(tmp_path, monkeypatch):
+    # -w 1 starts a Ray of one CPU; the sink actor once took that CPU, and the tasks that
+    # feed it waited forever. The run starts its own Ray only where none is running, so it
+    # runs in a process of its own; a hang fails at the (generous) timeout, which ends the
+    # run's whole process group, the Ray it started included.
+    import os
+    import signal
+    import subprocess
+
+    monkeypatch.setenv("AUGKIT_CACHE_DIR", str(tmp_path / "augkit-cache"))
+    data, args = feature_inputs(tmp_path, per_class=3)
+    local = CliRunner().invoke(cli, ["cache-features", str(data), "-o", str(tmp_path / "local"), *args, "-w", "1"])
+    assert local.exit_code == 0, (local.output, local.exception)
+
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    command = [sys.executable, "-m", "augkit", "cache-features", str(data), "-o", str(tmp_path / "ray"), *args,
+               "--engine", "ray", "-w", "1"]
+    run = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        _, stderr = run.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        raise
+    assert run.returncode == 0, stderr[-3000:]
+    assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")

@@ -13,9 +13,11 @@ it is, never from where it runs.
   once set up again as they alternate: slower, never wrong).
   At most ``workers * prefetch`` chunks are in flight, so the driver's memory stays flat.
 - A worker that dies is retried by Ray; a chunk that still fails becomes crashed rows.
-- ``feed`` makes its sinks in actors (one CPU each, up to one per two of the engine's
-  CPUs), each taking whole groups in turn; a chunk's outcomes go from the task that made
-  them to the actor, never through the driver.
+- ``feed`` makes its sinks in actors (up to one per two of the engine's CPUs and of the
+  cluster's, at least one), each taking whole groups in turn; a chunk's outcomes go from
+  the task that made them to the actor, never through the driver. Each actor holds a CPU,
+  except on a cluster of one CPU (``-w 1`` on a local Ray): there it would hold the CPU
+  its tasks wait for, so it runs beside them, as the local engine's sink does.
 - The files a task writes must be on storage every node sees (a shared filesystem).
 """
 
@@ -168,8 +170,10 @@ class RayEngine:
         its calls in order, so it takes one group at a time. Returns the sinks' ``close()``."""
         ray = self._ray
         token, task_ref = self._shipped(task)
-        actor = ray.remote(num_cpus=1)(_SinkActor)
-        sinks = [actor.remote(make_sink) for _ in range(max(1, min(len(groups), self.workers // 2)))]
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        count = max(1, min(len(groups), self.workers // 2, cpus // 2))
+        actor = ray.remote(num_cpus=1 if cpus > count else 0)(_SinkActor)  # a CPU left for the tasks
+        sinks = [actor.remote(make_sink) for _ in range(count)]
         in_flight: list[Any] = []  # the sinks' pending calls: bounds what waits in the object store
 
         def drain(keep: int) -> None:
