@@ -17,7 +17,10 @@ share with the dataset, so it reaches them however the loader is configured: wor
 started per epoch or ``persistent_workers=True``, ``fork``, ``spawn`` or ``forkserver``.
 Workers read it as they build each sample, so a change mid-epoch would reach the samples
 still to come. A dataset that never hears ``set_epoch`` stays at epoch 0 and gives the same
-augmentations every epoch (the convention of torch's ``DistributedSampler``).
+augmentations every epoch (the convention of torch's ``DistributedSampler``). A process
+asked for the same draw of a sample twice at one epoch (a second epoch without
+``set_epoch``, with ``persistent_workers`` or ``num_workers=0``; or a sampler drawing with
+replacement) warns once, as the two would be augmented alike.
 
 A sample that cannot be used (a damaged file, a recipe that fails on it) never stops
 training: it is listed in ``data.failures`` (also when it failed in a DataLoader worker)
@@ -86,6 +89,8 @@ class AugkitDataset(Dataset):
                                 self.classes, [s.label for s in self.dataset.samples], channels_first)
         self._failures = FailureLog()
         self._epoch = _epoch_cell(0)
+        self._fetched: tuple[int, set] = (-1, set())  # (epoch, the (index, draw) asked for): see _note_fetch
+        self._warned = False
 
     @property
     def sample_weights(self) -> list[float]:
@@ -144,6 +149,7 @@ class AugkitDataset(Dataset):
         n = len(self.dataset)
         draw = getattr(index, "draw", 0)  # a Draw from balanced_sampler(): a repeat within the epoch
         index = operator.index(index)
+        self._note_fetch(index, draw)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} samples")
         for step in range(n):  # a scraper's run of HTML pages can be long; the whole set is the bound
@@ -157,6 +163,25 @@ class AugkitDataset(Dataset):
             return torch.from_numpy(array.copy() if not array.flags.c_contiguous else array), self.targets[k]
         raise AugkitError(f"none of the {n} samples could be used (e.g. {self.failures[-1]['message']}); "
                           f"see data.failures")
+
+    def _note_fetch(self, index: int, draw: int) -> None:
+        """Warn once per process when one draw of a sample is asked for twice at one epoch:
+        it would be augmented alike both times (see the module's docstring)."""
+        if self.pipeline.recipe is None:  # nothing random: the same sample twice is no harm
+            return
+        epoch = self._epoch.value
+        if self._fetched[0] != epoch:
+            self._fetched = (epoch, set())
+        seen = self._fetched[1]
+        if (index, draw) in seen and not self._warned:
+            import warnings
+
+            self._warned = True
+            warnings.warn(f"AugkitDataset: sample {index} was asked for twice at epoch {epoch}, so it gets the same "
+                          f"augmentation twice; call data.set_epoch(epoch) before each epoch's loop, and for class "
+                          f"balance use sampler=data.balanced_sampler() (a sampler drawing with replacement repeats "
+                          f"augmentations)", stacklevel=3)
+        seen.add((index, draw))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

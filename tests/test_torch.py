@@ -54,6 +54,7 @@ def test_items_are_tensors_in_torch_layout(dataset):
     assert dataset.classes == ["cat", "dog", "owl"] and len(dataset) == 12
 
 
+@pytest.mark.filterwarnings("ignore:AugkitDataset. sample")  # the same epoch twice, on purpose
 def test_identical_for_zero_and_two_dataloader_workers(dataset):
     assert same(epoch_batches(dataset, 0), epoch_batches(dataset, 2))
 
@@ -257,7 +258,8 @@ def test_the_balanced_sampler_augments_an_image_drawn_again_anew_in_workers_too(
     loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=sampler, num_workers=2)
     cats = [x[j].numpy().tobytes() for x, y in loader for j in range(len(y)) if y[j] == cat]
     assert len(cats) == len(repeats) and len(set(cats)) == len(cats)
-    assert data[repeats[0]][0].numpy().tobytes() == data[0][0].numpy().tobytes()  # draw 0: as plain indexing
+    plain = AugkitDataset(root, RECIPE)[0][0]
+    assert data[repeats[0]][0].numpy().tobytes() == plain.numpy().tobytes()  # draw 0: as plain indexing
 
 
 @pytest.mark.parametrize("size", [-3, 0, (64,), "64", 64.5])
@@ -280,3 +282,23 @@ def test_a_batch_on_another_device_is_mixed_as_a_cpu_batch_is(box):
     mix_in_place(expected, MixDraw(0.3, box), channels_first=True)
     _mix_on_device(x, MixDraw(0.3, box), channels_first=True)
     assert np.allclose(x.numpy(), expected, atol=1e-6)
+
+
+def test_a_second_epoch_without_set_epoch_warns_once_that_augmentations_repeat(tmp_path):
+    import warnings
+
+    data = AugkitDataset(class_folders(tmp_path / "data", per_class=2), RECIPE)
+    loader = torch.utils.data.DataLoader(data, batch_size=3, shuffle=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(loader)
+        assert caught == []  # one epoch: every sample once
+        list(loader)  # forgot data.set_epoch(1)
+        list(loader)
+    assert len(caught) == 1 and "call data.set_epoch(epoch) before each epoch" in str(caught[0].message)
+    fresh = AugkitDataset(class_folders(tmp_path / "data", per_class=2), RECIPE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for epoch in range(3):
+            fresh.set_epoch(epoch)
+            list(torch.utils.data.DataLoader(fresh, batch_size=3, shuffle=True))  # as documented: no warning
