@@ -268,6 +268,17 @@ def test_a_manifest_in_the_working_folder_may_write_next_to_itself(recipe, datas
     assert len(read_csv(tmp_path / "out" / "manifest.csv")) == 2
     assert "inside SRC" in run("augment", recipe, manifest, dataset / "cat" / "out", "--split", "train", "-w", 0,
                                expect=2).output
+    assert "inside SRC" in run("augment", recipe, manifest, dataset / "out", "--split", "train", "-w", 0,
+                               expect=2).output  # the folder of both classes is the dataset's
+
+
+def test_out_inside_the_dataset_folder_of_its_split_manifest_is_refused(recipe, dataset, tmp_path):
+    manifest = dataset / "split.csv"  # where `augkit split data` writes it
+    manifest.write_text("path,label,split\ncat/cat_0.jpg,cat,train\ndog/dog_0.jpg,dog,train\ncat/cat_1.jpg,cat,val\n")
+    result = run("augment", recipe, manifest, dataset / "aug", "--split", "train", "-w", 0, expect=2)
+    assert result.output == (f"Error: {dataset / 'aug'}: OUT is inside SRC ({dataset}); choose an output folder "
+                             f"outside the source\n")
+    assert not (dataset / "aug").exists()
 
 
 # --- what augkit may touch: only OUT, and in OUT only what it wrote ---------------------------

@@ -240,6 +240,15 @@ def test_split_on_a_folder_is_a_usage_error(class_folders):
         discover(class_folders, split="train")
 
 
+def test_split_on_a_folder_holding_its_split_manifest_names_the_manifest_to_pass(tmp_path):
+    touch(tmp_path / "photos", "ants/a.jpg", "bees/b.jpg")
+    write_csv(tmp_path / "photos" / "split.csv", "path,label,split\nants/a.jpg,ants,train\nbees/b.jpg,bees,val\n")
+    with pytest.raises(UsageError) as error:
+        discover(tmp_path / "photos", split="val")
+    assert str(error.value) == (f"--split val selects rows of a split manifest (CSV), but {tmp_path / 'photos'} is a "
+                                f"folder; pass {tmp_path / 'photos' / 'split.csv'} --split val")
+
+
 # --- CSV manifests ------------------------------------------------------------------------------
 
 
@@ -333,8 +342,10 @@ def one_line_error(*args) -> str:
 def test_a_split_manifest_without_a_split_names_its_splits_and_the_fix(split_manifest):
     with pytest.raises(UsageError) as error:
         discover(split_manifest)
-    assert str(error.value) == (f"{split_manifest} has splits train, val: pass --split train (or split='train'), "
-                                "or --split all to use every row")
+    assert str(error.value) == f"{split_manifest} has splits train, val: pass split='train', or split='all' to use " \
+                               "every row"
+    assert error.value.cli == f"{split_manifest} has splits train, val: pass --split train, or --split all to use " \
+                              "every row"  # what the CLI shows
 
 
 def test_split_all_uses_every_row_of_a_split_manifest(split_manifest):
@@ -382,6 +393,77 @@ def test_augment_on_a_folder_holding_its_split_manifest_exits_2_and_split_runs_a
         augkit.flow(src, recipe)
     read = runner.invoke(cli, ["stats", str(src), "-o", str(tmp_path / "stats.json"), "-w", "0"])
     assert read.exit_code == 0 and "9 images" in read.output  # nothing trained on: the folder is read
+
+
+@pytest.fixture
+def split_photos(tmp_path):
+    """photos/ants and photos/bees, and photos/split.csv putting each class in train, val and test."""
+    root = tmp_path / "photos"
+    touch(root, *(f"{c}/{c}_{i}.jpg" for c in ("ants", "bees") for i in range(3)))
+    rows = "".join(f"{c}/{c}_{i}.jpg,{c},{split}\n"
+                   for c in ("ants", "bees") for i, split in enumerate(("train", "val", "test")))
+    write_csv(root / "split.csv", "path,label,split\n" + rows)
+    return root
+
+
+def test_a_class_folder_of_a_split_dataset_is_refused_naming_the_manifest_and_the_fix(split_photos):
+    with pytest.raises(UsageError) as refused:
+        discover(split_photos / "ants")
+    assert str(refused.value) == (f"{split_photos / 'ants'} is inside {split_photos}, which holds split.csv, a split "
+                                  f"manifest that puts the folder's images in splits test, train, val; pass "
+                                  f"{split_photos / 'split.csv'} --split train (one split), or --split all to use "
+                                  f"every image on purpose")
+
+
+def test_the_manifest_above_is_found_a_few_folders_up_and_named_as_src_was_written(split_photos, monkeypatch):
+    touch(split_photos, "ants/queens/winged/w_0.jpg", "ants/queens/winged/w_1.jpg")
+    with open(split_photos / "split.csv", "a") as f:
+        f.write("ants/queens/winged/w_0.jpg,ants,train\nants/queens/winged/w_1.jpg,ants,val\n")
+    monkeypatch.chdir(split_photos / "ants")
+    with pytest.raises(UsageError, match=r"^queens/winged is inside \.\., which holds split\.csv.*; pass "
+                                         r"\.\./split\.csv --split train"):
+        discover("queens/winged")  # three folders below the manifest
+    monkeypatch.chdir(split_photos)
+    with pytest.raises(UsageError, match=r"^ants/queens is inside \., which holds split\.csv.*; pass split\.csv "):
+        discover("ants/queens")
+
+
+def test_the_manifest_is_looked_for_up_to_three_folders_up(split_photos):
+    touch(split_photos, "ants/a/b/c/deep_0.jpg", "ants/a/b/c/deep_1.jpg")
+    with open(split_photos / "split.csv", "a") as f:
+        f.write("ants/a/b/c/deep_0.jpg,ants,train\nants/a/b/c/deep_1.jpg,ants,val\n")
+    assert len(discover(split_photos / "ants" / "a" / "b" / "c")) == 2  # four folders below it
+    with pytest.raises(UsageError, match="which holds split.csv"):
+        discover(split_photos / "ants" / "a" / "b")
+
+
+def test_a_class_folder_of_a_split_dataset_is_read_with_split_all_or_when_nothing_is_trained_on(split_photos):
+    assert len(discover(split_photos / "ants", split="all")) == 3
+    assert len(discover(split_photos / "ants", for_training=False)) == 3
+
+
+def test_a_manifest_above_that_lists_nothing_inside_the_folder_refuses_nothing(split_photos):
+    touch(split_photos, "wasps/w_0.jpg", "wasps/w_1.jpg")  # added after the split
+    assert [s.key for s in discover(split_photos / "wasps").samples] == ["w_0.jpg", "w_1.jpg"]
+
+
+def test_a_folder_whose_listed_images_are_all_of_one_split_is_that_splits_folder(tmp_path):
+    data = tmp_path / "data"  # split folders beside a manifest that lists them
+    touch(data, "train/cat/a.jpg", "train/dog/b.jpg", "val/cat/c.jpg")
+    write_csv(data / "split.csv", "path,label,split\ntrain/cat/a.jpg,cat,train\ntrain/dog/b.jpg,dog,train\n"
+                                  "val/cat/c.jpg,cat,val\n")
+    assert len(discover(data / "train")) == 2 and len(discover(data / "val")) == 1
+
+
+def test_augment_on_a_class_folder_of_a_split_dataset_exits_2_and_writes_nothing(tmp_path):
+    src = photo_folders(tmp_path / "photos", per_class=3)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["split", str(src)]).exit_code == 0  # 2 train and 1 val image per class
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    refused = runner.invoke(cli, ["augment", str(recipe), str(src / "cat"), str(tmp_path / "out"), "--copies", "1"])
+    assert refused.exit_code == 2 and "which holds split.csv, a split manifest" in refused.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_split_named_all_cannot_be_selected_by_split_all(tmp_path):
@@ -433,6 +515,19 @@ def test_a_folder_of_split_folders_is_refused_naming_the_folder_to_pass(tmp_path
     with pytest.raises(UsageError, match=r"holds split folders \(.*\), not classes: pass ") as error:
         discover(tmp_path / "data")
     assert f"pass {tmp_path / 'data' / first} as SRC" in str(error.value)
+
+
+@pytest.mark.parametrize("files, named", [
+    (("train/ants/a.jpg", "val/ants/b.jpg", "test/ants/c.jpg"), "val"),
+    (("Train/cat/a.jpg", "Validation/cat/b.jpg"), "Validation"),
+    (("train/cat/a.jpg", "test/cat/b.jpg"), "test"),
+    (("train/cat/a.jpg", "cat/b.jpg"), "train"),  # no held-out folder to name
+])
+def test_held_out_reading_of_a_folder_of_split_folders_names_the_val_folder_to_pass(tmp_path, files, named):
+    touch(tmp_path / "data", *files)
+    with pytest.raises(UsageError) as error:
+        discover(tmp_path / "data", for_training=False, held_out=True)
+    assert f"pass {tmp_path / 'data' / named} as SRC" in str(error.value)
 
 
 def test_a_class_named_test_that_holds_its_images_beside_real_classes_is_kept(tmp_path):
@@ -574,10 +669,40 @@ def test_a_folder_source_holds_its_images_and_any_visible_image_name_inside_it(t
     assert not dataset.holds(tmp_path / "elsewhere.png")
 
 
-def test_a_manifest_holds_the_files_it_lists_and_nothing_new(tmp_path):
+def test_a_manifest_holds_the_files_it_lists_and_any_image_name_inside_its_source_folders(tmp_path):
     data = photo_folders(tmp_path / "data", classes=("cat",), per_class=2)
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label\ndata/cat/cat_0.jpg,cat\n")
     dataset = discover(manifest)
     assert dataset.holds(data / "cat" / "cat_0.jpg")
-    assert not dataset.holds(data / "cat" / "cat_1.jpg") and not dataset.holds(data / "cat" / "new.png")
+    assert dataset.holds(data / "cat" / "cat_1.jpg")  # not listed, but a folder run reads it, and it is the user's
+    assert dataset.holds(data / "cat" / "new.png")
+    assert not dataset.holds(data / "cat" / "stats.json") and not dataset.holds(tmp_path / "plot.png")
+
+
+def folders(dataset) -> list[Path]:
+    return [folder.resolve() for folder in dataset.source_folders()]
+
+
+def test_a_split_manifest_inside_its_dataset_folder_protects_that_folder(split_photos):
+    dataset = discover(split_photos / "split.csv", split="train")
+    assert folders(dataset) == [split_photos, split_photos / "ants", split_photos / "bees"]
+    assert dataset.holds(split_photos / "plot.png")  # the next `augkit split photos` would read it
+
+
+def test_a_manifest_beside_its_dataset_folder_protects_that_folder_and_not_its_own(tmp_path):
+    touch(tmp_path, "sample_data/cat/c.jpg", "sample_data/dog/d.jpg")  # as the README's walk-through leaves it
+    manifest = write_csv(tmp_path / "split.csv", "path,label,split\nsample_data/cat/c.jpg,cat,train\n"
+                                                 "sample_data/dog/d.jpg,dog,val\n")
+    dataset = discover(manifest, split="all")
+    data = tmp_path / "sample_data"
+    assert folders(dataset) == [data, data / "cat", data / "dog"]
+    assert dataset.holds(data / "plot.png") and not dataset.holds(tmp_path / "confusion.png")
+
+
+def test_a_manifest_of_images_from_unrelated_places_protects_only_their_folders(tmp_path):
+    touch(tmp_path, "holiday/x.jpg", "work/scans/y.jpg")
+    manifest = write_csv(tmp_path / "project" / "list.csv", "path\n../holiday/x.jpg\n../work/scans/y.jpg\n")
+    dataset = discover(manifest)  # their common folder holds the project too: not the dataset's
+    assert folders(dataset) == [tmp_path / "holiday", tmp_path / "work" / "scans"]
+    assert not dataset.holds(tmp_path / "project" / "plot.png") and not dataset.holds(tmp_path / "work" / "plot.png")

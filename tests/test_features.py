@@ -352,6 +352,14 @@ def test_cache_inside_src_is_refused(tiny_model, dataset):
     assert "inside SRC" in run("cache-features", dataset, "-o", dataset / "features", *tiny_args(tiny_model), expect=2).output
 
 
+def test_a_cache_inside_the_dataset_folder_of_a_split_manifest_is_refused(tiny_model, dataset):
+    manifest = dataset / "split.csv"  # where `augkit split data` writes it
+    manifest.write_text("path,label,split\ncat/cat_0.png,cat,train\ndog/dog_0.png,dog,train\ncat/cat_1.png,cat,val\n")
+    cache = dataset / "feats"
+    result = run("cache-features", manifest, "--split", "train", "-o", cache, *tiny_args(tiny_model), expect=2)
+    assert f"{cache}: OUT is inside SRC ({dataset})" in result.output and not cache.exists()
+
+
 def test_an_incomplete_cache_is_not_loaded(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"complete": False}))
     with pytest.raises(AugkitError, match="incomplete; rerun the same"):

@@ -195,6 +195,18 @@ def test_an_image_of_the_source_is_never_written_over_not_even_with_overwrite(tm
     assert (photo.read_bytes(), png.read_bytes()) == before and not new.exists() and not (tmp_path / "s.json").exists()
 
 
+def test_no_plot_is_written_inside_the_dataset_folder_of_a_split_manifest(tmp_path):
+    data = class_folders(tmp_path / "data", per_class=2)
+    manifest = data / "split.csv"  # where `augkit split data` writes it
+    manifest.write_text("path,label,split\ncat/cat_0.jpg,cat,train\ndog/dog_0.jpg,dog,val\ncat/cat_1.jpg,cat,val\n")
+    plot = data / "plot.png"  # the next `augkit split data` would read it as an image
+    result = run("stats", manifest, "--split", "val", "-o", tmp_path / "s.json", "--plot", plot, "-w", 0, expect=2)
+    assert result.output == (f"Error: --plot {plot}: is inside {manifest}, where it would be read as one of its "
+                             f"images; choose a path outside it\n")
+    assert not plot.exists() and not (tmp_path / "s.json").exists()
+    run("stats", manifest, "--split", "val", "-o", tmp_path / "s.json", "--plot", tmp_path / "plot.png", "-w", 0)
+
+
 def test_a_users_own_stats_json_is_kept_unless_overwrite(tmp_path, monkeypatch):
     data = class_folders(tmp_path / "data", per_class=1)
     monkeypatch.chdir(tmp_path)

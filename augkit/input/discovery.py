@@ -33,6 +33,11 @@ What is refused, because it would leak a split or write outside an output folder
   what was meant; ``split="all"`` takes every image on purpose. Refused for what trains or
   makes training data (augment, flow and the adapters, stream, cache-features); ``stats``,
   ``preview``, ``split`` and ``predict`` read the folder (``for_training=False``).
+- **A folder inside a split dataset**, such as ``photos/ants`` when ``photos/split.csv``
+  puts its images in train, val and test: refused likewise, for the same commands, when a
+  split manifest at the top of one of the three folders above it (as above) gives the
+  images it lists inside the folder more than one split. A folder whose listed images are
+  all of one split (``data/train`` beside a ``data/split.csv``) is that split's folder.
 - **The same image twice**, as written or after normalising (``imgs/../imgs/x.jpg`` is
   ``imgs/x.jpg``), in any rows of the manifest: across splits that would be a leak.
 
@@ -63,12 +68,16 @@ ALL = "all"  # split= value meaning every row, on purpose
 NOT_A_FILE = "not a regular file"  # the skipped reason of a FIFO, socket or device with an image suffix
 
 
-def discover(src: str | os.PathLike, *, split: str | None = None, for_training: bool = True) -> Dataset:
+def discover(src: str | os.PathLike, *, split: str | None = None, for_training: bool = True,
+             held_out: bool = False) -> Dataset:
     """The samples of a folder or CSV manifest; raises UsageError for an unusable source.
 
     ``split``: the rows of one split of a split manifest, or ``"all"`` for every image.
     ``for_training=False`` (stats, preview, split, predict: nothing read is trained on): a
-    folder holding its split manifest is read all the same.
+    folder holding its split manifest, or inside a folder whose split manifest lists its
+    images in several splits, is read all the same.
+    ``held_out=True`` (predict: a model is judged on images it did not train on): a folder
+    of split folders is refused naming its val (or test) folder to pass, not its train one.
     Tar shards (a .tar, a folder of them, a brace pattern, :class:`~augkit.input.shard_sources.Shards`)
     are read by :mod:`augkit.input.shard_sources`."""
     if is_shard_source(src):
@@ -87,13 +96,23 @@ def discover(src: str | os.PathLike, *, split: str | None = None, for_training: 
         if folder is not None:
             raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder; "
                              f"pass {folder} as SRC instead")
-        raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder")
+        inside = _split_manifest_inside(path)
+        fix = f"; pass {inside} --split {split}" if inside is not None else ""
+        raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder{fix}")
     manifest = None if split == ALL or not for_training else _split_manifest_inside(path)
     if manifest is not None:
         raise UsageError(f"{src} holds {manifest.name}, a split manifest: the folder has every split's images, val "
                          f"and test included; pass {manifest} --split train (one split), or --split all to use every "
                          f"image on purpose")
-    return _from_folder(path)
+    above = None if split == ALL or not for_training else _split_manifest_above(path)
+    if above is not None:
+        manifest, splits = above
+        shown = manifest if path.is_absolute() else Path(os.path.relpath(manifest))
+        suggest = "train" if "train" in splits else splits[0]
+        raise UsageError(f"{src} is inside {shown.parent}, which holds {shown.name}, a split manifest that puts the "
+                         f"folder's images in splits {', '.join(splits)}; pass {shown} --split {suggest} (one split), "
+                         f"or --split all to use every image on purpose")
+    return _from_folder(path, held_out)
 
 
 def _split_manifest_inside(root: Path) -> Path | None:
@@ -115,6 +134,41 @@ def _split_manifest_inside(root: Path) -> Path | None:
     return None
 
 
+def _split_manifest_above(root: Path, levels: int = 3) -> tuple[Path, list[str]] | None:
+    """A split manifest at the top of one of the ``levels`` folders above ``root`` that puts
+    the images it lists inside ``root`` in more than one split (``photos/split.csv`` for
+    ``photos/ants``), and those splits; the folders are ``root``'s as written, made absolute."""
+    where = Path(os.path.abspath(root))
+    for folder in list(where.parents)[:levels]:
+        manifest = _split_manifest_inside(folder)
+        splits = _splits_inside(manifest, where) if manifest is not None else []
+        if len(splits) > 1:
+            return manifest, splits
+    return None
+
+
+def _splits_inside(manifest: Path, root: Path) -> list[str]:
+    """The split names ``manifest`` gives the images it lists inside ``root`` (absolute,
+    normalised), its paths read relative to the CSV as :func:`_from_manifest` reads them."""
+    inside = _posix_key(str(root)).rstrip("/") + "/"
+    base = _posix_key(str(manifest.parent))
+    splits: set[str] = set()
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig", errors=TEXT_ERRORS) as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            path_col, split_col = _pick(columns, PATH_COLUMNS), _pick(columns, ("split",))
+            for row in reader:
+                raw, name = (row.get(path_col) or "").strip(), (row.get(split_col) or "").strip()
+                key = _posix_key(raw)
+                where = key if key.startswith("/") else posixpath.normpath(f"{base}/{key}")
+                if raw and name and where.startswith(inside):
+                    splits.add(name)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass  # refuses nothing here; passed as SRC, the manifest says what is wrong with it
+    return sorted(splits)
+
+
 def _what_is(path: Path) -> str:
     """The kind of a path that is neither a regular file nor a folder, in words."""
     kinds = (("is_fifo", "a named pipe (FIFO)"), ("is_socket", "a socket"),
@@ -132,7 +186,7 @@ def _child_folder(root: Path, name: str) -> Path | None:
     return root / names[0] if names else None
 
 
-def _from_folder(root: Path) -> Dataset:
+def _from_folder(root: Path, held_out: bool = False) -> Dataset:
     samples: list[Sample] = []
     skipped: dict[str, int] = {}
 
@@ -160,7 +214,7 @@ def _from_folder(root: Path) -> Dataset:
     if not samples:
         raise UsageError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     samples.sort(key=lambda s: s.key)
-    _refuse_split_folders(root, samples)
+    _refuse_split_folders(root, samples, held_out)
     labelled = sum(s.label is not None for s in samples)
     kind = "folders" if labelled == len(samples) else "flat" if labelled == 0 else "mixed"
     return Dataset(root, samples, kind, skipped)
@@ -206,13 +260,15 @@ def _is_file(entry: os.DirEntry) -> bool:
         return True  # cannot tell: let reading it say what is wrong
 
 
-def _refuse_split_folders(root: Path, samples: list[Sample]) -> None:
-    """Split folders read as classes would mix train and val into one training set."""
+def _refuse_split_folders(root: Path, samples: list[Sample], held_out: bool = False) -> None:
+    """Split folders read as classes would mix train and val into one training set. The fix
+    names the train folder, or with ``held_out`` the val folder (else valid, validation, test)."""
     classes = {s.label for s in samples if s.label is not None}
     split_like = sorted(c for c in classes if c.lower() in SPLIT_FOLDER_NAMES)
     holding_classes = {s.label for s in samples if s.label in split_like and s.key.count("/") >= 2}
     if holding_classes or (split_like and len(split_like) == len(classes)):
-        first = next((c for c in split_like if c.lower() == "train"), split_like[0])
+        preferred = ("val", "valid", "validation", "test") if held_out else ("train",)
+        first = min(split_like, key=lambda c: (preferred + (c.lower(),)).index(c.lower()))
         raise UsageError(f"{root}: holds split folders ({', '.join(split_like)}), not classes: pass "
                          f"{root / first} as SRC (each split folder is a source of its own), or list the images "
                          f"in a CSV manifest with path, label and split columns")
@@ -272,8 +328,10 @@ def _select_split(csv_path: Path, listed: list[tuple[Sample, str]], split: str |
     if split is None:
         if names:
             suggest = "train" if "train" in names else names[0]
-            raise UsageError(f"{csv_path} has splits {', '.join(names)}: pass --split {suggest} "
-                             f"(or split={suggest!r}), or --split all to use every row")
+            raise UsageError(f"{csv_path} has splits {', '.join(names)}: pass split={suggest!r}, or split='all' to "
+                             f"use every row",
+                             cli=f"{csv_path} has splits {', '.join(names)}: pass --split {suggest}, or --split all "
+                                 f"to use every row")
         return [sample for sample, _ in listed]
     if not has_split_column:
         raise UsageError(f"{csv_path}: --split {split} given but the manifest has no 'split' column")

@@ -47,35 +47,58 @@ class Dataset:
         return len(self.samples)
 
     def source_folders(self) -> list[Path]:
-        """The folders whose contents are the source: the folder itself, or for a manifest
-        the folders its images are in (the CSV's own folder may well hold OUT too), or for
-        shards the folders the shards are in."""
+        """The folders whose contents are the source, where nothing is written: the folder
+        itself; for shards the folders the shards are in; for a manifest the folders its
+        images are in and the dataset's own folder, the deepest folder holding them all,
+        when that is the CSV's folder or inside it (``photos/`` for a ``photos/split.csv``
+        listing ``ants/...`` and ``bees/...``, ``sample_data/`` for a ``split.csv`` beside
+        it: a folder run such as the next ``augkit split`` reads anything written there).
+        The CSV's folder is not one otherwise: a project folder may hold the CSV beside OUT,
+        and the common folder of images from unrelated places may be ``/`` or a home folder."""
         if self.kind == "shards":
             return sorted({Path(os.fspath(getattr(s.path, "shard", s.path))).parent for s in self.samples})
         if self.kind != "manifest":
             return [self.root]
-        return sorted({Path(s.path).parent for s in self.samples})
+        folders = {Path(s.path).parent for s in self.samples}
+        dataset = _dataset_folder(Path(self.root), folders)
+        return sorted(folders | ({dataset} if dataset is not None else set()))
 
     def holds(self, path: str | os.PathLike) -> bool:
         """Whether a file written at ``path`` would land on this source's images: it is one
-        of them (or a shard holding them), or, in a folder source, it would be read as one
-        (a visible file with an image suffix anywhere inside the folder). A file written
-        there replaces that name only, so ``path`` is compared as a name in its folder."""
+        of them (or a shard holding them), or it would be read as one by a folder run (a
+        visible file with an image suffix anywhere inside a folder source, or inside one of
+        a manifest's :meth:`source_folders`). A file written there replaces that name only,
+        so ``path`` is compared as a name in its folder."""
         from augkit.input.suffixes import IMAGE_SUFFIXES
 
         path = Path(path)
-        if self.kind in ("folders", "flat", "mixed") and path.suffix.lower() in IMAGE_SUFFIXES:
-            try:
-                inside = path.resolve().relative_to(Path(self.root).resolve())
-            except ValueError:
-                inside = None
-            if inside is not None and not any(is_hidden(part) for part in inside.parts):
-                return True
+        if self.kind in ("folders", "flat", "mixed", "manifest") and path.suffix.lower() in IMAGE_SUFFIXES:
+            where = path.resolve()
+            for folder in self.source_folders():
+                try:
+                    inside = where.relative_to(Path(folder).resolve())
+                except ValueError:
+                    continue
+                if not any(is_hidden(part) for part in inside.parts):
+                    return True
         if not os.path.lexists(path):
             return False
         folder = path.parent.resolve()
         named = (os.fspath(getattr(s.path, "shard", s.path)) for s in self.samples)
         return any(Path(f).parent.resolve() == folder for f in named if os.path.basename(f) == path.name)
+
+
+def _dataset_folder(csv_folder: Path, image_folders: set[Path]) -> Path | None:
+    """The deepest folder holding every image folder, as a path under ``csv_folder``, if it
+    is ``csv_folder`` or inside it; None for images whose common folder lies above it."""
+    try:
+        common = os.path.commonpath([os.path.abspath(f) for f in image_folders])
+        below = os.path.relpath(common, os.path.abspath(csv_folder))
+    except ValueError:  # no folders, or folders on different Windows drives
+        return None
+    if below == os.pardir or below.startswith(os.pardir + os.sep):
+        return None
+    return csv_folder / below  # csv_folder / "." is csv_folder
 
 
 def is_hidden(name: str) -> bool:
