@@ -136,6 +136,14 @@ def test_predict_never_writes_its_picture_over_or_among_the_images_it_classifies
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_predict_on_a_folder_of_split_folders_names_the_val_folder_to_pass(made, tmp_path):
+    shutil.copytree(made / "images", tmp_path / "hym" / "train")
+    shutil.copytree(made / "images", tmp_path / "hym" / "val")
+    result = run("predict", made / "head", tmp_path / "hym", "-o", tmp_path / "p.csv", expect=2)
+    assert f"pass {tmp_path / 'hym' / 'val'} as SRC" in result.output
+    assert not (tmp_path / "p.csv").exists()
+
+
 def test_predict_replaces_its_own_csv_and_leaves_no_work_folder(made, images, tmp_path):
     out = tmp_path / "p.csv"
     run("predict", made / "head", images, "-o", out, "--quiet")

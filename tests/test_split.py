@@ -225,8 +225,8 @@ def test_by_default_the_manifest_goes_next_to_the_images_with_the_same_keys(unev
 def test_the_manifest_without_split_is_refused_so_val_and_test_cannot_leak(uneven, tmp_path):
     run("split", uneven)
     result = run("stats", uneven / "split.csv", "-o", tmp_path / "s.json", expect=2)
-    assert result.stderr == (f"Error: {uneven / 'split.csv'} has splits test, train, val: pass --split train "
-                             "(or split='train'), or --split all to use every row\n")
+    assert result.stderr == (f"Error: {uneven / 'split.csv'} has splits test, train, val: pass --split train, "
+                             "or --split all to use every row\n")
     assert len(discover(uneven / "split.csv", split="all")) == 20
 
 

@@ -26,7 +26,7 @@ class _Failure(click.ClickException):
     """A library error shown as ``Error: <message>`` with the error's own exit code."""
 
     def __init__(self, error: AugkitError):
-        super().__init__(str(error))
+        super().__init__(error.cli or str(error))
         self.exit_code = error.exit_code
 
 

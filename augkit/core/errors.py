@@ -1,7 +1,9 @@
 """Exceptions that carry a one-line message for the user.
 
 The CLI turns them into ``Error: <message>`` and their exit code; the library raises
-them so that scripts get the same words. A per-sample problem (a bad image in a dataset)
+them so that scripts get the same words, except where the fix is an option: then the
+error carries the command line's words too (``cli=``: ``--split train`` where Python
+reads ``split='train'``), which the CLI shows instead. A per-sample problem (a bad image in a dataset)
 never reaches the user as an exception: its task raises a :class:`SampleError`, which
 becomes a row with a reason (:mod:`augkit.core.failures`), and the run goes on.
 """
@@ -18,9 +20,15 @@ class SampleError(Exception):
 
 
 class AugkitError(Exception):
-    """A failure the user can act on; exit code 1."""
+    """A failure the user can act on; exit code 1. ``cli``: the message in the command
+    line's words, where its fix is spelled differently there (None: the same words)."""
 
     exit_code = 1
+    cli: str | None = None
+
+    def __init__(self, *args: object, cli: str | None = None):
+        super().__init__(*args)
+        self.cli = cli
 
 
 class UsageError(AugkitError):

@@ -156,7 +156,7 @@ def _source(src, split: str | None):
         if split is not None:
             raise UsageError(f"--split {split} selects rows of a split manifest, but {src} is one image")
         return Dataset(path.parent, [Sample(str(path), path.name, None)], "image")
-    return discover(src, split=split, for_training=False)
+    return discover(src, split=split, for_training=False, held_out=True)
 
 
 def _header(k: int) -> list[str]:
