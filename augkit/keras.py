@@ -37,8 +37,10 @@ def _keras_import_error(exc: Exception) -> ImportError:
         return ImportError("augkit.keras needs Keras 3: pip install keras (and a backend such as torch)")
     import os
 
-    backend = os.environ.get("KERAS_BACKEND") or "the one in ~/.keras/keras.json (tensorflow by default)"
-    return ImportError(f"augkit.keras: Keras cannot load its backend {backend} ({type(exc).__name__}: {exc}); "
+    named = os.environ.get("KERAS_BACKEND")
+    backend = (f"its backend {named}" if named else
+               "the backend named in ~/.keras/keras.json (tensorflow by default), as KERAS_BACKEND is not set")
+    return ImportError(f"augkit.keras: Keras cannot load {backend} ({type(exc).__name__}: {exc}); "
                        f"install that backend, or choose an installed one with KERAS_BACKEND=torch, jax or tensorflow")
 
 

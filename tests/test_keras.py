@@ -136,6 +136,23 @@ def test_a_keras_without_a_usable_backend_names_the_backend_and_the_fix(backend,
     assert named in last and "KERAS_BACKEND=torch" in last and "pip install keras" not in last
 
 
+def test_without_keras_backend_the_error_says_where_the_backend_came_from_and_the_fix(tmp_path):
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("tensorflow, Keras's default backend, is installed here")
+    env = {name: value for name, value in os.environ.items() if name not in ("KERAS_BACKEND", "KERAS_HOME")}
+    done = subprocess.run([sys.executable, "-c", "import augkit.keras"], capture_output=True, text=True, timeout=120,
+                          env={**env, "HOME": str(tmp_path)})  # no ~/.keras/keras.json naming another backend
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith(
+        "ImportError: augkit.keras: Keras cannot load the backend named in ~/.keras/keras.json (tensorflow by "
+        "default), as KERAS_BACKEND is not set (")
+    assert last.endswith("; install that backend, or choose an installed one with KERAS_BACKEND=torch, jax or tensorflow")
+
+
 def test_mixed_batches_are_flows_batches_with_soft_targets_for_categorical_crossentropy(data):
     import augkit
 
