@@ -77,6 +77,17 @@ def test_help_lists_the_commands(runner):
         assert command in result.output
 
 
+@pytest.mark.parametrize("command", ["cache-features", "stats", "augment"])
+def test_help_of_commands_that_read_tar_shards_says_src_may_be_tar_shards(runner, command):
+    text = " ".join(runner.invoke(cli, [command, "--help"], terminal_width=200).output.split())
+    assert "or WebDataset tar shards (a .tar, a folder of them, or data/shard-{000000..000099}.tar" in text
+
+
+def test_help_of_shard_images_states_its_default_in_images(runner):
+    text = " ".join(runner.invoke(cli, ["cache-features", "--help"], terminal_width=200).output.split())
+    assert "Images per shard file (default: 4096 // --views, at least 1, so that a shard holds up to 4096 rows" in text
+
+
 # --- augkit recipe check / export -----------------------------------------------------------------
 
 

@@ -62,7 +62,8 @@ def _numbers_callback(count: int):
               help="Override the input layout.")
 @click.option("--feature-node", default=None, metavar="NAME", help="Cut the graph at this tensor instead of the entry's rule.")
 @click.option("--shard-images", type=click.IntRange(min=1), default=None,
-              help="Images per shard file (default: 4096 rows per shard).")
+              help="Images per shard file (default: 4096 // --views, at least 1, so that a shard holds up to "
+                   "4096 rows, a row per view).")
 @click.option("--overwrite", is_flag=True, help="Replace a cache made with another backbone, recipe or settings.")
 @options.split
 @options.label_key
@@ -80,8 +81,9 @@ def cache_features(src, cache, backbone, weights, mirror, recipe_path, views, pl
                    as_json) -> None:
     """Compute a frozen backbone's pooled features for every image of SRC, once.
 
-    SRC is a folder of class folders, a flat folder, or a CSV manifest (path, label).
-    CACHE gets features-*.npy (rows x features), labels.npy, manifest.csv (path, label,
+    SRC is a folder of class folders, a flat folder, a CSV manifest (path, label), or
+    WebDataset tar shards (a .tar, a folder of them, or data/shard-{000000..000099}.tar;
+    labels from --label-key). CACHE gets features-*.npy (rows x features), labels.npy, manifest.csv (path, label,
     view per row), failures.csv and meta.json; read it with augkit.load_features(CACHE).
     Rerunning the same command after an interruption computes only what is missing.
     """

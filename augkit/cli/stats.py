@@ -33,8 +33,10 @@ def stats(src, output, plot_path, overwrite, sample, seed, split, label_key, wor
           as_json) -> None:
     """Count, measure and check every image of SRC, and write OUTPUT (stats.json).
 
-    SRC is a folder of class folders, a flat folder, or a CSV manifest (`--split` picks
-    the rows of one split of an `augkit split` manifest). stats.json holds the image and
+    SRC is a folder of class folders, a flat folder, a CSV manifest (`--split` picks
+    the rows of one split of an `augkit split` manifest), or WebDataset tar shards (a
+    .tar, a folder of them, or data/shard-{000000..000099}.tar; labels from --label-key).
+    stats.json holds the image and
     per-class counts, sizes, bad files with their reasons, the per-channel mean and
     standard deviation (RGB, 0-1 scale, ready for flow's preprocess=(mean, std)), channel histograms,
     and the RGB PCA that `PCAColor` (source: dataset) reads. Exact unless --sample.
