@@ -51,6 +51,31 @@ def test_rows_from_every_copy_of_a_log_are_read_back_once_each():
     assert log.rows() == [{"source": "a", "reason": "corrupt"}, {"source": "b", "reason": "truncated"}]
 
 
+def test_a_log_left_by_a_killed_process_is_swept_when_a_new_log_is_made(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its pid names no process now
+    old = 1_000_000_000  # 2001: long untouched
+    dead = tmp_path / f"augkit-failures-{ended.pid}-abc_123.jsonl"
+    recent = tmp_path / f"augkit-failures-{ended.pid}-def_456.jsonl"  # touched just now: kept a minute more
+    live = tmp_path / f"augkit-failures-{os.getpid()}-ghi_789.jsonl"
+    unnamed = tmp_path / "augkit-failures-jkl_012.jsonl"  # an older augkit's name, without a pid
+    for path in (dead, recent, live, unnamed):
+        path.write_text('{"source": "a"}\n')
+    for path in (dead, live, unnamed):
+        os.utime(path, (old, old))
+
+    log = FailureLog()
+
+    assert not dead.exists()
+    assert recent.exists() and live.exists() and unnamed.exists()
+    assert os.path.dirname(log.path) == str(tmp_path)
+    assert os.path.basename(log.path).startswith(f"augkit-failures-{os.getpid()}-")
+
+
 def test_the_failure_rows_do_not_import_the_decoder():
     code = "import sys, augkit.core.failures; print('augkit.input.decoding' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

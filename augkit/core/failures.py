@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import weakref
 from typing import Any
 
@@ -35,13 +36,20 @@ def failure_row(key: str, exc: BaseException) -> dict[str, str]:
     return {"source": key, "reason": "transform_error", "message": one_line(f"{key}: {type(exc).__name__}: {exc}")}
 
 
+LOG_PREFIX, LOG_SUFFIX = "augkit-failures-", ".jsonl"  # $TMPDIR/augkit-failures-<pid>-<random>.jsonl
+STALE_SECONDS = 60  # a log of a dead process is swept once untouched this long
+
+
 class FailureLog:
     """Failure rows appended by any process, read back by any. A row is one ``write`` of a
     line opened for appending, so rows from concurrent processes never interleave. The file
-    is removed when the log that made it is collected (or its process exits)."""
+    is removed when the log that made it is collected (or its process exits); its name
+    carries the maker's pid, so the log of a process that was killed (SIGKILL, or SIGTERM
+    without cleanup) is removed by the next log made on the machine (:func:`sweep_stale_logs`)."""
 
     def __init__(self) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="augkit-failures-", suffix=".jsonl")
+        sweep_stale_logs()
+        fd, self.path = tempfile.mkstemp(prefix=f"{LOG_PREFIX}{os.getpid()}-", suffix=LOG_SUFFIX)
         os.close(fd)
         self._remove = weakref.finalize(self, _remove, self.path)
 
@@ -69,6 +77,40 @@ class FailureLog:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self._remove = None
+
+
+def sweep_stale_logs(folder: str | None = None) -> None:
+    """Remove the failure logs in ``folder`` ($TMPDIR) whose maker is dead and which are
+    untouched for :data:`STALE_SECONDS`: the age guards against a pid already reused. Logs
+    named without a pid (older augkit), or unreadable, are left; POSIX only (``os.kill(pid,
+    0)`` asks whether a process lives there; on Windows it would end it)."""
+    if os.name != "posix":
+        return
+    folder = folder or tempfile.gettempdir()
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.name.startswith(LOG_PREFIX) and e.name.endswith(LOG_SUFFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid, dash, _ = name[len(LOG_PREFIX):-len(LOG_SUFFIX)].partition("-")
+        if dash and pid.isdigit() and not _alive(int(pid)):
+            path = os.path.join(folder, name)
+            try:
+                if time.time() - os.stat(path).st_mtime > STALE_SECONDS:
+                    os.unlink(path)
+            except OSError:
+                pass  # gone already, or another user's
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
 
 
 def _remove(path: str) -> None:
