@@ -268,6 +268,27 @@ def test_in_a_folder_an_image_the_recipe_fails_on_is_skipped(tmp_path, small_rgb
     assert cv2.imread(str(grid)).shape[1] == 2 * (256 + GAP) + GAP
 
 
+def test_a_split_manifest_is_a_source_with_split_as_everywhere(tmp_path, small_rgb):
+    recipe = tmp_path / "flip.yaml"
+    recipe.write_text("transforms:\n  - HorizontalFlip\n")
+    for i in range(3):
+        (tmp_path / "images" / "cat").mkdir(parents=True, exist_ok=True)
+        _write_png(tmp_path / "images" / "cat" / f"c{i}.png", small_rgb)
+    manifest = tmp_path / "split.csv"
+    manifest.write_text("path,label,split\nimages/cat/c0.png,cat,train\nimages/cat/c1.png,cat,val\n"
+                        "images/cat/c2.png,cat,val\n")
+    grid = tmp_path / "grid.png"
+    refused = CliRunner().invoke(cli, ["preview", str(recipe), str(manifest), "-o", str(grid)])
+    assert refused.exit_code == 2 and "pass --split train" in refused.output and not grid.exists()
+    done = CliRunner().invoke(cli, ["preview", str(recipe), str(manifest), "--split", "val", "-o", str(grid), "-n", "1"])
+    assert done.exit_code == 0, done.output
+    one = tmp_path / "one.png"
+    assert CliRunner().invoke(cli, ["preview", str(recipe), str(manifest), "--split", "train", "-o", str(one),
+                                    "-n", "1"]).exit_code == 0
+    two_rows, one_row = cv2.imread(str(grid)).shape[0], cv2.imread(str(one)).shape[0]
+    assert two_rows - GAP == 2 * (one_row - GAP)  # a row per image: the val split's two, train's one
+
+
 @pytest.mark.parametrize(("suffix", "magic"), [(".jpg", b"\xff\xd8\xff"), (".png", b"\x89PNG"), (".webp", b"RIFF")])
 def test_the_grid_is_written_in_the_format_its_suffix_names(suffix, magic, tmp_path, small_rgb):
     recipe = tmp_path / "flip.yaml"

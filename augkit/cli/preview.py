@@ -33,13 +33,16 @@ def _existing(image: str) -> str:
               help="When IMAGE is a folder or tar shards: how many of its images to show, one row each.")
 @click.option("--open", "open_after", is_flag=True, help="Open the grid with the system viewer.")
 @click.option("--overwrite", is_flag=True, help="Replace a file at -o that augkit preview did not draw.")
+@options.split
 @options.label_key
 @options.max_pixels
 def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None, tile: int,
-            max_images: int, open_after: bool, overwrite: bool, label_key: str | None, max_pixels: int | None) -> None:
+            max_images: int, open_after: bool, overwrite: bool, split: str | None, label_key: str | None,
+            max_pixels: int | None) -> None:
     """Write a grid: the original IMAGE and N augmented samples, each captioned with the
-    transforms that fired and their drawn values. IMAGE may be a folder (or WebDataset
-    tar shards: a .tar, a folder of them, data/shard-{000000..000009}.tar): an image the
+    transforms that fired and their drawn values. IMAGE may be a folder, a CSV manifest
+    (with --split NAME for a split manifest) or WebDataset tar shards (a .tar, a folder
+    of them, data/shard-{000000..000009}.tar): an image the
     recipe fails on (smaller than a crop) is skipped there, and an error for one IMAGE.
     A file at OUTPUT that augkit preview did not draw is replaced only with --overwrite,
     and never an image of IMAGE."""
@@ -59,8 +62,9 @@ def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None,
         raise UsageError(f"{output}: cannot write a grid as {('.' + suffix) if suffix else 'a file without a suffix'};"
                          f" end -o with .png, .jpg or .webp")
     recipe = load_recipe(recipe_path)
-    if os.path.isdir(image) or is_shard_source(image) or label_key is not None:
-        source = discover(options.source(image, label_key), for_training=False)
+    many = os.path.isdir(image) or is_shard_source(image) or image.lower().endswith(".csv")
+    if many or label_key is not None or split is not None:
+        source = discover(options.source(image, label_key), split=split, for_training=False)
         samples = source.samples
         step = len(samples) / min(max_images, len(samples))
         chosen = [samples[int(i * step)] for i in range(min(max_images, len(samples)))]
