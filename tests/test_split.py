@@ -182,7 +182,7 @@ def test_the_printed_counts_are_images_and_add_up_to_the_rows_when_files_repeat(
     assert lines[0] == f"13 images -> {totals['train']} train, {totals['val']} val, {totals['test']} test " \
                        "(stratified by class, seed 0)"
     assert lines[1:3] == [f"  {c}: " + " / ".join(str(per_class[c][s]) for s in SPLITS) for c in ("cat", "dog")]
-    assert split_samples(discover(data).samples, val=0.3, test=0.1).counts == per_class
+    assert split_samples(discover(data, for_training=False).samples, val=0.3, test=0.1).counts == per_class
 
 
 def test_the_members_of_one_shard_are_told_apart_by_their_bytes_not_their_shard(tmp_path):
