@@ -11,15 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from augkit.cli import cli
 from augkit.input.decoding import decode_image
 from augkit.recipes import load_recipe
 from augkit.core.seeds import derive_seed
 from interrupting import run_interrupted, session_processes
 from imagefiles import bad_images, class_folders, encoded, good_images, tree_bytes, write_tree
 from conftest import make_structured_rgb
+from clirun import read_csv, run
 
 RECIPE = """\
 transforms:
@@ -40,17 +39,6 @@ def recipe(tmp_path) -> Path:
 @pytest.fixture
 def dataset(tmp_path) -> Path:
     return class_folders(tmp_path / "data")
-
-
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_writes_k_copies_mirroring_the_class_layout(recipe, dataset, tmp_path):

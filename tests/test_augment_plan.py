@@ -7,14 +7,13 @@ import json
 from collections import Counter
 
 import pytest
-from click.testing import CliRunner
 
-from augkit.cli import cli
 from augkit.core.errors import UsageError
 from augkit.input.discovery import Sample
 from augkit.stages.augment_plan import AugmentOptions, balance_plan, check_options, plan_jobs
 from imagefiles import encoded, tree_bytes, write_tree
 from conftest import make_structured_rgb
+from clirun import run
 
 RECIPE = "transforms:\n  - HorizontalFlip: {p: 0.5}\n  - RGBShift: {p: 0.5}\n"
 
@@ -95,12 +94,6 @@ def recipe(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text(RECIPE)
     return path
-
-
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
 
 
 def files_per_class(out):

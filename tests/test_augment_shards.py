@@ -3,7 +3,6 @@ for any worker count and either engine, resumable after kill -9, readable by web
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import signal
@@ -13,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import augkit
-from augkit.cli import cli
 from augkit.input.decoding import decode_image
 from imagefiles import bad_images, class_folders, tree_bytes, write_tree
 from interrupting import run_interrupted, session_processes
+from clirun import read_csv, run
 
 RECIPE = """\
 transforms:
@@ -40,17 +38,6 @@ def recipe(tmp_path) -> Path:
 @pytest.fixture
 def dataset(tmp_path) -> Path:
     return class_folders(tmp_path / "data")  # 3 classes of 4 JPEGs
-
-
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def members(shard: Path) -> list[str]:

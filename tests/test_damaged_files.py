@@ -9,7 +9,6 @@ their decoders would print is in the captured stderr whichever process decoded.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from PIL import ImageFile
 import augkit
 import mobilenet_like
 from imagefiles import class_folders, damaged_files, write_tree
+from clirun import read_csv
 
 RECIPE = """\
 transforms:
@@ -73,11 +73,6 @@ def augkit_cli(*args, tmp_path: Path) -> subprocess.CompletedProcess:
 def assert_no_decoder_text(*streams: str) -> None:
     lines = [line for stream in streams for line in stream.splitlines()]
     assert [line for line in lines if DECODER_TEXT.search(line)] == []
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def assert_failure_rows(rows: list[dict[str, str]], key: str, damaged: set[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import sys
@@ -12,13 +11,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import augkit
 import mobilenet_like
 from augkit.stages.backbones import resolve_backbone
-from augkit.cli import cli
 from augkit.core.errors import AugkitError
 from augkit.stages.features import FeatureOptions, cache_features, load_features, to_input
 from augkit.recipes import load_recipe
@@ -27,6 +24,7 @@ from conftest import make_structured_rgb
 from imagefiles import encoded, tree_bytes, write_tree
 from interrupting import run_interrupted
 from test_backbones import ModelServer, entry_file, leftovers, sha
+from clirun import read_csv, run
 
 RECIPE = """\
 transforms:
@@ -73,19 +71,8 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("AUGKIT_MIRROR", raising=False)
 
 
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
-
-
 def tiny_args(model: Path, *extra) -> list:
     return ["--backbone", model, "--input-size", 64, "--dtype", "float32", "--quiet", *extra]
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 # --- the reference computation ----------------------------------------------------------------

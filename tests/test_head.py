@@ -8,20 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import mobilenet_like
 import separable
-from augkit.cli import cli
 from augkit.stages.head import HeadOptions, train_head
+from clirun import run
 
 HEAD_FILES = {"head.json", "head.npz", "classes.txt", "metrics.json", "confusion.png", "model.onnx"}
-
-
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import augkit
 import mobilenet_like
 import separable
-from augkit.cli import cli
 from augkit.stages.backbones import resolve_backbone
 from augkit.stages.features import cache_features
 from augkit.stages.head import HeadOptions, train_head
 from augkit.input.encoding import written_by
-
-
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+from clirun import read_csv, run
 
 
 @pytest.fixture(scope="module")

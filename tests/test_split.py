@@ -10,20 +10,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from augkit.cli import cli
 from augkit.input.discovery import Sample, discover
 from augkit.core.errors import UsageError
 from augkit.stages.split import SPLITS, quotas, split_samples
 from conftest import make_structured_rgb
 from imagefiles import encoded, tree_bytes, write_tree
-
-
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
+from clirun import run
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:

@@ -9,20 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from augkit.cli import cli
 from augkit.input.decoding import decode_image
 from augkit.input.discovery import discover
 from augkit.stages.stats import _quantiles
 from conftest import make_structured_rgb
 from imagefiles import bad_images, class_folders, encoded, good_images, write_tree
-
-
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
+from clirun import run
 
 
 def numpy_stats(paths) -> dict:

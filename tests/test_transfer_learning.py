@@ -12,23 +12,16 @@ from types import SimpleNamespace
 import numpy as np
 import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import mobilenet_like
 import separable
-from augkit.cli import cli
 from augkit.stages.features import load_features
 from augkit.stages.head import data
+from clirun import run
 
 RECIPE = "transforms:\n  - HorizontalFlip: {p: 0.5}\n  - RandomBrightnessContrast: {p: 1.0}\n"
 CHANCE = 1 / len(separable.CLASSES)
-
-
-def run(*args, expect: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    assert result.exit_code == expect, (result.output, result.exception)
-    return result
 
 
 @pytest.fixture(scope="module")
