@@ -62,6 +62,35 @@ MODEL_SEED = 0
 # runs it exactly as augkit does (augkit.stages.features.inference.inference_plan: one thread and session
 # per stream, each taking the next batch); "intra" is the usual single session with
 # THREADS intra-op threads.
+# The timed part of a pure-inference reference (shared with predict_bench.py): ``rows``
+# rows in batches of ``batch`` over the prepared ``batches``, one thread per session, each
+# taking the next batch, as augkit's streams do; ``keep(out, n)`` is what is done with a
+# batch's output. Prints the rate and CPU per row as JSON.
+STREAMS = r'''
+lock = threading.Lock()
+todo = [min(batch, rows - start) for start in range(0, rows, batch)]
+def stream(session):
+    i = 0
+    while True:
+        with lock:
+            if not todo:
+                return
+            n = todo.pop()
+        keep(session.run([model.output_name], {model.input_name: batches[i % 4][:n]})[0], n)
+        i += 1
+cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+t0 = time.perf_counter()
+workers = [threading.Thread(target=stream, args=(s,)) for s in sessions]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+elapsed = time.perf_counter() - t0
+cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+print(json.dumps({"rows": rows, "seconds": elapsed, "rate": rows / elapsed, "cpu_ms_per_row": 1000 * cpu / rows}))
+'''
+
 REFERENCE = r'''
 import sys, time, json, threading, resource
 from pathlib import Path
@@ -80,30 +109,9 @@ x = np.stack([to_input(decode_image(p), backbone.preprocessing) for p in paths])
 batches = [np.ascontiguousarray(x[i * batch:(i + 1) * batch]) for i in range(4)]
 for s in sessions:
     s.run([model.output_name], {model.input_name: batches[0]})  # warm-up, as augkit's first batch
-lock = threading.Lock()
-todo = [min(batch, rows - start) for start in range(0, rows, batch)]
-def stream(session):
-    i = 0
-    while True:
-        with lock:
-            if not todo:
-                return
-            n = todo.pop()
-        out = session.run([model.output_name], {model.input_name: batches[i % 4][:n]})[0]
-        out.reshape(n, -1).astype(np.float16)  # augkit stores float16 by default
-        i += 1
-cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-t0 = time.perf_counter()
-workers = [threading.Thread(target=stream, args=(s,)) for s in sessions]
-for w in workers:
-    w.start()
-for w in workers:
-    w.join()
-elapsed = time.perf_counter() - t0
-cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-print(json.dumps({"rows": rows, "seconds": elapsed, "rate": rows / elapsed, "cpu_ms_per_row": 1000 * cpu / rows}))
-'''
+def keep(out, n):
+    out.reshape(n, -1).astype(np.float16)  # augkit stores float16 by default
+''' + STREAMS
 
 
 def _augkit_cmd() -> list[str]:
