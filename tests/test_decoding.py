@@ -48,6 +48,7 @@ from augkit.input.decoding import (
     decode_bytes,
     decode_image,
     decode_image_with_info,
+    header_size,
 )
 from augkit.input.encoding import encode_image, write_image_atomic
 from augkit.input.suffixes import IMAGE_SUFFIXES
@@ -156,6 +157,15 @@ def test_exif_orientation_6_jpeg_is_rotated_clockwise(tmp_path):
     assert mean_abs_diff(image, np.rot90(source, k=-1)) < 3
     assert (info.width, info.height, info.orientation) == (40, 60, 6)
     assert "EXIF orientation 6 applied" in info.notes
+
+
+def test_header_size_is_the_displayed_size_read_without_decoding(tmp_path):
+    turned = write(tmp_path, "phone.jpg", encoded(gradient(40, 60), "JPEG", quality=95, exif=exif_with_orientation(6)))
+    plain = write(tmp_path, "plain.png", encoded(gradient(40, 60), "PNG"))
+    assert header_size(turned) == (60, 40) == decode_image(turned).shape[:2]
+    assert header_size(plain) == (40, 60)
+    assert header_size(write(tmp_path, "text.jpg", b"not an image")) is None
+    assert header_size(tmp_path / "missing.jpg") is None
 
 
 def with_orientation(container: str, image: np.ndarray, orientation: int) -> bytes:

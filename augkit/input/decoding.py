@@ -118,6 +118,22 @@ def open_sample(path):
     return name.open() if isinstance(name, ShardMember) else _open_regular(name)
 
 
+def header_size(path) -> tuple[int, int] | None:
+    """(height, width) of a sample as displayed, from its header alone (Pillow opens lazily
+    and reads no pixels; a JPEG's EXIF orientation 5-8 turns it a quarter), or None when the
+    header cannot be read (decoding it will say why). A cheap guess for planning: decoding
+    is the truth (TIFF orientation, say, is not read here)."""
+    try:
+        # A file (never a FIFO, whose open would block) or a shard's member, as decoding reads it.
+        with open_sample(path) as f, Image.open(f) as img:
+            w, h = img.size
+            if img.format in ("JPEG", "MPO") and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                h, w = w, h
+    except Exception:  # noqa: BLE001 - any reader error: unknown here, a failure row later
+        return None
+    return h, w
+
+
 def _open_regular(name: str):
     _require_regular(name, os.stat(name).st_mode)
     f = open(os.open(name, _OPEN_FLAGS), "rb")

@@ -422,22 +422,13 @@ def final_size(samples, pipeline: SamplePipeline) -> tuple[int, int] | None:
 def _first_of_another_size(samples, size: tuple[int, int], pipeline: SamplePipeline):
     """(key, (H, W)) of the first image whose decoded size is not ``size``, or None.
 
-    Headers alone are read (Pillow opens lazily); a header that disagrees is confirmed
-    by decoding, since EXIF orientation (and TIFF's) can turn an image around."""
-    from PIL import Image
-
-    from augkit.input.decoding import open_sample
+    Headers alone are read (:func:`~augkit.input.decoding.header_size`); a header that
+    disagrees is confirmed by decoding, since orientation (TIFF's too) can turn an image around."""
+    from augkit.input.decoding import header_size
 
     for sample in samples:
-        try:
-            # A file (never a FIFO, whose open would block) or a shard's member, as decoding reads it.
-            with open_sample(sample.path) as f, Image.open(f) as img:
-                w, h = img.size
-                if img.format in ("JPEG", "MPO") and img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                    h, w = w, h
-        except Exception:  # noqa: BLE001 - unreadable: a failure row later, not a size
-            continue
-        if (h, w) == size:
+        shown = header_size(sample.path)
+        if shown is None or shown == size:  # unreadable: a failure row later, not a size
             continue
         try:
             decoded = pipeline.decoded(sample.path, exact=True).shape[:2]

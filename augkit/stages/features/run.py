@@ -80,27 +80,21 @@ def default_workers(recipe: bool, megapixels: float | None = None) -> int:
 
     prepare = PREPARE_BASE + PREPARE_PER_MEGAPIXEL * (0.19 if megapixels is None else megapixels)
     prepare += PREPARE_RECIPE if recipe else 0.0
-    need = cores() * prepare / (prepare + 1.0)
-    return 0 if need < 0.5 else min(cores(), math.ceil(need))
+    available = cores()
+    need = available * prepare / (prepare + 1.0)
+    return 0 if need < 0.5 else min(available, math.ceil(need))
 
 
 def median_megapixels(samples) -> float | None:
     """The median size, in megapixels, of up to :data:`SAMPLED_HEADERS` of ``samples``
-    spread over the list, read from their headers (Pillow reads no pixels); None when none
-    can be read."""
+    spread over the list, from their headers (:func:`~augkit.input.decoding.header_size`);
+    None when none can be read."""
     import statistics
 
-    from PIL import Image
+    from augkit.input.decoding import header_size
 
-    from augkit.input.decoding import open_sample
-
-    sizes = []
-    for sample in samples[::max(1, len(samples) // SAMPLED_HEADERS)][:SAMPLED_HEADERS]:
-        try:
-            with open_sample(sample.path) as file, Image.open(file) as image:
-                sizes.append(image.width * image.height / 1e6)
-        except Exception:  # noqa: BLE001 - an unreadable file is the task's failure row, not ours
-            continue
+    spread = samples[::max(1, len(samples) // SAMPLED_HEADERS)][:SAMPLED_HEADERS]
+    sizes = [h * w / 1e6 for h, w in filter(None, (header_size(s.path) for s in spread))]
     return statistics.median(sizes) if sizes else None
 
 
