@@ -99,12 +99,13 @@ def discover(src: str | os.PathLike, *, split: str | None = None, for_training: 
         inside = _split_manifest_inside(path)
         fix = f"; pass {inside} --split {split}" if inside is not None else ""
         raise UsageError(f"--split {split} selects rows of a split manifest (CSV), but {src} is a folder{fix}")
-    manifest = None if split == ALL or not for_training else _split_manifest_inside(path)
+    guarded = for_training and split != ALL  # split="all": every image, on purpose
+    manifest = _split_manifest_inside(path) if guarded else None
     if manifest is not None:
         raise UsageError(f"{src} holds {manifest.name}, a split manifest: the folder has every split's images, val "
                          f"and test included; pass {manifest} --split train (one split), or --split all to use every "
                          f"image on purpose")
-    above = None if split == ALL or not for_training else _split_manifest_above(path)
+    above = _split_manifest_above(path) if guarded else None
     if above is not None:
         manifest, splits = above
         shown = manifest if path.is_absolute() else Path(os.path.relpath(manifest))
@@ -160,9 +161,7 @@ def _splits_inside(manifest: Path, root: Path) -> list[str]:
             path_col, split_col = _pick(columns, PATH_COLUMNS), _pick(columns, ("split",))
             for row in reader:
                 raw, name = (row.get(path_col) or "").strip(), (row.get(split_col) or "").strip()
-                key = _posix_key(raw)
-                where = key if key.startswith("/") else posixpath.normpath(f"{base}/{key}")
-                if raw and name and where.startswith(inside):
+                if raw and name and _image_place(base, _posix_key(raw)).startswith(inside):
                     splits.add(name)
     except (OSError, UnicodeDecodeError, csv.Error):
         pass  # refuses nothing here; passed as SRC, the manifest says what is wrong with it
@@ -301,7 +300,7 @@ def _from_manifest(csv_path: Path, split: str | None) -> Dataset:
         if not raw:
             raise UsageError(f"{csv_path}:{line_no}: empty {path_col!r}")
         key = _manifest_key(csv_path, line_no, raw)
-        where = key if key.startswith("/") else posixpath.normpath(f"{base_key}/{key}")
+        where = _image_place(base_key, key)
         if where in seen:  # in any two rows, whatever their splits: across splits it is a leak
             raise UsageError(f"{csv_path}:{line_no}: {raw} is listed twice (first on line {seen[where]}); each image once")
         seen[where] = line_no
@@ -349,6 +348,12 @@ def _manifest_key(csv_path: Path, line_no: int, raw: str) -> str:
     if raw.endswith(("/", "\\")) or PurePosixPath(key).name in ("", ".."):  # normpath leaves no other "."
         raise UsageError(f"{csv_path}:{line_no}: the path {raw!r} names a folder, not an image; give an image file")
     return key
+
+
+def _image_place(base_key: str, key: str) -> str:
+    """Where a manifest key's image is, as an absolute normalised POSIX path: ``base_key`` is
+    the CSV's folder (absolute, as :func:`_posix_key` writes it)."""
+    return key if key.startswith("/") else posixpath.normpath(f"{base_key}/{key}")
 
 
 def _posix_key(path: str) -> str:
