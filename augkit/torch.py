@@ -149,9 +149,9 @@ class AugkitDataset(Dataset):
         n = len(self.dataset)
         draw = getattr(index, "draw", 0)  # a Draw from balanced_sampler(): a repeat within the epoch
         index = operator.index(index)
-        self._note_fetch(index, draw)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} samples")
+        self._note_fetch(index % n, draw)
         for step in range(n):  # a scraper's run of HTML pages can be long; the whole set is the bound
             k = (index + step) % n
             sample = self.dataset.samples[k]
