@@ -194,7 +194,7 @@ def test_no_plot_is_written_inside_the_dataset_folder_of_a_split_manifest(tmp_pa
     manifest.write_text("path,label,split\ncat/cat_0.jpg,cat,train\ndog/dog_0.jpg,dog,val\ncat/cat_1.jpg,cat,val\n")
     plot = data / "plot.png"  # the next `augkit split data` would read it as an image
     result = run("stats", manifest, "--split", "val", "-o", tmp_path / "s.json", "--plot", plot, "-w", 0, expect=2)
-    assert result.output == (f"Error: --plot {plot}: is inside {manifest}, where it would be read as one of its "
+    assert result.output == (f"Error: --plot {plot}: is inside {data}, where it would be read as one of its "
                              f"images; choose a path outside it\n")
     assert not plot.exists() and not (tmp_path / "s.json").exists()
     run("stats", manifest, "--split", "val", "-o", tmp_path / "s.json", "--plot", tmp_path / "plot.png", "-w", 0)

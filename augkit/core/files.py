@@ -180,7 +180,7 @@ def _what_it_is(path: Path) -> str | None:
 
 
 def check_output_file(path: str | os.PathLike, *, option: str, what: str, ours: Callable[[Path], bool],
-                      overwrite: bool | None = None, inside_source: Callable[[Path], bool] | None = None,
+                      overwrite: bool | None = None, inside_source: Callable[[Path], Path | bool] | None = None,
                       source: str = "SRC", inputs: str = "images") -> None:
     """The one rule for a single file a command writes (``stats -o``/``--plot``, ``preview
     -o``, ``predict``'s CSV and ``--plot``, ``split``'s manifest), checked before any work.
@@ -188,7 +188,8 @@ def check_output_file(path: str | os.PathLike, *, option: str, what: str, ours: 
     A file already at ``path`` is replaced only when ``ours(path)`` recognises it as one
     augkit wrote for this command (``what`` names that kind), or with ``overwrite``
     (None: the command has no ``--overwrite``). A path that ``inside_source`` says is one
-    of the source's images (``inputs`` names what they are), or would be read as one, is
+    of the source's images (``inputs`` names what they are), or would be read as one (it
+    may answer with the folder, which the refusal then names), is
     refused even with ``overwrite``: augkit never writes into its inputs. UsageError: one line naming the file, what it is
     and the fix."""
     from augkit.core.errors import UsageError
@@ -198,11 +199,13 @@ def check_output_file(path: str | os.PathLike, *, option: str, what: str, ours: 
     if path.is_dir():
         raise UsageError(f"{named}: is a folder; give a file name")
     exists = os.path.lexists(path)
-    if inside_source is not None and inside_source(path):
+    held = inside_source(path) if inside_source is not None else False
+    if held:
         if exists:
             raise UsageError(f"{named}: is one of the input {inputs} ({source}); augkit never writes over its "
                              f"inputs: choose another path")
-        raise UsageError(f"{named}: is inside {source}, where it would be read as one of its images; choose a path "
+        folder = held if isinstance(held, Path) else source  # the source's folder it lands in, when it says
+        raise UsageError(f"{named}: is inside {folder}, where it would be read as one of its images; choose a path "
                          f"outside it")
     if not exists or overwrite or ours(path):
         return

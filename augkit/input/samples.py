@@ -63,12 +63,13 @@ class Dataset:
         dataset = _dataset_folder(Path(self.root), folders)
         return sorted(folders | ({dataset} if dataset is not None else set()))
 
-    def holds(self, path: str | os.PathLike) -> bool:
+    def holds(self, path: str | os.PathLike) -> Path | bool:
         """Whether a file written at ``path`` would land on this source's images: it is one
-        of them (or a shard holding them), or it would be read as one by a folder run (a
-        visible file with an image suffix anywhere inside a folder source, or inside one of
-        a manifest's :meth:`source_folders`). A file written there replaces that name only,
-        so ``path`` is compared as a name in its folder."""
+        of them (or a shard holding them): True; or it would be read as one by a folder run
+        (a visible file with an image suffix anywhere inside a folder source, or inside one
+        of a manifest's :meth:`source_folders`): that folder, as the source names it (a
+        refusal names it). A file written there replaces that name only, so ``path`` is
+        compared as a name in its folder."""
         from augkit.input.suffixes import IMAGE_SUFFIXES
 
         path = Path(path)
@@ -80,7 +81,7 @@ class Dataset:
                 except ValueError:
                     continue
                 if not any(is_hidden(part) for part in inside.parts):
-                    return True
+                    return Path(folder)
         if not os.path.lexists(path):
             return False
         folder = path.parent.resolve()
