@@ -365,9 +365,11 @@ def test_a_folder_holding_its_split_manifest_is_refused_naming_the_manifest_and_
     (class_folders / "split.csv").write_text("path,label,split\ndogs/d1.PNG,dogs,train\ncats/c1.jpeg,cats,val\n")
     with pytest.raises(UsageError) as refused:
         discover(class_folders)
-    message = str(refused.value)
+    message, cli = str(refused.value), refused.value.cli
     assert "holds split.csv, a split manifest" in message and "val and test included" in message
-    assert f"pass {class_folders / 'split.csv'} --split train" in message and "--split all" in message
+    assert f"pass {class_folders / 'split.csv'} with split='train'" in message and "split='all'" in message
+    assert cli.startswith(message.split(";")[0] + ";")  # the same refusal, in the command line's words
+    assert f"pass {class_folders / 'split.csv'} --split train" in cli and "--split all" in cli
     assert len(discover(class_folders, split="all")) == 4
     assert len(discover(class_folders, for_training=False)) == 4
 
@@ -409,10 +411,13 @@ def split_photos(tmp_path):
 def test_a_class_folder_of_a_split_dataset_is_refused_naming_the_manifest_and_the_fix(split_photos):
     with pytest.raises(UsageError) as refused:
         discover(split_photos / "ants")
-    assert str(refused.value) == (f"{split_photos / 'ants'} is inside {split_photos}, which holds split.csv, a split "
-                                  f"manifest that puts the folder's images in splits test, train, val; pass "
-                                  f"{split_photos / 'split.csv'} --split train (one split), or --split all to use "
-                                  f"every image on purpose")
+    why = (f"{split_photos / 'ants'} is inside {split_photos}, which holds split.csv, a split manifest that puts the "
+           f"folder's images in splits test, train, val")
+    assert str(refused.value) == (f"{why}; pass {split_photos / 'split.csv'} with split='train' (one split, every "
+                                  f"class), or split='all' to use every image of {split_photos / 'ants'} on purpose")
+    assert refused.value.cli == (f"{why}; pass {split_photos / 'split.csv'} --split train (one split, every class), "
+                                 f"or {split_photos / 'ants'} --split all to use every image of "
+                                 f"{split_photos / 'ants'} on purpose")
 
 
 def test_the_manifest_above_is_found_a_few_folders_up_and_named_as_src_was_written(split_photos, monkeypatch):
@@ -421,7 +426,7 @@ def test_the_manifest_above_is_found_a_few_folders_up_and_named_as_src_was_writt
         f.write("ants/queens/winged/w_0.jpg,ants,train\nants/queens/winged/w_1.jpg,ants,val\n")
     monkeypatch.chdir(split_photos / "ants")
     with pytest.raises(UsageError, match=r"^queens/winged is inside \.\., which holds split\.csv.*; pass "
-                                         r"\.\./split\.csv --split train"):
+                                         r"\.\./split\.csv with split='train'"):
         discover("queens/winged")  # three folders below the manifest
     monkeypatch.chdir(split_photos)
     with pytest.raises(UsageError, match=r"^ants/queens is inside \., which holds split\.csv.*; pass split\.csv "):

@@ -85,6 +85,8 @@ def test_one_image_and_a_manifest_split_are_sources_too(made, images, tmp_path):
     run("split", images, "-o", images / "split.csv", "--val", 0.34, "--test", 0)
     run("predict", made / "head", images / "split.csv", "--split", "val", "-o", out, "--quiet")
     assert len(read_csv(out)) == 3
+    refused = run("predict", made / "head", images / "split.csv", "-o", out, "--quiet", expect=2)
+    assert f"{images / 'split.csv'} has splits train, val: pass --split val, or --split all" in refused.output
 
 
 def test_a_label_the_model_does_not_know_is_counted_wrong_and_named(made, images, tmp_path):

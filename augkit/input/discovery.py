@@ -77,7 +77,8 @@ def discover(src: str | os.PathLike, *, split: str | None = None, for_training: 
     folder holding its split manifest, or inside a folder whose split manifest lists its
     images in several splits, is read all the same.
     ``held_out=True`` (predict: a model is judged on images it did not train on): a folder
-    of split folders is refused naming its val (or test) folder to pass, not its train one.
+    of split folders, or a split manifest without a split, is refused naming val (or test)
+    to pass, not train.
     Tar shards (a .tar, a folder of them, a brace pattern, :class:`~augkit.input.shard_sources.Shards`)
     are read by :mod:`augkit.input.shard_sources`."""
     if is_shard_source(src):
@@ -90,7 +91,7 @@ def discover(src: str | os.PathLike, *, split: str | None = None, for_training: 
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise UsageError(f"{src}: is a file; pass a folder of images or a CSV manifest (.csv)")
-        return _from_manifest(path, split)
+        return _from_manifest(path, split, held_out)
     if split is not None and split != ALL:
         folder = _child_folder(path, split)
         if folder is not None:
@@ -102,18 +103,30 @@ def discover(src: str | os.PathLike, *, split: str | None = None, for_training: 
     guarded = for_training and split != ALL  # split="all": every image, on purpose
     manifest = _split_manifest_inside(path) if guarded else None
     if manifest is not None:
-        raise UsageError(f"{src} holds {manifest.name}, a split manifest: the folder has every split's images, val "
-                         f"and test included; pass {manifest} --split train (one split), or --split all to use every "
-                         f"image on purpose")
+        why = f"{src} holds {manifest.name}, a split manifest: the folder has every split's images, val and test included"
+        raise UsageError(f"{why}; pass {manifest} with split='train' (one split), or split='all' to use every image "
+                         f"on purpose",
+                         cli=f"{why}; pass {manifest} --split train (one split), or --split all to use every image on "
+                             f"purpose")
     above = _split_manifest_above(path) if guarded else None
     if above is not None:
         manifest, splits = above
         shown = manifest if path.is_absolute() else Path(os.path.relpath(manifest))
-        suggest = "train" if "train" in splits else splits[0]
-        raise UsageError(f"{src} is inside {shown.parent}, which holds {shown.name}, a split manifest that puts the "
-                         f"folder's images in splits {', '.join(splits)}; pass {shown} --split {suggest} (one split), "
-                         f"or --split all to use every image on purpose")
+        suggest = _suggested_split(splits)
+        why = (f"{src} is inside {shown.parent}, which holds {shown.name}, a split manifest that puts the folder's "
+               f"images in splits {', '.join(splits)}")
+        raise UsageError(f"{why}; pass {shown} with split={suggest!r} (one split, every class), or split='all' to "
+                         f"use every image of {src} on purpose",
+                         cli=f"{why}; pass {shown} --split {suggest} (one split, every class), or {src} --split all to "
+                             f"use every image of {src} on purpose")
     return _from_folder(path, held_out)
+
+
+def _suggested_split(names, held_out: bool = False) -> str:
+    """The split a refusal suggests among ``names``: train, or to judge a model (``held_out``)
+    val, valid, validation or test, in that order; else the first name."""
+    preferred = ("val", "valid", "validation", "test") if held_out else ("train",)
+    return min(names, key=lambda name: (preferred + (name.lower(),)).index(name.lower()))
 
 
 def _split_manifest_inside(root: Path) -> Path | None:
@@ -266,8 +279,7 @@ def _refuse_split_folders(root: Path, samples: list[Sample], held_out: bool = Fa
     split_like = sorted(c for c in classes if c.lower() in SPLIT_FOLDER_NAMES)
     holding_classes = {s.label for s in samples if s.label in split_like and s.key.count("/") >= 2}
     if holding_classes or (split_like and len(split_like) == len(classes)):
-        preferred = ("val", "valid", "validation", "test") if held_out else ("train",)
-        first = min(split_like, key=lambda c: (preferred + (c.lower(),)).index(c.lower()))
+        first = _suggested_split(split_like, held_out)
         raise UsageError(f"{root}: holds split folders ({', '.join(split_like)}), not classes: pass "
                          f"{root / first} as SRC (each split folder is a source of its own), or list the images "
                          f"in a CSV manifest with path, label and split columns")
@@ -278,7 +290,7 @@ def _pick(columns: list[str], wanted: tuple[str, ...]) -> str | None:
     return next((lowered[w] for w in wanted if w in lowered), None)
 
 
-def _from_manifest(csv_path: Path, split: str | None) -> Dataset:
+def _from_manifest(csv_path: Path, split: str | None, held_out: bool = False) -> Dataset:
     try:
         with open(csv_path, newline="", encoding="utf-8-sig", errors=TEXT_ERRORS) as f:
             reader = csv.DictReader(f)
@@ -309,7 +321,7 @@ def _from_manifest(csv_path: Path, split: str | None) -> Dataset:
             _check_label(csv_path, line_no, label)
         split_name = (row.get(split_col) or "").strip() if split_col else ""
         listed.append((Sample(str(base / raw.replace("\\", "/")), key, label), split_name))
-    samples = _select_split(csv_path, listed, split, has_split_column=split_col is not None)
+    samples = _select_split(csv_path, listed, split, has_split_column=split_col is not None, held_out=held_out)
     if not samples:
         raise UsageError(f"{csv_path}: the manifest lists no images")
     samples.sort(key=lambda s: s.key)
@@ -317,7 +329,7 @@ def _from_manifest(csv_path: Path, split: str | None) -> Dataset:
 
 
 def _select_split(csv_path: Path, listed: list[tuple[Sample, str]], split: str | None,
-                  has_split_column: bool) -> list[Sample]:
+                  has_split_column: bool, held_out: bool = False) -> list[Sample]:
     names = sorted({name for _, name in listed if name})  # a column of empty cells holds no splits
     if split == ALL:
         if ALL in names:
@@ -326,7 +338,7 @@ def _select_split(csv_path: Path, listed: list[tuple[Sample, str]], split: str |
         return [sample for sample, _ in listed]
     if split is None:
         if names:
-            suggest = "train" if "train" in names else names[0]
+            suggest = _suggested_split(names, held_out)
             raise UsageError(f"{csv_path} has splits {', '.join(names)}: pass split={suggest!r}, or split='all' to "
                              f"use every row",
                              cli=f"{csv_path} has splits {', '.join(names)}: pass --split {suggest}, or --split all "
