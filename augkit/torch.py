@@ -147,11 +147,12 @@ class AugkitDataset(Dataset):
 
     def __getitem__(self, index: int):
         n = len(self.dataset)
-        draw = getattr(index, "draw", 0)  # a Draw from balanced_sampler(): a repeat within the epoch
+        numbered = isinstance(index, Draw)  # from balanced_sampler(): a repeat within the epoch is told apart
+        draw = index.draw if numbered else 0
         index = operator.index(index)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} samples")
-        self._note_fetch(index % n, draw)
+        self._note_fetch(index % n, draw, numbered)
         for step in range(n):  # a scraper's run of HTML pages can be long; the whole set is the bound
             k = (index + step) % n
             sample = self.dataset.samples[k]
@@ -164,9 +165,10 @@ class AugkitDataset(Dataset):
         raise AugkitError(f"none of the {n} samples could be used (e.g. {self.failures[-1]['message']}); "
                           f"see data.failures")
 
-    def _note_fetch(self, index: int, draw: int) -> None:
+    def _note_fetch(self, index: int, draw: int, numbered: bool) -> None:
         """Warn once per process when one draw of a sample is asked for twice at one epoch:
-        it would be augmented alike both times (see the module's docstring)."""
+        it would be augmented alike both times (see the module's docstring). With draws
+        ``numbered`` by balanced_sampler() only a missed set_epoch can cause it."""
         if self.pipeline.recipe is None:  # nothing random: the same sample twice is no harm
             return
         epoch = self._epoch.value
@@ -177,10 +179,11 @@ class AugkitDataset(Dataset):
             import warnings
 
             self._warned = True
+            sampler = ("" if numbered else ", and for class balance use sampler=data.balanced_sampler() (a sampler "
+                       "drawing with replacement repeats augmentations)")
             warnings.warn(f"AugkitDataset: sample {index} was asked for twice at epoch {epoch}, so it gets the same "
-                          f"augmentation twice; call data.set_epoch(epoch) before each epoch's loop, and for class "
-                          f"balance use sampler=data.balanced_sampler() (a sampler drawing with replacement repeats "
-                          f"augmentations)", stacklevel=3)
+                          f"augmentation twice; call data.set_epoch(epoch) before each epoch's loop{sampler}",
+                          stacklevel=3)
         seen.add((index, draw))
 
     def __getstate__(self) -> dict[str, Any]:

@@ -296,6 +296,13 @@ def test_a_second_epoch_without_set_epoch_warns_once_that_augmentations_repeat(t
         list(loader)  # forgot data.set_epoch(1)
         list(loader)
     assert len(caught) == 1 and "call data.set_epoch(epoch) before each epoch" in str(caught[0].message)
+    assert "balanced_sampler" in str(caught[0].message)  # a shuffled sampler: a repeat may be a replacement draw
+    balanced = AugkitDataset(class_folders(tmp_path / "data", per_class=2), RECIPE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):  # forgot set_epoch, with the balanced sampler already in use
+            list(torch.utils.data.DataLoader(balanced, batch_size=3, sampler=balanced.balanced_sampler()))
+    assert len(caught) == 1 and str(caught[0].message).endswith("before each epoch's loop")
     fresh = AugkitDataset(class_folders(tmp_path / "data", per_class=2), RECIPE)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
