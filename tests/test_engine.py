@@ -92,6 +92,23 @@ class DiesOnceCalled:
         return item
 
 
+class HoldsItsItem:
+    """Says it holds its item (a file ``holding``), then holds it until ``release`` exists:
+    for a minute at most, after which it says it gave up (``gave-up``) and returns."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __call__(self, item):
+        (self.folder / "holding").touch()
+        for _ in range(6000):
+            if (self.folder / "release").exists():
+                return item
+            time.sleep(0.01)
+        (self.folder / "gave-up").touch()
+        return item
+
+
 def wait_until(condition, what: str, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -432,6 +449,25 @@ def test_ctrl_c_while_the_forkserver_imports_prints_one_line_and_no_traceback(tm
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert stderr.strip() == f"interrupted: {out} holds only complete files; rerun the same command to finish"
     assert run.returncode == 130
+
+
+def test_a_ctrl_c_taken_by_another_thread_stops_a_run_whose_workers_all_hold_items(tmp_path):
+    # Python runs a SIGINT's handler in the main thread only when that thread next wakes. A
+    # signal that another thread took (or one landing just before the wait blocked, which
+    # once hung CI for five minutes) left the run waiting on a worker that held its item.
+    import threading
+
+    def ctrl_c_on_this_thread():
+        wait_until(lambda: (tmp_path / "holding").exists(), "the worker to take its item")
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # not the main thread
+
+    sender = threading.Thread(target=ctrl_c_on_this_thread)
+    with LocalEngine(workers=1) as engine:
+        sender.start()
+        with pytest.raises(KeyboardInterrupt):
+            list(engine.map(HoldsItsItem(tmp_path), [1]))
+        sender.join()
+    assert not (tmp_path / "gave-up").exists()  # stopped while the worker held its item
 
 
 needs_shm = pytest.mark.skipif(not (os.path.isdir(_shm.SHM_DIR) and _shm._pid_namespace()),

@@ -34,11 +34,12 @@ import errno
 import itertools
 import os
 import re
-import signal
 import sys
 import threading
 from multiprocessing import shared_memory
 from typing import Any
+
+from augkit.core.interrupts import deferred
 
 SHM_DIR = "/dev/shm"
 _ENTRY = re.compile(r"(?:sem\.mp-)?augkit-(?P<pid>\d+)-(?P<ns>\d+)-")
@@ -140,7 +141,7 @@ def create_slot(nbytes: int, blocks: dict[str, shared_memory.SharedMemory]) -> s
     """The name of a new block of ``nbytes`` with every page allocated, added to ``blocks``
     at once (so that whoever closes ``blocks`` removes it, Ctrl-C or not); None when
     /dev/shm is full."""
-    with _ctrl_c_deferred():  # between creation and ``blocks``, a Ctrl-C would leak the block
+    with deferred():  # between creation and ``blocks``, a Ctrl-C would leak the block
         while True:
             try:
                 shm = shared_memory.SharedMemory(name=f"{tag()}-{next(_counter)}", create=True, size=nbytes)
@@ -162,25 +163,6 @@ def create_slot(nbytes: int, blocks: dict[str, shared_memory.SharedMemory]) -> s
         shm.unlink()
         return None
     return shm.name
-
-
-@contextlib.contextmanager
-def _ctrl_c_deferred():
-    """A SIGINT that arrives inside is handled (KeyboardInterrupt raised) on the way out."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            if callable(previous):
-                previous(*received[0])
-            elif previous == signal.SIG_DFL:
-                os.kill(os.getpid(), signal.SIGINT)
 
 
 def _allocate(shm: shared_memory.SharedMemory) -> None:

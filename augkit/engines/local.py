@@ -24,7 +24,10 @@ How the local engine keeps its promises:
   break while the caller trains on a batch). Nothing hangs.
 - *Prompt Ctrl-C, one line.* The forkserver and the workers never see SIGINT (the
   terminal sends it to the whole process group); the parent terminates them and
-  re-raises, so the caller prints its one line and no child prints a traceback.
+  re-raises, so the caller prints its one line and no child prints a traceback. The
+  parent waits for chunks with Ctrl-C deferred, waking every 0.1 s
+  (``augkit.core.interrupts``): a Ctrl-C never lands inside ``concurrent.futures``' wait,
+  and is never lost while every worker holds an item.
 - *Nothing left behind.* The pool's semaphores carry augkit's name, so a run killed with
   SIGKILL, which cannot remove them, has them removed by the next run (``augkit.engines._shm``).
 - *Little parent work.* Each chunk costs the parent CPU (pickling, the executor's
@@ -51,9 +54,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any
 
 import augkit.engines._shm as _shm
+from augkit.core.interrupts import WAKE_SECONDS, deferred
 from augkit.engines.contract import Outcome, WorkerSetupError, call, in_order, limit_threads, set_up
 
 # What the forkserver imports first, so that every worker starts with it loaded: thread
@@ -278,8 +283,7 @@ class LocalEngine:
     def warm_up(self, task: Any) -> None:
         """Start the workers now (they import in the background while the caller works)."""
         if self.workers > 0:
-            pool = self._pool(task)
-            pool.submit(_run_chunk, [])
+            self._pool(task).submit(_run_chunk, [])
 
     def close(self, kill: bool = False) -> None:
         executor, self._executor, self._executor_task = self._executor, None, None
@@ -377,66 +381,103 @@ class LocalEngine:
         self._per_item = per_item if self._per_item is None else 0.5 * (self._per_item + per_item)
 
     def _run_pool(self, task: Any, numbered: Iterator[tuple[int, Any]], total: int | None) -> Iterator[Outcome]:
-        in_flight: dict[Future, list[tuple[int, Any]]] = {}
-        suspects: deque[tuple[int, Any]] = deque()  # items held by a worker that died
-        unsent: deque[list[tuple[int, Any]]] = deque()  # chunks a broken pool refused
-        exhausted = False
-        sent = 0
+        run = _PoolRun(numbered, total)
         while True:
-            # Suspects run alone, so a crash can be pinned on the one item that causes it.
-            limit = 1 if suspects else self.workers * self.prefetch
-            broken = False
-            while len(in_flight) < limit:
-                if suspects:
-                    chunk, back = [suspects.popleft()], suspects.extendleft
-                elif unsent:
-                    chunk, back = unsent.popleft(), unsent.appendleft
-                elif not exhausted:
-                    size = self._next_chunk_size(None if total is None else total - sent)
-                    chunk, back = [pair for _, pair in zip(range(size), numbered)], unsent.appendleft
-                    sent += len(chunk)
-                    exhausted = len(chunk) < size
-                    if not chunk:
-                        break
-                else:
-                    break
-                try:
-                    in_flight[self._pool(task).submit(_run_chunk, chunk)] = chunk
-                except BrokenProcessPool:
-                    # A worker died while the caller had the last outcome: the pool
-                    # refuses new work. This chunk never left; restart below.
-                    back(chunk)
-                    broken = True
-                    break
-            if not in_flight and not broken:
+            outcomes, finished = self._round(task, run)
+            yield from outcomes
+            if finished:
                 return
-            if not broken:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    chunk = in_flight.pop(future)
-                    try:
-                        outcomes, seconds = future.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        if len(chunk) == 1 and limit == 1:  # it ran alone: pinned
-                            index, _item = chunk[0]
-                            yield Outcome(index, error="the worker process died on this item", crashed=True)
-                        else:
-                            suspects.extend(chunk)
-                        continue
-                    self._measured(len(chunk), seconds)  # never empty: see the loop above
-                    yield from outcomes
-            if broken:
-                yield from self._restart(in_flight, suspects)
 
-    def _restart(self, in_flight: dict[Future, list[tuple[int, Any]]], suspects: deque) -> Iterator[Outcome]:
+    def _round(self, task: Any, run: _PoolRun) -> tuple[list[Outcome], bool]:
+        """Fill the pool, then wait for the first chunks back: (their outcomes, whether
+        everything is done). A worker that died makes suspects of the items it held."""
+        # Suspects run alone, so a crash can be pinned on the one item that causes it.
+        limit = 1 if run.suspects else self.workers * self.prefetch
+        broken = self._fill(task, run, limit)
+        if not run.in_flight and not broken:
+            return [], True
+        outcomes: list[Outcome] = []
+        if not broken:
+            for future in _first_done(run.in_flight):
+                chunk = run.in_flight.pop(future)
+                try:
+                    chunk_outcomes, seconds = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if len(chunk) == 1 and limit == 1:  # it ran alone: pinned
+                        index, _item = chunk[0]
+                        outcomes.append(Outcome(index, error="the worker process died on this item", crashed=True))
+                    else:
+                        run.suspects.extend(chunk)
+                    continue
+                self._measured(len(chunk), seconds)  # never empty: see _fill
+                outcomes.extend(chunk_outcomes)
+        if broken:
+            outcomes.extend(self._restart(run.in_flight, run.suspects))
+        return outcomes, False
+
+    def _fill(self, task: Any, run: _PoolRun, limit: int) -> bool:
+        """Submit chunks until ``limit`` are in flight or nothing is left; True when the
+        pool turned out broken (the chunk it refused is kept for the next pool)."""
+        while len(run.in_flight) < limit:
+            if run.suspects:
+                chunk, back = [run.suspects.popleft()], run.suspects.extendleft
+            elif run.unsent:
+                chunk, back = run.unsent.popleft(), run.unsent.appendleft
+            elif not run.exhausted:
+                size = self._next_chunk_size(None if run.total is None else run.total - run.sent)
+                chunk, back = [pair for _, pair in zip(range(size), run.numbered)], run.unsent.appendleft
+                run.sent += len(chunk)
+                run.exhausted = len(chunk) < size
+                if not chunk:
+                    return False
+            else:
+                return False
+            try:
+                run.in_flight[self._pool(task).submit(_run_chunk, chunk)] = chunk
+            except BrokenProcessPool:
+                # A worker died while the caller had the last outcome: the pool refuses
+                # new work. This chunk never left; the round restarts the pool.
+                back(chunk)
+                return True
+        return False
+
+    def _restart(self, in_flight: dict[Future, list[tuple[int, Any]]], suspects: deque) -> list[Outcome]:
         """After a worker died: stop the pool (the next submit starts a new one), keep the
         results that came back, and make suspects of the items that did not."""
         self.close(kill=True)
+        outcomes: list[Outcome] = []
         for future, chunk in in_flight.items():
             if future.done() and not future.cancelled() and not isinstance(future.exception(), BrokenProcessPool):
-                outcomes, _seconds = future.result()  # or its own error (a setup that failed)
-                yield from outcomes
+                chunk_outcomes, _seconds = future.result()  # or its own error (a setup that failed)
+                outcomes.extend(chunk_outcomes)
             else:
                 suspects.extend(chunk)
         in_flight.clear()
+        return outcomes
+
+
+@dataclass
+class _PoolRun:
+    """Where one ``map_unordered`` stands: items not yet sent, chunks in flight, and the
+    items a dead worker held."""
+
+    numbered: Iterator[tuple[int, Any]]
+    total: int | None
+    in_flight: dict[Future, list[tuple[int, Any]]] = field(default_factory=dict)
+    suspects: deque[tuple[int, Any]] = field(default_factory=deque)  # items held by a worker that died
+    unsent: deque[list[tuple[int, Any]]] = field(default_factory=deque)  # chunks a broken pool refused
+    exhausted: bool = False
+    sent: int = 0
+
+
+def _first_done(in_flight: dict[Future, Any]) -> set[Future]:
+    """The chunks done, once one is. A Ctrl-C meanwhile is raised here, outside
+    ``concurrent.futures``, within WAKE_SECONDS even when its signal did not interrupt the
+    wait (``augkit.core.interrupts``). Submitting is not deferred: starting a worker may
+    wait seconds on the forkserver's import, which a Ctrl-C must cut short."""
+    with deferred() as ctrl_c:
+        while True:
+            done, _ = wait(in_flight, timeout=WAKE_SECONDS, return_when=FIRST_COMPLETED)
+            if done or ctrl_c:
+                return done

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from augkit.core.errors import AugkitError
+from augkit.core.interrupts import WAKE_SECONDS
 from augkit.stages.features.cache import write_shard
 from augkit.stages.providers import CPU, check_started, is_accelerated
 
@@ -119,10 +120,15 @@ class InferenceStreams:
                 "busy_s": self.busy_s}
 
     def finish(self, timeout: float | None = None) -> None:
+        """Let the streams run what is queued, then end (``timeout``: seconds at most)."""
         for _ in self.threads:
             self.work.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(timeout)
+            # In short joins: a Ctrl-C whose signal did not wake the join (augkit.core.interrupts)
+            # is seen within WAKE_SECONDS, not after the last batch.
+            while thread.is_alive() and (deadline is None or time.monotonic() < deadline):
+                thread.join(WAKE_SECONDS)
 
     def _loop(self, session) -> None:
         while True:
