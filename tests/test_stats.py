@@ -150,6 +150,8 @@ def test_unlabelled_flat_folder(tmp_path):
     data = write_tree(tmp_path / "flat", {f"img_{i}.png": encoded(make_structured_rgb(20, 30, i), "PNG") for i in range(3)})
     stats = json.loads(run("stats", data, "-o", tmp_path / "s.json", "-w", 0, "--json").output)
     assert stats["classes"] == {} and stats["unlabelled"] == 3 and stats["ok"] == 3
+    first = run("stats", data, "-o", tmp_path / "s.json", "-w", 0).output.splitlines()[0]
+    assert first == "3 images, no labels"  # it said "0 classes", as if the labels were lost
 
 
 # --- usage and failure ---------------------------------------------------------------------

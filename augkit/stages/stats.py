@@ -287,8 +287,10 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
     classes = stats["classes"]
     unreadable = (f" ({stats['failed']} unreadable{' in the sample' if stats['sample'] else ''}, listed below)"
                   if stats["failed"] else "")
-    lines = [f"{plural(stats['images'], 'image')}{unreadable}, {plural(len(classes), 'class', 'classes')}"
+    labels = plural(len(classes), 'class', 'classes') if classes or not stats["unlabelled"] else "no labels"
+    lines = [f"{plural(stats['images'], 'image')}{unreadable}, {labels}"
              + (f" ({min(classes.values())}-{max(classes.values())} per class)" if classes else "")
+             + (f", {stats['unlabelled']} unlabelled" if classes and stats["unlabelled"] else "")
              + (f"; analyzed a sample of {stats['analyzed']} (seed {stats['sample']['seed']})" if stats["sample"] else "")]
     sizes = stats["sizes"]
     if sizes["width"]:
