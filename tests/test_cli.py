@@ -83,6 +83,12 @@ def test_help_of_commands_that_read_tar_shards_says_src_may_be_tar_shards(runner
     assert "or WebDataset tar shards (a .tar, a folder of them, or data/shard-{000000..000099}.tar" in text
 
 
+@pytest.mark.parametrize("command, argument", [("augment", "SRC"), ("stats", "SRC"), ("preview", "IMAGE")])
+def test_help_of_split_and_label_key_names_the_command_s_own_argument(runner, command, argument):
+    text = " ".join(runner.invoke(cli, [command, "--help"], terminal_width=200).output.split())
+    assert f"With a split manifest as {argument}:" in text and f"With WebDataset tar shards as {argument}:" in text
+
+
 def test_help_of_shard_images_states_its_default_in_images(runner):
     text = " ".join(runner.invoke(cli, ["cache-features", "--help"], terminal_width=200).output.split())
     assert "Images per shard file (default: 4096 // --views, at least 1, so that a shard holds up to 4096 rows" in text

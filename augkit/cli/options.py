@@ -21,16 +21,26 @@ seed = click.option(
     "--seed", type=click.IntRange(min=0), default=None,
     help="Run seed (default: the recipe's seed, else 0). Same seed, same output.",
 )
-split = click.option(
-    "--split", default=None, metavar="NAME",
-    help="With a split manifest as SRC: use only the rows of this split (train, val, test), or "
-         "`all` for every row. Required when the manifest has a split column.",
-)
-label_key = click.option(
-    "--label-key", default=None, metavar="EXT",
-    help="With WebDataset tar shards as SRC: the member holding each sample's label (default cls, a class "
-         "index; another, such as txt, holds the class name).",
-)
+def split_option(argument: str = "SRC"):
+    """--split, its help naming the command's own ``argument``."""
+    return click.option(
+        "--split", default=None, metavar="NAME",
+        help=f"With a split manifest as {argument}: use only the rows of this split (train, val, test), or "
+             "`all` for every row. Required when the manifest has a split column.",
+    )
+
+
+def label_key_option(argument: str = "SRC"):
+    """--label-key, its help naming the command's own ``argument``."""
+    return click.option(
+        "--label-key", default=None, metavar="EXT",
+        help=f"With WebDataset tar shards as {argument}: the member holding each sample's label (default cls, "
+             "a class index; another, such as txt, holds the class name).",
+    )
+
+
+split = split_option()
+label_key = label_key_option()
 
 
 def source(src: str, label_key: str | None):

@@ -33,8 +33,8 @@ def _existing(image: str) -> str:
               help="When IMAGE is a folder or tar shards: how many of its images to show, one row each.")
 @click.option("--open", "open_after", is_flag=True, help="Open the grid with the system viewer.")
 @click.option("--overwrite", is_flag=True, help="Replace a file at -o that augkit preview did not draw.")
-@options.split
-@options.label_key
+@options.split_option("IMAGE")
+@options.label_key_option("IMAGE")
 @options.max_pixels
 def preview(recipe_path: str, image: str, output: str, n: int, seed: int | None, tile: int,
             max_images: int, open_after: bool, overwrite: bool, split: str | None, label_key: str | None,
