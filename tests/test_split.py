@@ -267,6 +267,18 @@ def test_splitting_a_folder_of_split_folders_is_refused_and_writes_nothing(uneve
     assert not (tmp_path / "again.csv").exists() and not (tmp_path / "split" / "split.csv").exists()
 
 
+def test_splitting_a_class_folder_of_a_split_dataset_is_refused_and_writes_nothing(uneven, tmp_path):
+    run("split", uneven)  # data/split.csv
+    before = tree_bytes(uneven)
+    result = run("split", uneven / "ant", expect=2)  # a second manifest would move val images into train
+    assert result.stderr.count("\n") == 1
+    assert (f"{uneven / 'ant'} is inside {uneven}, which {uneven / 'split.csv'} already splits (test, train, val)"
+            in result.stderr)
+    assert f"split {uneven} itself" in result.stderr
+    assert tree_bytes(uneven) == before
+    assert "unchanged" in run("split", uneven).output  # the dataset itself is split as before
+
+
 def test_materialize_with_copy(uneven, tmp_path):
     out = tmp_path / "split"
     assert "0 hard links, 20 copies" in run("split", uneven, "-o", tmp_path / "s.csv", "--materialize", out, "--copy").output

@@ -35,11 +35,13 @@ def split(src, output, val, test, seed, stratify, materialize_dir, copy_files, o
     """
     from augkit.input.discovery import discover
     from augkit.core.errors import UsageError
-    from augkit.stages.split import (SPLITS, check_manifest_path, check_materialize_target, materialize, split_samples,
-                                     write_manifest)
+    from augkit.stages.split import (SPLITS, check_manifest_path, check_materialize_target, check_not_part_of_a_split,
+                                     materialize, split_samples, write_manifest)
 
     if copy_files and not materialize_dir:
         raise UsageError("--copy only applies with --materialize DIR")
+    if split is None:
+        check_not_part_of_a_split(src)
     dataset = discover(src, split=split, for_training=False)  # its own earlier manifest, say
     if dataset.kind == "shards":  # a manifest lists files; a shard's members are not
         raise UsageError(f"{src}: is tar shards; split lists image files in a CSV manifest: split the folder the "

@@ -53,6 +53,7 @@ import csv
 import ntpath
 import os
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from augkit.core.errors import UsageError
@@ -108,7 +109,7 @@ def discover(src: str | os.PathLike, *, split: str | None = None, for_training: 
                          f"on purpose",
                          cli=f"{why}; pass {manifest} --split train (one split), or --split all to use every image on "
                              f"purpose")
-    above = _split_manifest_above(path) if guarded else None
+    above = split_manifest_above(path) if guarded else None
     if above is not None:
         manifest, splits = above
         shown = manifest if path.is_absolute() else Path(os.path.relpath(manifest))
@@ -148,7 +149,7 @@ def _split_manifest_inside(root: Path) -> Path | None:
     return None
 
 
-def _split_manifest_above(root: Path, levels: int = 3) -> tuple[Path, list[str]] | None:
+def split_manifest_above(root: Path, levels: int = 3) -> tuple[Path, list[str]] | None:
     """A split manifest at the top of one of the ``levels`` folders above ``root`` that puts
     the images it lists inside ``root`` in more than one split (``photos/split.csv`` for
     ``photos/ants``), and those splits; the folders are ``root``'s as written, made absolute."""
@@ -165,20 +166,31 @@ def _splits_inside(manifest: Path, root: Path) -> list[str]:
     """The split names ``manifest`` gives the images it lists inside ``root`` (absolute,
     normalised), its paths read relative to the CSV as :func:`_from_manifest` reads them."""
     inside = _posix_key(str(root)).rstrip("/") + "/"
+    return sorted({name for place, name in _listed(manifest) if name and place.startswith(inside)})
+
+
+def lists_images_outside(manifest: Path, root: Path) -> bool:
+    """Whether ``manifest`` lists images outside the folder ``root`` (absolute): it splits
+    more than that folder."""
+    inside = _posix_key(os.path.abspath(root)).rstrip("/") + "/"
+    return any(not place.startswith(inside) for place, _name in _listed(manifest))
+
+
+def _listed(manifest: Path) -> Iterator[tuple[str, str]]:
+    """(absolute place, split name) of each row of ``manifest``; nothing when it cannot be
+    read (passed as SRC, the manifest says what is wrong with it)."""
     base = _posix_key(str(manifest.parent))
-    splits: set[str] = set()
     try:
         with open(manifest, newline="", encoding="utf-8-sig", errors=TEXT_ERRORS) as f:
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             path_col, split_col = _pick(columns, PATH_COLUMNS), _pick(columns, ("split",))
             for row in reader:
-                raw, name = (row.get(path_col) or "").strip(), (row.get(split_col) or "").strip()
-                if raw and name and _image_place(base, _posix_key(raw)).startswith(inside):
-                    splits.add(name)
+                raw = (row.get(path_col) or "").strip()
+                if raw:
+                    yield _image_place(base, _posix_key(raw)), (row.get(split_col) or "").strip()
     except (OSError, UnicodeDecodeError, csv.Error):
-        pass  # refuses nothing here; passed as SRC, the manifest says what is wrong with it
-    return sorted(splits)
+        return
 
 
 def _what_is(path: Path) -> str:

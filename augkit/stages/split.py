@@ -196,6 +196,22 @@ def is_manifest(path) -> bool:
         return False
 
 
+def check_not_part_of_a_split(src) -> None:
+    """Refuse to split a folder inside a dataset that a split manifest already splits
+    (``photos/ants`` beside ``photos/split.csv``): the second manifest would put images the
+    first holds out for val and test into its train split, and mixing the two leaks them."""
+    from augkit.input.discovery import lists_images_outside, split_manifest_above
+
+    above = split_manifest_above(Path(src)) if os.path.isdir(src) else None
+    if above is None or not lists_images_outside(above[0], Path(src)):
+        return  # none, or a manifest of this folder as a whole, which --overwrite guards
+    manifest, splits = above
+    shown = manifest if Path(src).is_absolute() else Path(os.path.relpath(manifest))
+    raise UsageError(f"{src} is inside {shown.parent}, which {shown} already splits ({', '.join(splits)}): a second "
+                     f"split of part of it would move images between splits; split {shown.parent} itself (with "
+                     f"--overwrite to re-split it), or copy {src} out of {shown.parent} to split it on its own")
+
+
 def check_manifest_path(csv_path, overwrite: bool = False, dataset=None) -> None:
     """Refuse, before any work, a manifest path that holds a file ``split`` did not write
     (unless ``overwrite``) or one of the source's images (``dataset``), whatever ``overwrite``
