@@ -62,6 +62,36 @@ def test_help_and_version_do_not_import_albumentations_or_opencv(args):
     assert "HEAVY: []" in proc.stdout
 
 
+CTRL_C_AT_START = """
+import signal, sys
+
+
+class CtrlCAtClick:  # the terminal's Ctrl-C, arriving while the command imports click
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            sys.meta_path.remove(self)
+            signal.raise_signal(signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlCAtClick())
+from augkit.cli import main  # what the augkit console script does
+main()
+"""
+
+
+def test_ctrl_c_while_the_command_starts_prints_one_line_and_no_traceback():
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_AT_START, "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "\ninterrupted\n")
+
+
+def test_importing_the_cli_leaves_ctrl_c_to_python():
+    import signal
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # augkit.cli is imported above
+
+
 def test_python_m_augkit_shows_the_version():
     from augkit._version import __version__
 

@@ -470,6 +470,41 @@ def test_a_ctrl_c_taken_by_another_thread_stops_a_run_whose_workers_all_hold_ite
     assert not (tmp_path / "gave-up").exists()  # stopped while the worker held its item
 
 
+# A worker started, as the forkserver does, for a pool that closed first: a Ctrl-C while the
+# run waited for the forkserver (importing) to start it left the request with the forkserver.
+ORPHAN = """
+import os, sys, _multiprocessing, multiprocessing
+from multiprocessing import context, reduction, resource_tracker, spawn
+import augkit.engines._preload  # what the forkserver imports before it forks a worker
+
+
+class Child:  # the forkserver's popen, as far as pickling for a child goes
+    def duplicate_for_child(self, fd):
+        return fd
+
+
+lock = multiprocessing.get_context("forkserver").Lock()  # a pool's queues hold such named semaphores
+context.set_spawning_popen(Child())
+data = bytes(reduction.ForkingPickler.dumps({})) + bytes(reduction.ForkingPickler.dumps(lock))
+context.set_spawning_popen(None)
+_multiprocessing.sem_unlink(lock._semlock.name)  # the pool closed: its semaphores are gone
+resource_tracker.unregister(lock._semlock.name, "semaphore")
+r, w = os.pipe()
+os.write(w, data if sys.argv[1] == "closed" else data[:5])  # or the start-up data was cut short
+os.close(w)
+print(spawn._main(r, os.dup(r)), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("how", ["closed", "cut"])
+def test_a_worker_whose_pool_is_gone_before_it_starts_exits_without_a_traceback(tmp_path, how):
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN)
+    done = subprocess.run([sys.executable, str(script), how], capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "1\n", "")  # exit status 1, and not a word
+
+
 needs_shm = pytest.mark.skipif(not (os.path.isdir(_shm.SHM_DIR) and _shm._pid_namespace()),
                                reason="needs /dev/shm and /proc")
 

@@ -15,8 +15,26 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import sys
+import threading
 
-import click
+
+def _ctrl_c_while_starting(signum, frame) -> None:
+    sys.stderr.write("\ninterrupted\n")
+    raise SystemExit(130)  # nothing has run yet: nothing to clean up or resume
+
+
+# A Ctrl-C while the command's modules import (click, the commands: a tenth of a second)
+# printed a KeyboardInterrupt traceback from inside an import. Until they are in, it exits
+# with the one line every command prints. Only where Python's own handler is in place:
+# a program that imports augkit.cli keeps its own.
+_STARTING = threading.current_thread() is threading.main_thread() and \
+    signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _STARTING:
+    signal.signal(signal.SIGINT, _ctrl_c_while_starting)
+
+import click  # noqa: E402
 
 from augkit._version import __version__
 from augkit.core.errors import AugkitError
@@ -98,6 +116,8 @@ def _register() -> None:
 
 
 _register()
+if _STARTING:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main() -> None:
