@@ -307,11 +307,18 @@ class LocalEngine:
             result_queue = getattr(executor, "_result_queue", None)
             if result_queue is not None:
                 result_queue._writer.close()  # noqa: SLF001 - no public way to unblock it
+        manager = getattr(executor, "_executor_manager_thread", None)
         executor.shutdown(wait=not kill, cancel_futures=True)
         for p in processes:
             p.join(timeout=5)
             if p.is_alive():
                 p.kill()
+        if manager is not None:
+            # Let the executor's thread finish closing its pipes now. At exit the interpreter
+            # writes to one of them while that thread may be closing it (a race in Python
+            # 3.11's concurrent.futures), which printed 'Exception ignored in threading ...
+            # Bad file descriptor' under a Ctrl-C's one line.
+            manager.join(timeout=5)
 
     def __enter__(self) -> LocalEngine:
         return self
