@@ -29,3 +29,16 @@ def small_rgb() -> np.ndarray:
 def photo_sized_rgb() -> np.ndarray:
     """300x400 structured RGB uint8: big enough for the 224x224 recipes."""
     return make_structured_rgb(300, 400, seed=1)
+
+
+@pytest.fixture
+def python_ctrl_c():
+    """Ctrl-C handled as Python does by default (KeyboardInterrupt), whatever the test run
+    inherited: a process started with SIGINT ignored (a background job of a script) passes
+    that on, and Python then leaves it ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+

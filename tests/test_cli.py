@@ -81,15 +81,19 @@ main()
 
 
 def test_ctrl_c_while_the_command_starts_prints_one_line_and_no_traceback():
+    import signal
+
     proc = subprocess.run([sys.executable, "-c", CTRL_C_AT_START, "--help"], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "", "\ninterrupted\n")
 
 
-def test_importing_the_cli_leaves_ctrl_c_to_python():
-    import signal
-
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # augkit.cli is imported above
+@pytest.mark.parametrize("handler", ["signal.default_int_handler", "lambda *args: None", "signal.SIG_IGN"])
+def test_importing_the_cli_leaves_a_program_s_ctrl_c_handler_as_it_was(handler):
+    code = (f"import signal; handler = {handler}; signal.signal(signal.SIGINT, handler); import augkit.cli; "
+            "print(signal.getsignal(signal.SIGINT) is handler)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout == "True\n", proc.stderr
 
 
 def test_python_m_augkit_shows_the_version():

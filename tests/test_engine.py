@@ -451,7 +451,7 @@ def test_ctrl_c_while_the_forkserver_imports_prints_one_line_and_no_traceback(tm
     assert run.returncode == 130
 
 
-def test_a_ctrl_c_taken_by_another_thread_stops_a_run_whose_workers_all_hold_items(tmp_path):
+def test_a_ctrl_c_taken_by_another_thread_stops_a_run_whose_workers_all_hold_items(tmp_path, python_ctrl_c):
     # Python runs a SIGINT's handler in the main thread only when that thread next wakes. A
     # signal that another thread took (or one landing just before the wait blocked, which
     # once hung CI for five minutes) left the run waiting on a worker that held its item.

@@ -10,7 +10,7 @@ import pytest
 from augkit.core.interrupts import deferred
 
 
-def test_a_ctrl_c_inside_is_noted_and_raised_on_the_way_out():
+def test_a_ctrl_c_inside_is_noted_and_raised_on_the_way_out(python_ctrl_c):
     reached = []
     with pytest.raises(KeyboardInterrupt):
         with deferred() as ctrl_c:
@@ -20,7 +20,7 @@ def test_a_ctrl_c_inside_is_noted_and_raised_on_the_way_out():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_without_a_ctrl_c_nothing_changes():
+def test_without_a_ctrl_c_nothing_changes(python_ctrl_c):
     with deferred() as ctrl_c:
         pass
     assert ctrl_c == [] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -36,7 +36,7 @@ def test_a_program_that_ignores_ctrl_c_still_ignores_it():
         signal.signal(signal.SIGINT, previous)
 
 
-def test_outside_the_main_thread_the_handler_is_left_alone():
+def test_outside_the_main_thread_the_handler_is_left_alone(python_ctrl_c):
     seen = []
 
     def inside():
