@@ -389,11 +389,11 @@ def test_workers_import_the_augkit_of_their_parent_whatever_the_current_folder(t
 # until the run it serves is gone, so a Ctrl-C sent meanwhile lands in the middle of its import.
 HOLDING = """
 import os, pathlib, time
-from augkit.engines._shm import _gone
+from augkit.core.processes import gone
 
 run = os.getppid()  # the forkserver's parent
 pathlib.Path(os.environ["HOLDING"]).touch()
-while not _gone(run):  # reaped, or a zombie its caller has not reaped yet
+while not gone(run):  # reaped, or a zombie its caller has not reaped yet
     time.sleep(0.01)
 os._exit(0)  # the forkserver goes with its run, never past this import
 """

@@ -17,6 +17,7 @@ import weakref
 from typing import Any
 
 from augkit.core.errors import AugkitError, SampleError
+from augkit.core.processes import gone
 
 
 def one_line(text: str) -> str:
@@ -94,7 +95,7 @@ def sweep_stale_logs(folder: str | None = None) -> None:
         return
     for name in names:
         pid, dash, _ = name[len(LOG_PREFIX):-len(LOG_SUFFIX)].partition("-")
-        if dash and pid.isdigit() and not _alive(int(pid)):
+        if dash and pid.isdigit() and gone(int(pid)):
             path = os.path.join(folder, name)
             try:
                 if time.time() - os.stat(path).st_mtime > STALE_SECONDS:
@@ -102,15 +103,6 @@ def sweep_stale_logs(folder: str | None = None) -> None:
             except OSError:
                 pass  # gone already, or another user's
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: alive, another user's
-        return True
-    return True
 
 
 def _remove(path: str) -> None:

@@ -40,6 +40,7 @@ from multiprocessing import shared_memory
 from typing import Any
 
 from augkit.core.interrupts import deferred
+from augkit.core.processes import gone
 
 SHM_DIR = "/dev/shm"
 _ENTRY = re.compile(r"(?:sem\.mp-)?augkit-(?P<pid>\d+)-(?P<ns>\d+)-")
@@ -60,20 +61,6 @@ def tag() -> str:
     return f"augkit-{os.getpid()}-{_pid_namespace()}"
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's process: alive
-        return False
-    try:  # a zombie has exited and holds no memory; only its parent has not reaped it
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def sweep(folder: str = SHM_DIR) -> list[str]:
     """Remove the entries of augkit processes of this pid namespace that are gone."""
     ns = _pid_namespace()
@@ -86,7 +73,7 @@ def sweep(folder: str = SHM_DIR) -> list[str]:
     removed = []
     for name in names:
         match = _ENTRY.match(name)
-        if match is None or int(match["ns"]) != ns or not _gone(int(match["pid"])):
+        if match is None or int(match["ns"]) != ns or not gone(int(match["pid"])):
             continue
         try:
             os.unlink(os.path.join(folder, name))

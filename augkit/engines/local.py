@@ -166,11 +166,11 @@ def _exit_with_parent(parent_pid: int) -> None:
     # killed but not yet reaped is a zombie, which kill(pid, 0) still finds: a caller that
     # reads the run's output before waiting for it (subprocess.run(capture_output=True))
     # would otherwise wait on workers that wait on it.
-    from augkit.engines._shm import _gone
+    from augkit.core.processes import gone
 
     while True:
         time.sleep(0.5)
-        if _gone(parent_pid):
+        if gone(parent_pid):
             os._exit(1)
 
 

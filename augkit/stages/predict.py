@@ -200,11 +200,11 @@ def _check_outputs(out: Path, plot: Path | None, overwrite: bool, dataset) -> No
 
 def _sweep_work_folders(out: Path) -> None:
     """Work folders of earlier runs into the same CSV whose process is gone (killed)."""
-    from augkit.engines._shm import _gone
+    from augkit.core.processes import gone
 
     for folder in out.parent.glob(f".{out.name}{_WORK}*"):
         pid = folder.name[len(f".{out.name}{_WORK}"):].split("-")[0]
-        if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and _gone(int(pid)):
+        if folder.is_dir() and pid.isdigit() and int(pid) != os.getpid() and gone(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -20,6 +20,7 @@ import urllib.parse
 from pathlib import Path
 
 from augkit.core.errors import AugkitError, UsageError
+from augkit.core.processes import gone
 from augkit.core.progress import progress_bar
 
 CACHE_ENV = "AUGKIT_CACHE_DIR"
@@ -165,15 +166,6 @@ def _remove_stale_parts(folder: Path) -> None:
     """Partial downloads of processes that died (kill -9) without cleaning up."""
     for part in folder.glob(".*.part-*"):
         pid = part.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and gone(int(pid)):
             part.unlink(missing_ok=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but is not ours
-        return True
-    return True
