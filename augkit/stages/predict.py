@@ -81,9 +81,10 @@ def predict(model, src, out, *, top_k: int = 3, split: str | None = None, worker
     out, plot = Path(out), Path(plot) if plot is not None else None
     _check_outputs(out, plot, overwrite, dataset)
     threads = threads or cores()
+    if workers is None:
+        workers = default_workers(False, median_megapixels(dataset.samples))
     summary = PredictSummary(images=len(dataset.samples), csv=str(out), classes=list(classifier.classes),
-                             top_k=max(1, min(top_k, len(classifier.classes))),
-                             workers=default_workers(False, median_megapixels(dataset.samples)) if workers is None else workers, threads=threads,
+                             top_k=max(1, min(top_k, len(classifier.classes))), workers=workers, threads=threads,
                              batch_size=batch_size or batch_size_for(threads, providers))
     shards = [Shard(i, start, min(start + GROUP_IMAGES, len(dataset.samples)), "", (), max_pixels)
               for i, start in enumerate(range(0, len(dataset.samples), GROUP_IMAGES))]
