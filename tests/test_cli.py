@@ -117,6 +117,11 @@ def test_help_of_commands_that_read_tar_shards_says_src_may_be_tar_shards(runner
     assert "or WebDataset tar shards (a .tar, a folder of them, or data/shard-{000000..000099}.tar" in text
 
 
+def test_preview_help_says_max_images_applies_to_a_manifest_too(runner):
+    text = " ".join(runner.invoke(cli, ["preview", "--help"], terminal_width=200).output.split())
+    assert "When IMAGE is a folder, a manifest or tar shards: how many of its images to show" in text
+
+
 @pytest.mark.parametrize("command, argument", [("augment", "SRC"), ("stats", "SRC"), ("preview", "IMAGE")])
 def test_help_of_split_and_label_key_names_the_command_s_own_argument(runner, command, argument):
     text = " ".join(runner.invoke(cli, [command, "--help"], terminal_width=200).output.split())

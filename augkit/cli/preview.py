@@ -30,7 +30,7 @@ def _existing(image: str) -> str:
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Default: the recipe's seed, else 0.")
 @click.option("--tile", default=256, show_default=True, type=click.IntRange(64, 1024), help="Tile size in pixels.")
 @click.option("--max-images", default=4, show_default=True, type=click.IntRange(1, 32),
-              help="When IMAGE is a folder or tar shards: how many of its images to show, one row each.")
+              help="When IMAGE is a folder, a manifest or tar shards: how many of its images to show, one row each.")
 @click.option("--open", "open_after", is_flag=True, help="Open the grid with the system viewer.")
 @click.option("--overwrite", is_flag=True, help="Replace a file at -o that augkit preview did not draw.")
 @options.split_option("IMAGE")
